@@ -1,0 +1,87 @@
+"""The controller process: one event loop running the REST app and the timers.
+
+``ControllerApp`` owns every task it starts and can bind to port 0, so tests
+run the real thing in-process and read the ports it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from controller.clock import Clock, SystemClock
+from controller.config import StationConfig
+from controller.rest import create_app
+from controller.service import StationService
+from controller.station import Station
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    host: str
+    rest_port: int
+    ocpp_port: int
+
+
+class ControllerApp:
+    def __init__(
+        self,
+        config: StationConfig,
+        *,
+        clock: Clock | None = None,
+        host: str | None = None,
+        rest_port: int | None = None,
+        ocpp_port: int | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.host = host if host is not None else config.server.host
+        self._rest_port = rest_port if rest_port is not None else config.server.rest_port
+        self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
+        self.station = Station(config, now=self.clock.now())
+        self.service = StationService(self.station, self.clock)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rest_port = 0
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(create_app(self.service), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._rest_port)
+        await site.start()
+        server = site._server  # the bound socket tells the real port when 0 was asked
+        sockets = getattr(server, "sockets", None) or []
+        self.rest_port = sockets[0].getsockname()[1] if sockets else self._rest_port
+        self._tasks.append(asyncio.create_task(self.service.run_battery_timer(), name="battery"))
+        log.info("REST API on http://%s:%d", self.host, self.rest_port)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await self.stop()

@@ -1,0 +1,141 @@
+"""The stationary battery: stored energy over time, for peak shaving.
+
+Theory (behaviour spec section 4). The power that flows is piecewise constant:
+it changes only when the station load changes (the controller calls
+``advance`` before every change) or when the battery itself crosses a
+threshold (empty, back at 5 %, full). ``next_event_at`` predicts the next
+threshold from the current flow so that the controller can wake at that exact
+moment instead of polling; integration is exact between events.
+
+Hysteresis: once empty the battery may not discharge again before it holds
+5 % of ``initial_capacity``, otherwise it would toggle between "may discharge"
+and "empty" every few seconds and the chargers' limits with it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+HOUR = 3600.0
+REARM_FRACTION = 0.05
+# Energy differences below this (kWh) are rounding noise from float arithmetic.
+EPSILON_KWH = 1e-9
+
+
+class BatteryMode(StrEnum):
+    CHARGING = "charging"
+    DISCHARGING = "discharging"
+    IDLE = "idle"
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """Battery power at a given station load: positive discharging, negative charging."""
+
+    power: float
+
+    @property
+    def mode(self) -> BatteryMode:
+        if self.power > 0:
+            return BatteryMode.DISCHARGING
+        if self.power < 0:
+            return BatteryMode.CHARGING
+        return BatteryMode.IDLE
+
+
+class Battery:
+    def __init__(
+        self,
+        *,
+        initial_capacity: float,
+        power: float,
+        grid_capacity: float,
+        now: float,
+        stored_energy: float | None = None,
+        may_discharge: bool | None = None,
+    ) -> None:
+        self.initial_capacity = initial_capacity
+        self.power = power
+        self.grid_capacity = grid_capacity
+        stored = initial_capacity if stored_energy is None else stored_energy
+        self.stored_energy = min(max(stored, 0.0), initial_capacity)
+        self.may_discharge = (
+            self.stored_energy > EPSILON_KWH if may_discharge is None else may_discharge
+        )
+        self.updated_at = now
+        self._load = 0.0
+
+    @property
+    def rearm_energy(self) -> float:
+        return REARM_FRACTION * self.initial_capacity
+
+    @property
+    def available_power(self) -> float:
+        """What the allocator may count on from the battery right now (kW)."""
+        return self.power if self.may_discharge and self.stored_energy > EPSILON_KWH else 0.0
+
+    @property
+    def load(self) -> float:
+        return self._load
+
+    def flow(self) -> Flow:
+        """The battery's power at the current load."""
+        load = self._load
+        if load > self.grid_capacity and self.available_power > 0:
+            return Flow(min(load - self.grid_capacity, self.power))
+        if load < self.grid_capacity and self.stored_energy < self.initial_capacity - EPSILON_KWH:
+            return Flow(-min(self.grid_capacity - load, self.power))
+        return Flow(0.0)
+
+    def grid_power(self) -> float:
+        """What the station draws from the grid: load minus discharge plus charge."""
+        return self._load - self.flow().power
+
+    def advance(self, now: float) -> bool:
+        """Integrate the energy up to ``now``; True when may_discharge changed.
+
+        The caller reallocates when this returns True: the root limit moved.
+        """
+        elapsed = now - self.updated_at
+        if elapsed <= 0:
+            return False
+        self.updated_at = now
+        before = self.may_discharge
+        energy = self.stored_energy - self.flow().power * elapsed / HOUR
+        self.stored_energy = min(max(energy, 0.0), self.initial_capacity)
+        self._settle()
+        return self.may_discharge != before
+
+    def set_load(self, load: float, now: float) -> bool:
+        """Integrate up to ``now`` under the old load, then switch to the new one."""
+        changed = self.advance(now)
+        self._load = max(load, 0.0)
+        return changed
+
+    def next_event_at(self) -> float | None:
+        """When the flow will next change on its own (empty, re-armed or full)."""
+        flow = self.flow().power
+        if flow > 0:
+            return self.updated_at + self.stored_energy / flow * HOUR
+        if flow < 0:
+            rate = -flow
+            target = self.initial_capacity
+            if not self.may_discharge and self.stored_energy < self.rearm_energy:
+                target = self.rearm_energy
+            return self.updated_at + (target - self.stored_energy) / rate * HOUR
+        return None
+
+    def _settle(self) -> None:
+        # Snap values that float arithmetic left a hair away from a threshold,
+        # so that a wake-up scheduled at the predicted moment sees the event.
+        if self.stored_energy <= EPSILON_KWH:
+            self.stored_energy = 0.0
+            self.may_discharge = False
+        if self.initial_capacity - self.stored_energy <= EPSILON_KWH:
+            self.stored_energy = self.initial_capacity
+        if not self.may_discharge and self.stored_energy >= self.rearm_energy - EPSILON_KWH:
+            self.may_discharge = self.stored_energy > 0 and not math.isclose(
+                self.initial_capacity, 0.0
+            )

@@ -1,0 +1,69 @@
+"""``ev-controller``: start the station power controller on a config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller.app import ControllerApp
+from controller.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, ConfigError, load_config
+
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ev-controller",
+        description="Station power controller for EV charging sites (OCPP 1.6J + REST).",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"station config file (default: ${CONFIG_ENV_VAR} or {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument("--rest-port", type=int, help="REST API port (default 4567)")
+    parser.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    return parser
+
+
+def config_path(flag: Path | None) -> Path:
+    """The flag wins over the environment variable, which wins over the default."""
+    if flag is not None:
+        return flag
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    path = config_path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"ev-controller: invalid configuration in {path}:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    app = ControllerApp(
+        config, host=args.host, rest_port=args.rest_port, ocpp_port=args.ocpp_port
+    )
+    try:
+        asyncio.run(app.serve_forever())
+    except OSError as error:
+        print(f"ev-controller: cannot start: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Station configuration: ``config.json`` loaded once into a frozen, validated model.
+
+Every problem in the file is reported as one line naming the field path
+(``chargers[1].maxPower: must be greater than 0``) so an operator can fix the
+file without reading a traceback. Unknown keys are rejected too: a typo such
+as ``maxPowr`` would otherwise silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from allocator import ChargerNode, GroupNode, StationTree, Strategy
+
+CONFIG_ENV_VAR = "EV_CONTROLLER_CONFIG"
+DEFAULT_CONFIG_PATH = Path("config.json")
+DEFAULT_DB_PATH = Path("data/controller.db")
+
+PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+NonEmptyId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+class BatteryConfig(_Model):
+    initial_capacity: NonNegativeKw
+    power: NonNegativeKw
+
+
+class ChargerConfig(_Model):
+    id: NonEmptyId
+    max_power: PositiveKw
+    connectors: Annotated[int, Field(ge=1, le=32)]
+    # OCPP extensions (ocpp.md): how limits are expressed and who may connect.
+    rate_unit: Literal["W", "A"] | None = None
+    voltage: PositiveKw = 230.0
+    phases: Literal[1, 3] = 3
+    password: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    smart_charging: bool = True
+
+
+class GroupConfig(_Model):
+    id: NonEmptyId
+    max_power: PositiveKw
+    chargers: tuple[str, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
+
+
+class AllocationConfig(_Model):
+    strategy: Strategy = Strategy.FAIR
+
+
+class ServerConfig(_Model):
+    host: str = "0.0.0.0"
+    rest_port: Port = 4567
+    ocpp_port: Port = 9000
+    ocpp_path: str = "/ocpp"
+
+
+class OcppConfig(_Model):
+    heartbeat_interval: Annotated[int, Field(ge=1)] = 300
+    call_timeout: Annotated[float, Field(gt=0)] = 10.0
+    # Per-connector power chargers fall back to when they lose the controller.
+    failsafe_power: NonNegativeKw | None = None
+    # After this long offline a charger's sessions are budgeted at the failsafe.
+    offline_after: Annotated[float, Field(ge=0)] = 900.0
+    authorized_id_tags: tuple[str, ...] | None = None
+
+
+class DatabaseConfig(_Model):
+    path: str = str(DEFAULT_DB_PATH)
+
+
+class StationConfig(_Model):
+    station_id: NonEmptyId
+    grid_capacity: PositiveKw
+    # At least one charger: checked in cross_field_problems, because pydantic
+    # reports a too-short tuple whenever one of its items is invalid.
+    chargers: tuple[ChargerConfig, ...]
+    battery: BatteryConfig | None = None
+    groups: tuple[GroupConfig, ...] = ()
+    allocation: AllocationConfig = AllocationConfig()
+    server: ServerConfig = ServerConfig()
+    ocpp: OcppConfig = OcppConfig()
+    database: DatabaseConfig = DatabaseConfig()
+
+    def charger(self, charger_id: str) -> ChargerConfig | None:
+        for charger in self.chargers:
+            if charger.id == charger_id:
+                return charger
+        return None
+
+    @property
+    def total_connectors(self) -> int:
+        return sum(c.connectors for c in self.chargers)
+
+    def failsafe_power_per_connector(self, charger: ChargerConfig) -> float:
+        """kW per connector that a charger applies while the controller is away.
+
+        Default: the grid shared evenly over every connector of the station,
+        so that all connectors at their failsafe still fit the grid, capped at
+        the charger's own per-connector share (ocpp.md, failsafe default).
+        """
+        share = charger.max_power / charger.connectors
+        if self.ocpp.failsafe_power is not None:
+            return min(self.ocpp.failsafe_power, share)
+        return min(float(math.floor(self.grid_capacity / self.total_connectors)), share)
+
+    def tree(self) -> StationTree:
+        def group_node(group: GroupConfig) -> GroupNode:
+            return GroupNode(
+                id=group.id,
+                max_power=group.max_power,
+                chargers=group.chargers,
+                groups=tuple(group_node(g) for g in group.groups),
+            )
+
+        return StationTree(
+            chargers=tuple(ChargerNode(c.id, c.max_power) for c in self.chargers),
+            groups=tuple(group_node(g) for g in self.groups),
+        )
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` holds one line per field."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """``("chargers", 1, "maxPower")`` -> ``chargers[1].maxPower``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else part
+    return path or "(root)"
+
+
+def describe_error(error: Any) -> str:
+    """A short sentence for one pydantic error, in the words an operator expects."""
+    kind: str = error["type"]
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    simple = {
+        "missing": "is required",
+        "extra_forbidden": "is not a known field",
+        "int_type": "must be an integer",
+        "float_type": "must be a number",
+        "string_type": "must be a string",
+        "bool_type": "must be true or false",
+        "dict_type": "must be an object",
+        "model_type": "must be an object",
+        "model_attributes_type": "must be an object",
+        "tuple_type": "must be a list",
+        "list_type": "must be a list",
+        "finite_number": "must be a finite number",
+        "int_from_float": "must be a whole number",
+    }
+    if kind in simple:
+        return simple[kind]
+    bounds = {
+        "greater_than": ("must be greater than", "gt"),
+        "greater_than_equal": ("must be at least", "ge"),
+        "less_than": ("must be less than", "lt"),
+        "less_than_equal": ("must be at most", "le"),
+        "too_short": ("must have at least {} item(s)", "min_length"),
+        "too_long": ("must have at most {} item(s)", "max_length"),
+        "string_too_short": ("must have at least {} character(s)", "min_length"),
+        "string_too_long": ("must have at most {} character(s)", "max_length"),
+    }
+    if kind in bounds:
+        text, key = bounds[kind]
+        value = ctx.get(key)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return text.format(value) if "{}" in text else f"{text} {value}"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected', 'the allowed values')}"
+    message: str = error.get("msg", "is invalid")
+    return message[0].lower() + message[1:] if message else "is invalid"
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        problems.append(f"{field_path(loc)}: {describe_error(item)}")
+    return problems
+
+
+def _walk_groups(
+    groups: Sequence[GroupConfig], path: str
+) -> Iterator[tuple[str, GroupConfig]]:
+    for index, group in enumerate(groups):
+        here = f"{path}[{index}]"
+        yield here, group
+        yield from _walk_groups(group.groups, f"{here}.groups")
+
+
+def cross_field_problems(config: StationConfig) -> list[str]:
+    """Rules pydantic cannot express per field: uniqueness and group membership."""
+    problems: list[str] = []
+    if not config.chargers:
+        problems.append("chargers: must list at least one charger")
+    charger_ids: set[str] = set()
+    for index, charger in enumerate(config.chargers):
+        if charger.id in charger_ids:
+            problems.append(f"chargers[{index}].id: duplicate charger id {charger.id!r}")
+        charger_ids.add(charger.id)
+
+    group_ids: set[str] = set()
+    owner: dict[str, str] = {}
+    for path, group in _walk_groups(config.groups, "groups"):
+        if group.id in group_ids or group.id in charger_ids:
+            problems.append(f"{path}.id: duplicate id {group.id!r}")
+        group_ids.add(group.id)
+        for index, charger_id in enumerate(group.chargers):
+            if charger_id not in charger_ids:
+                problems.append(f"{path}.chargers[{index}]: unknown charger {charger_id!r}")
+            elif charger_id in owner:
+                problems.append(
+                    f"{path}.chargers[{index}]: charger {charger_id!r} already belongs "
+                    f"to group {owner[charger_id]!r}"
+                )
+            else:
+                owner[charger_id] = group.id
+    return problems
+
+
+def parse_config(text: str | bytes) -> StationConfig:
+    """Validate the file's JSON text; raise ConfigError listing every problem.
+
+    JSON mode matters: strict validation then accepts JSON arrays for tuples
+    and strings for enums while still refusing ``"400"`` for a number.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            [f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"]
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(["(root): must be a JSON object"])
+    try:
+        config = StationConfig.model_validate_json(text)
+    except ValidationError as error:
+        raise ConfigError(validation_problems(error)) from None
+    problems = cross_field_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def config_from_dict(data: dict[str, Any]) -> StationConfig:
+    return parse_config(json.dumps(data))
+
+
+def load_config(path: Path) -> StationConfig:
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read file ({error.strerror})"]) from None
+    try:
+        return parse_config(text)
+    except ConfigError as error:
+        if len(error.problems) == 1 and error.problems[0].startswith("not valid JSON"):
+            raise ConfigError([f"{path}: {error.problems[0]}"]) from None
+        raise

@@ -1,0 +1,77 @@
+"""Sessions and the errors that station operations raise.
+
+A session is one vehicle on one connector (behaviour spec section 2). REST
+connector ids are 0-based; OCPP's are 1-based and converted at the OCPP edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    STOPPED = "stopped"
+
+
+class Origin(StrEnum):
+    REST = "rest"
+    OCPP = "ocpp"
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    charger_id: str
+    connector_id: int
+    vehicle_max_power: float | None
+    started_at: float
+    origin: Origin = Origin.REST
+    allocated_power: int = 0
+    limited_by: str | None = None
+    consumed_power: float | None = None
+    consumed_energy: float = 0.0
+    stopped_at: float | None = None
+    status: SessionStatus = SessionStatus.ACTIVE
+    transaction_id: int | None = None
+    id_tag: str | None = None
+    meter_start_wh: float | None = None
+    state_of_charge: float | None = None
+    stop_reason: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.status is SessionStatus.ACTIVE
+
+
+class StationError(Exception):
+    """A request the station refuses; ``code`` is stable, ``field`` names the input."""
+
+    code = "station_error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class UnknownCharger(StationError):
+    code = "unknown_charger"
+
+
+class UnknownSession(StationError):
+    code = "unknown_session"
+
+
+class InvalidConnector(StationError):
+    code = "invalid_connector"
+
+
+class ConnectorBusy(StationError):
+    code = "connector_busy"
+
+
+class SessionAlreadyStopped(StationError):
+    code = "session_stopped"

@@ -1,0 +1,309 @@
+"""Station state: sessions keyed by id, one per connector, and their allocation.
+
+The station is synchronous and does no I/O: callers (REST handlers, the OCPP
+server, the battery timer) pass ``now`` from the injected clock, mutate it, and
+get the new allocation back at once. Every change reruns the allocator, so an
+answer that changes allocations always reflects the new ones (behaviour spec
+sections 2-5).
+
+Pins: the OCPP push layer may pin a session at a fixed kW (a lowering the
+charger has not accepted yet, a charger that cannot be limited, a charger
+offline too long). Pinned power is reserved before anyone else is served, so
+the limits chargers may be applying never add up to more than the root limit.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from allocator import Demand, Limit, allocate
+from controller.battery import Battery
+from controller.config import ChargerConfig, StationConfig
+from controller.sessions import (
+    ConnectorBusy,
+    InvalidConnector,
+    Origin,
+    Session,
+    SessionAlreadyStopped,
+    SessionStatus,
+    UnknownCharger,
+    UnknownSession,
+)
+
+Listener = Callable[[], None]
+
+
+@dataclass(slots=True)
+class ConnectorState:
+    """What a charger last said about one connector (OCPP StatusNotification)."""
+
+    status: str | None = None
+    error_code: str | None = None
+    info: str | None = None
+    updated_at: float | None = None
+
+
+@dataclass(slots=True)
+class ChargerState:
+    """What the controller knows of a charger beyond its configuration."""
+
+    config: ChargerConfig
+    connected: bool = False
+    booted: bool = False
+    vendor: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    serial_number: str | None = None
+    last_seen: float | None = None
+    limits_confirmed: bool = True
+    smart_charging: bool = True
+    # OCPP connector 0 is the charger itself; 1..n are the connectors.
+    connectors: dict[int, ConnectorState] = field(default_factory=dict)
+
+
+def default_session_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Station:
+    def __init__(
+        self,
+        config: StationConfig,
+        *,
+        now: float,
+        session_id_factory: Callable[[], str] = default_session_id,
+        battery: Battery | None = None,
+    ) -> None:
+        self.config = config
+        self.tree = config.tree()
+        self.strategy = config.allocation.strategy
+        self._new_session_id = session_id_factory
+        self.chargers = {c.id: ChargerState(config=c, smart_charging=c.smart_charging)
+                         for c in config.chargers}
+        self.sessions: dict[str, Session] = {}
+        self._active: dict[tuple[str, int], Session] = {}
+        self._by_transaction: dict[int, Session] = {}
+        self.pins: dict[str, int] = {}
+        self.next_transaction_id = 1
+        self.allocation_version = 0
+        self._listeners: list[Listener] = []
+        if battery is None and config.battery is not None:
+            battery = Battery(
+                initial_capacity=config.battery.initial_capacity,
+                power=config.battery.power,
+                grid_capacity=config.grid_capacity,
+                now=now,
+            )
+        self.battery = battery
+        self.available_power = self._root_limit()
+
+    # -- queries ---------------------------------------------------------
+
+    def active_sessions(self) -> Iterator[Session]:
+        return iter(self._active.values())
+
+    def active_on(self, charger_id: str, connector_id: int) -> Session | None:
+        return self._active.get((charger_id, connector_id))
+
+    def session(self, session_id: str) -> Session:
+        try:
+            return self.sessions[session_id]
+        except KeyError:
+            raise UnknownSession(f"no session {session_id!r}", field="sessionId") from None
+
+    def by_transaction(self, transaction_id: int) -> Session | None:
+        return self._by_transaction.get(transaction_id)
+
+    def charger(self, charger_id: str) -> ChargerState:
+        try:
+            return self.chargers[charger_id]
+        except KeyError:
+            raise UnknownCharger(f"no charger {charger_id!r}", field="chargerId") from None
+
+    def allocated_power(self) -> int:
+        return sum(s.allocated_power for s in self._active.values())
+
+    def load(self) -> float:
+        """Station load for the battery: reported power where known, else the limit."""
+        return sum(_session_load(s) for s in self._active.values())
+
+    def grid_power(self) -> float:
+        if self.battery is None:
+            return self.load()
+        return self.battery.grid_power()
+
+    # -- listeners -------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called after every reallocation (the OCPP push loop listens)."""
+        self._listeners.append(listener)
+
+    # -- changes ---------------------------------------------------------
+
+    def start_session(
+        self,
+        *,
+        charger_id: str,
+        connector_id: int,
+        vehicle_max_power: float | None,
+        now: float,
+        origin: Origin = Origin.REST,
+        id_tag: str | None = None,
+        meter_start_wh: float | None = None,
+        session_id: str | None = None,
+        with_transaction: bool = False,
+    ) -> Session:
+        charger = self.charger(charger_id)
+        if not 0 <= connector_id < charger.config.connectors:
+            raise InvalidConnector(
+                f"charger {charger_id!r} has connectors 0 to {charger.config.connectors - 1}",
+                field="connectorId",
+            )
+        busy = self._active.get((charger_id, connector_id))
+        if busy is not None:
+            raise ConnectorBusy(
+                f"connector {connector_id} of {charger_id!r} is busy with session "
+                f"{busy.session_id}",
+                field="connectorId",
+            )
+        self._advance(now)
+        session = Session(
+            session_id=session_id or self._new_session_id(),
+            charger_id=charger_id,
+            connector_id=connector_id,
+            vehicle_max_power=vehicle_max_power,
+            started_at=now,
+            origin=origin,
+            id_tag=id_tag,
+            meter_start_wh=meter_start_wh,
+        )
+        if with_transaction:
+            session.transaction_id = self.next_transaction_id
+            self.next_transaction_id += 1
+            self._by_transaction[session.transaction_id] = session
+        self.sessions[session.session_id] = session
+        self._active[(charger_id, connector_id)] = session
+        self.reallocate(now)
+        return session
+
+    def stop_session(
+        self,
+        session_id: str,
+        *,
+        now: float,
+        consumed_energy: float | None = None,
+        reason: str | None = None,
+    ) -> Session:
+        session = self.session(session_id)
+        if not session.active:
+            raise SessionAlreadyStopped(f"session {session_id!r} is already stopped")
+        self._advance(now)
+        if consumed_energy is not None:
+            session.consumed_energy = consumed_energy
+        session.status = SessionStatus.STOPPED
+        session.stopped_at = now
+        session.stop_reason = reason
+        session.consumed_power = None
+        del self._active[(session.charger_id, session.connector_id)]
+        self.pins.pop(session_id, None)
+        self.reallocate(now)
+        # A stopped session draws nothing; keep its last limit for the record.
+        return session
+
+    def update_session(
+        self,
+        session_id: str,
+        *,
+        now: float,
+        consumed_power: float | None = None,
+        vehicle_max_power: float | None = None,
+        consumed_energy: float | None = None,
+        state_of_charge: float | None = None,
+    ) -> Session:
+        session = self.session(session_id)
+        if not session.active:
+            raise SessionAlreadyStopped(f"session {session_id!r} is stopped")
+        battery_flipped = self._advance(now)
+        if consumed_power is not None:
+            session.consumed_power = consumed_power
+        if consumed_energy is not None:
+            session.consumed_energy = consumed_energy
+        if state_of_charge is not None:
+            session.state_of_charge = state_of_charge
+        cap_changed = (
+            vehicle_max_power is not None and vehicle_max_power != session.vehicle_max_power
+        )
+        if vehicle_max_power is not None:
+            session.vehicle_max_power = vehicle_max_power
+        if cap_changed or battery_flipped:
+            self.reallocate(now)
+        else:
+            # Only the reported power moved: the limits stand, the battery's flow changes.
+            self._set_battery_load(now)
+        return session
+
+    def set_pin(self, session_id: str, power: int | None) -> None:
+        """Pin a session at ``power`` kW (None releases it); takes effect at the next run."""
+        if power is None:
+            self.pins.pop(session_id, None)
+        else:
+            self.pins[session_id] = power
+
+    # -- time ------------------------------------------------------------
+
+    def refresh(self, now: float) -> bool:
+        """Bring the battery up to ``now``; reallocate if its availability changed."""
+        if self._advance(now):
+            self.reallocate(now)
+            return True
+        return False
+
+    def next_wakeup(self) -> float | None:
+        """When the station must be refreshed even if nothing else happens."""
+        return None if self.battery is None else self.battery.next_event_at()
+
+    # -- allocation ------------------------------------------------------
+
+    def reallocate(self, now: float) -> dict[str, Limit]:
+        self._advance(now)
+        self.available_power = self._root_limit()
+        demands = [
+            Demand(
+                session_id=s.session_id,
+                charger_id=s.charger_id,
+                started_at=s.started_at,
+                vehicle_max_power=s.vehicle_max_power,
+                fixed=self.pins.get(s.session_id),
+            )
+            for s in self._active.values()
+        ]
+        limits = allocate(self.tree, demands, self.available_power, self.strategy)
+        for session in self._active.values():
+            limit = limits[session.session_id]
+            session.allocated_power = limit.power
+            session.limited_by = limit.bound
+        self._set_battery_load(now)
+        self.allocation_version += 1
+        for listener in self._listeners:
+            listener()
+        return limits
+
+    def _root_limit(self) -> int:
+        battery = 0.0 if self.battery is None else self.battery.available_power
+        return max(0, math.floor(self.config.grid_capacity + battery))
+
+    def _advance(self, now: float) -> bool:
+        return self.battery is not None and self.battery.advance(now)
+
+    def _set_battery_load(self, now: float) -> None:
+        if self.battery is not None:
+            self.battery.set_load(self.load(), now)
+
+
+def _session_load(session: Session) -> float:
+    if session.consumed_power is not None:
+        return session.consumed_power
+    return float(session.allocated_power)

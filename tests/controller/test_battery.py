@@ -1,0 +1,136 @@
+"""Battery behaviour (spec section 4) on explicit timestamps: no real clock anywhere."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.battery import Battery, BatteryMode
+
+HOUR = 3600.0
+T0 = 1_000_000.0
+
+
+def battery(stored: float | None = None, *, capacity: float = 200, power: float = 100) -> Battery:
+    return Battery(
+        initial_capacity=capacity, power=power, grid_capacity=400, now=T0, stored_energy=stored
+    )
+
+
+def test_starts_full_and_idle() -> None:
+    b = battery()
+    assert b.stored_energy == 200
+    assert b.available_power == 100
+    assert b.flow().mode is BatteryMode.IDLE
+    assert b.next_event_at() is None
+
+
+def test_discharges_the_load_above_the_grid() -> None:
+    b = battery()
+    b.set_load(450, T0)
+    assert b.flow().power == 50
+    assert b.grid_power() == 400
+    b.advance(T0 + HOUR)
+    assert b.stored_energy == pytest.approx(150)
+
+
+def test_discharge_is_capped_at_its_power() -> None:
+    b = battery()
+    b.set_load(600, T0)
+    assert b.flow().power == 100
+    assert b.grid_power() == 500  # the overdraw shows; the allocator never asks for it
+
+
+def test_depletion_moment_is_predicted_exactly() -> None:
+    b = battery()
+    b.set_load(500, T0)
+    empty_at = b.next_event_at()
+    assert empty_at == pytest.approx(T0 + 2 * HOUR)
+    assert b.advance(empty_at - 1) is False
+    assert b.may_discharge
+    assert b.advance(empty_at) is True
+    assert b.stored_energy == 0
+    assert b.available_power == 0
+    assert b.flow().power == 0
+
+
+def test_late_wakeup_never_goes_below_zero() -> None:
+    b = battery()
+    b.set_load(500, T0)
+    b.advance(T0 + 10 * HOUR)
+    assert b.stored_energy == 0
+
+
+def test_recharges_from_unused_grid_to_exactly_initial_capacity() -> None:
+    b = battery(50)
+    b.set_load(330, T0)
+    assert b.flow().power == -70
+    assert b.grid_power() == 400
+    full_at = b.next_event_at()
+    assert full_at == pytest.approx(T0 + 150 / 70 * HOUR)
+    b.advance(full_at)
+    assert b.stored_energy == 200
+    assert b.flow().mode is BatteryMode.IDLE
+    b.advance(full_at + 5 * HOUR)
+    assert b.stored_energy == 200
+
+
+def test_charging_is_capped_at_its_power() -> None:
+    b = battery(0)
+    b.set_load(0, T0)
+    assert b.flow().power == -100
+    assert b.grid_power() == 100
+
+
+def test_no_flapping_after_emptying_until_five_percent() -> None:
+    b = battery()
+    b.set_load(500, T0)
+    empty_at = b.next_event_at()
+    assert empty_at is not None
+    b.advance(empty_at)
+    # The allocation drops to the grid alone; the sessions now leave 20 kW unused.
+    b.set_load(380, empty_at)
+    assert b.flow().power == -20
+    rearm_at = b.next_event_at()
+    assert rearm_at == pytest.approx(empty_at + 10 / 20 * HOUR)  # 5 % of 200 kWh at 20 kW
+    assert b.advance(rearm_at - 60) is False
+    assert b.available_power == 0
+    assert b.advance(rearm_at) is True
+    assert b.available_power == 100
+    assert b.stored_energy == pytest.approx(10)
+
+
+def test_zero_capacity_battery_never_discharges() -> None:
+    b = battery(capacity=0)
+    b.set_load(500, T0)
+    assert b.available_power == 0
+    assert b.flow().power == 0
+    assert b.next_event_at() is None
+
+
+def test_time_never_runs_backwards() -> None:
+    b = battery()
+    b.set_load(500, T0)
+    b.advance(T0 + HOUR)
+    b.advance(T0)  # an earlier timestamp integrates nothing
+    assert b.stored_energy == pytest.approx(100)
+
+
+@given(
+    loads=st.lists(
+        st.tuples(st.floats(0, 700), st.floats(0, 5 * HOUR)), min_size=1, max_size=30
+    )
+)
+def test_energy_stays_within_bounds_and_grid_draw_within_capacity_while_charging(
+    loads: list[tuple[float, float]],
+) -> None:
+    b = battery(120)
+    now = T0
+    for load, dt in loads:
+        b.set_load(load, now)
+        if b.flow().mode is BatteryMode.CHARGING:
+            assert b.grid_power() <= 400 + 1e-9
+        now += dt
+        b.advance(now)
+        assert 0 <= b.stored_energy <= 200

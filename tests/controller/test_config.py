@@ -1,0 +1,159 @@
+"""Configuration loading (spec section 1): every problem named by its field path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.config import ConfigError, config_from_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXAMPLE: dict[str, Any] = {
+    "stationId": "EV_STATION_PARIS_15",
+    "gridCapacity": 400,
+    "chargers": [
+        {"id": "CP001", "maxPower": 200, "connectors": 2},
+        {"id": "CP002", "maxPower": 200, "connectors": 2},
+        {"id": "CP003", "maxPower": 300, "connectors": 2},
+    ],
+    "battery": {"initialCapacity": 200, "power": 100},
+}
+
+
+def problems(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(data)
+    return caught.value.problems
+
+
+def test_shipped_config_is_the_spec_example() -> None:
+    config = load_config(ROOT / "config.json")
+    assert json.loads((ROOT / "config.json").read_text()) == EXAMPLE
+    assert config.station_id == "EV_STATION_PARIS_15"
+    assert config.grid_capacity == 400
+    assert [c.id for c in config.chargers] == ["CP001", "CP002", "CP003"]
+    assert config.battery is not None and config.battery.initial_capacity == 200
+    assert config.allocation.strategy == "fair"
+    assert config.server.rest_port == 4567 and config.server.ocpp_port == 9000
+
+
+def test_battery_is_optional() -> None:
+    data = {k: v for k, v in EXAMPLE.items() if k != "battery"}
+    assert config_from_dict(data).battery is None
+
+
+def test_groups_and_strategy_extensions() -> None:
+    data = {
+        **EXAMPLE,
+        "groups": [
+            {
+                "id": "feeder-A",
+                "maxPower": 300,
+                "chargers": ["CP001"],
+                "groups": [{"id": "cable-1", "maxPower": 150, "chargers": ["CP002"]}],
+            }
+        ],
+        "allocation": {"strategy": "even-split"},
+    }
+    config = config_from_dict(data)
+    tree = config.tree()
+    assert tree.groups[0].id == "feeder-A"
+    assert tree.groups[0].groups[0].chargers == ("CP002",)
+    assert config.allocation.strategy == "even-split"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"gridCapacity": 0}, "gridCapacity: must be greater than 0"),
+        ({"gridCapacity": "400"}, "gridCapacity: must be a number"),
+        ({"gridCapacity": True}, "gridCapacity: must be a number"),
+        ({"stationId": ""}, "stationId: must have at least 1 character(s)"),
+        ({"chargers": []}, "chargers: must list at least one charger"),
+        ({"battery": {"initialCapacity": -1, "power": 5}}, "battery.initialCapacity: must be at least 0"),
+        ({"battery": {"initialCapacity": 1, "power": -5}}, "battery.power: must be at least 0"),
+        ({"battery": {"initialCapacity": 1}}, "battery.power: is required"),
+        ({"allocation": {"strategy": "greedy"}}, "allocation.strategy: must be one of 'fair' or 'even-split'"),
+        ({"gridCapcity": 400}, "gridCapcity: is not a known field"),
+    ],
+)
+def test_invalid_top_level_fields(change: dict[str, Any], expected: str) -> None:
+    assert expected in problems({**EXAMPLE, **change})
+
+
+@pytest.mark.parametrize(
+    ("charger", "expected"),
+    [
+        ({"id": "X", "maxPower": 0, "connectors": 1}, "chargers[1].maxPower: must be greater than 0"),
+        ({"id": "X", "maxPower": -3, "connectors": 1}, "chargers[1].maxPower: must be greater than 0"),
+        ({"id": "X", "maxPower": 50, "connectors": 0}, "chargers[1].connectors: must be at least 1"),
+        ({"id": "X", "maxPower": 50, "connectors": 1.5}, "chargers[1].connectors: must be an integer"),
+        ({"id": "", "maxPower": 50, "connectors": 1}, "chargers[1].id: must have at least 1 character(s)"),
+        ({"maxPower": 50, "connectors": 1}, "chargers[1].id: is required"),
+        ({"id": "CP001", "maxPower": 50, "connectors": 1}, "chargers[1].id: duplicate charger id 'CP001'"),
+    ],
+)
+def test_invalid_charger_fields(charger: dict[str, Any], expected: str) -> None:
+    data = {**EXAMPLE, "chargers": [EXAMPLE["chargers"][0], charger]}
+    assert expected in problems(data)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = {
+        **EXAMPLE,
+        "gridCapacity": -1,
+        "chargers": [{"id": "A", "maxPower": 0, "connectors": 0}],
+    }
+    assert problems(data) == [
+        "gridCapacity: must be greater than 0",
+        "chargers[0].maxPower: must be greater than 0",
+        "chargers[0].connectors: must be at least 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        (
+            [{"id": "g", "maxPower": 10, "chargers": ["NOPE"]}],
+            "groups[0].chargers[0]: unknown charger 'NOPE'",
+        ),
+        (
+            [
+                {"id": "g", "maxPower": 10, "chargers": ["CP001"]},
+                {"id": "h", "maxPower": 10, "chargers": ["CP001"]},
+            ],
+            "groups[1].chargers[0]: charger 'CP001' already belongs to group 'g'",
+        ),
+        (
+            [{"id": "g", "maxPower": 10, "groups": [{"id": "g", "maxPower": 5}]}],
+            "groups[0].groups[0].id: duplicate id 'g'",
+        ),
+        ([{"id": "g", "maxPower": 0}], "groups[0].maxPower: must be greater than 0"),
+    ],
+)
+def test_invalid_groups(groups: list[dict[str, Any]], expected: str) -> None:
+    assert expected in problems({**EXAMPLE, "groups": groups})
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert caught.value.problems[0].startswith(f"{bad}: not valid JSON (line 1, column 2")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "missing.json")
+    assert "cannot read file" in caught.value.problems[0]
+
+
+def test_root_must_be_an_object(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("[1, 2]")
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert caught.value.problems == ["(root): must be a JSON object"]

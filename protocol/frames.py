@@ -1,0 +1,200 @@
+"""OCPP-J 1.6 RPC frames: the JSON array wrapper around every message (OCPP-J 1.6 section 4).
+
+``parse_frame`` checks only the wrapper; payloads stay plain dicts here and are typed by
+:mod:`protocol.registry`. It returns a frame, ``None`` for a message type it must ignore, or
+raises an :class:`~protocol.errors.OcppError` that carries whatever it could read of the frame
+(unique id, message type) so that the caller can still answer a broken CALL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Final
+
+from protocol.errors import FormationViolation, OcppError, ProtocolError
+
+__all__ = [
+    "MAX_UNIQUE_ID_LENGTH",
+    "Call",
+    "CallError",
+    "CallResult",
+    "Frame",
+    "MessageTypeId",
+    "encode_frame",
+    "parse_frame",
+]
+
+# OCPP-J 1.6 section 4.1.4, table 3: "Maximum of 36 characters, to allow for GUIDs".
+MAX_UNIQUE_ID_LENGTH: Final = 36
+
+
+class MessageTypeId(IntEnum):
+    """OCPP-J 1.6 section 4.1.3, table 2."""
+
+    CALL = 2
+    CALL_RESULT = 3
+    CALL_ERROR = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """``[2, uniqueId, action, payload]`` (OCPP-J 1.6 section 4.2.1)."""
+
+    unique_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """``[3, uniqueId, payload]`` (OCPP-J 1.6 section 4.2.2)."""
+
+    unique_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallError:
+    """``[4, uniqueId, errorCode, errorDescription, errorDetails]`` (OCPP-J 1.6 section 4.2.3).
+
+    ``error_code`` stays a plain string: a peer may send a code outside table 7, and we report
+    what it said rather than guess.
+    """
+
+    unique_id: str
+    error_code: str
+    error_description: str = ""
+    error_details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_error(cls, unique_id: str, error: OcppError) -> CallError:
+        return cls(unique_id, error.code, error.description, dict(error.details))
+
+
+Frame = Call | CallResult | CallError
+
+_ARITY: Final = {
+    MessageTypeId.CALL: 4,
+    MessageTypeId.CALL_RESULT: 3,
+    MessageTypeId.CALL_ERROR: 5,
+}
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are Python extensions, not JSON (RFC 8259 section 6).
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _decode(text: str | bytes) -> Any:
+    # OCPP-J 1.6 section 4.1.2: the whole message must be valid JSON in UTF-8.
+    try:
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except UnicodeDecodeError:
+        raise FormationViolation("frame is not valid UTF-8") from None
+    # ValueError covers JSONDecodeError and over-long integer literals; RecursionError covers
+    # absurdly deep nesting. Neither may escape as anything but an OCPP error.
+    except (ValueError, RecursionError):
+        raise FormationViolation("frame is not valid JSON") from None
+
+
+def _object_or_empty(value: Any) -> dict[str, Any] | None:
+    # OCPP-J 1.6 sections 4.2.1/4.2.2: an absent payload may be written null or {}.
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    return None
+
+
+def parse_frame(text: str | bytes) -> Frame | None:
+    """Parse one WebSocket text message into a frame.
+
+    Returns ``None`` for a well-formed array whose message type number is unknown: OCPP-J 1.6
+    section 4.1.3 says such a message SHALL be ignored. Raises only ``OcppError`` subclasses.
+    Too few elements is a ``ProtocolError`` ("incomplete"); anything else structurally wrong is
+    a ``FormationViolation``. The error's ``unique_id`` is set whenever the id was a string,
+    even an over-long one, because section 4.2.3 wants such a CALL answered with a CALLERROR.
+    """
+    data = _decode(text)
+    if not isinstance(data, list):
+        raise FormationViolation("frame is not a JSON array")
+    if not data:
+        raise FormationViolation("frame is an empty array")
+
+    raw_type = data[0]
+    unique_id = data[1] if len(data) > 1 and isinstance(data[1], str) else None
+    # bool is an int subclass in Python but not a JSON number.
+    if not isinstance(raw_type, int) or isinstance(raw_type, bool):
+        raise FormationViolation("message type id is not an integer", unique_id=unique_id)
+    if raw_type not in _ARITY:
+        return None
+    message_type = MessageTypeId(raw_type)
+
+    def fail(cls: type[OcppError], description: str) -> OcppError:
+        return cls(description, unique_id=unique_id, message_type_id=message_type)
+
+    name = message_type.name
+    if len(data) < 2:
+        raise fail(ProtocolError, f"{name} frame has no unique id")
+    if unique_id is None:
+        raise fail(FormationViolation, "unique id is not a string")
+    if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
+        raise fail(FormationViolation, f"unique id exceeds {MAX_UNIQUE_ID_LENGTH} characters")
+    expected = _ARITY[message_type]
+    arity = f"{name} frame has {len(data)} elements, expected {expected}"
+    if len(data) < expected:
+        raise fail(ProtocolError, arity)
+    if len(data) > expected:
+        raise fail(FormationViolation, arity)
+
+    if message_type is MessageTypeId.CALL:
+        action, payload = data[2], _object_or_empty(data[3])
+        if not isinstance(action, str):
+            raise fail(FormationViolation, "action is not a string")
+        if payload is None:
+            raise fail(FormationViolation, "payload is not a JSON object")
+        return Call(unique_id, action, payload)
+
+    if message_type is MessageTypeId.CALL_RESULT:
+        payload = _object_or_empty(data[2])
+        if payload is None:
+            raise fail(FormationViolation, "payload is not a JSON object")
+        return CallResult(unique_id, payload)
+
+    code, description, details = data[2], data[3], _object_or_empty(data[4])
+    if not isinstance(code, str):
+        raise fail(FormationViolation, "errorCode is not a string")
+    if not isinstance(description, str):
+        raise fail(FormationViolation, "errorDescription is not a string")
+    if details is None:
+        raise fail(FormationViolation, "errorDetails is not a JSON object")
+    return CallError(unique_id, code, description, details)
+
+
+def encode_frame(frame: Frame) -> str:
+    """Compact JSON text for one frame.
+
+    ASCII-only output: any JSON string survives, even one holding a lone surrogate echoed from
+    a peer, and ASCII is valid UTF-8 (OCPP-J 1.6 section 4.1.2). NaN/Infinity are refused.
+    """
+    body: list[Any]
+    match frame:
+        case Call(unique_id, action, payload):
+            body = [MessageTypeId.CALL.value, unique_id, action, payload]
+        case CallResult(unique_id, payload):
+            body = [MessageTypeId.CALL_RESULT.value, unique_id, payload]
+        case CallError(unique_id, code, description, details):
+            body = [MessageTypeId.CALL_ERROR.value, unique_id, code, description, details]
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)

@@ -1,7 +1,58 @@
-"""Pure power allocation: station tree + sessions + available power -> whole-kW limits."""
+"""Pure power allocation: station tree + sessions + available power -> whole-kW limits.
+
+Theory of operation
+-------------------
+The behaviour spec (section 3) defines ``fair`` by a reference procedure:
+starting from 0, repeatedly add 1 kW to the growable session with the lowest
+allocation (ties: earliest ``started_at``, then smallest ``session_id``), where
+growable means the session stays within its cap and every node above it
+(charger, groups, station root) stays within its limit. We compute the same
+result without the 1 kW steps.
+
+*Rounds.* The procedure works in rounds: round t+1 visits the sessions at
+level t in priority order and gives each 1 kW if it is still growable.
+Allocations only grow, so a session that is not growable never becomes
+growable again.
+
+*One node.* For a single node with room R over sessions with caps e_i, the
+procedure reaches the largest whole level T with ``sum(min(e_i, T)) <= R``;
+everyone ends at ``min(e_i, T)`` except that in the partial round T+1 the
+``R - sum(min(e_i, T))`` kW left go one each to the earliest-priority sessions
+with ``e_i > T``. T comes from one sort of the caps and a prefix sum.
+
+*A tree.* Let ``A_v`` be what node v's subtree would hand out if v were the
+top of the station (its "internal" result). Then ``A_v`` is the one-node fill
+at v whose caps are the internal results of v's children (a session's own cap
+at the bottom). Why: until round T_v+1 nothing at v binds, so its subtree
+evolves as if v were absent; in round T_v+1 a session below v grows iff it
+grows in its child's internal result and v still has room when its turn comes
+in priority order, which is the one-node rule with those results as caps
+(nodes below that fill up in the same round are accounted for by the caps:
+they let through exactly their internal winners, who come first in priority).
+After that round v is full and nothing below it grows again. Induction from
+the chargers up to the root gives the reference result at the root.
+
+So ``progressive_fill`` settles all nodes of height 1 (chargers), then height
+2, ... up to the root, each height in one vectorised pass over the sessions
+(sort by node and cap, segmented prefix sums, then the partial round by
+priority position, the arrays being kept in priority order from the start).
+Each pass costs one O(n log n) sort; the tree height is small, so the whole
+allocation is about O(n log n).
+
+*Pinned sessions* (``Demand.fixed``) are taken out first: their power is
+subtracted from the room of every node above them (room never negative), and
+the others are filled in what remains. *even-split* is the same filling with
+its phase-1 caps (see :mod:`allocator.even_split`).
+
+The package is pure: no I/O, no clock, no event loop, no global mutable state.
+numpy is used because per-session Python work is what the time budget cannot
+afford (see ``bench/allocator.py``).
+"""
 
 from __future__ import annotations
 
+from allocator.api import allocate
+from allocator.tree import CompiledTree, compile_tree
 from allocator.types import (
     BOUND_CHARGER,
     BOUND_PINNED,
@@ -21,9 +72,12 @@ __all__ = [
     "BOUND_STATION",
     "BOUND_VEHICLE",
     "ChargerNode",
+    "CompiledTree",
     "Demand",
     "GroupNode",
     "Limit",
     "StationTree",
     "Strategy",
+    "allocate",
+    "compile_tree",
 ]

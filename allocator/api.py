@@ -1,0 +1,83 @@
+"""The allocator's entry point."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from allocator.bounds import bound_codes
+from allocator.even_split import phase_one_share
+from allocator.fair import own_caps, progressive_fill
+from allocator.sessions import read_demands
+from allocator.tree import ROOT, CompiledTree, IntArray, compile_tree, subtree_sums
+from allocator.types import Demand, Limit, StationTree, Strategy
+
+
+def allocate(
+    tree: StationTree | CompiledTree,
+    demands: Sequence[Demand],
+    root_limit: float,
+    strategy: Strategy = Strategy.FAIR,
+) -> dict[str, Limit]:
+    """One whole-kW limit per demand, keyed by session id (behaviour spec section 3).
+
+    ``root_limit`` is the station's available power (grid plus battery); its
+    floor is the root limit, never below 0 (``inf`` means no station limit).
+    ``tree`` may be compiled once with :func:`compile_tree` and reused.
+
+    Raises ValueError for a demand on a charger that is not in the tree,
+    duplicate session ids, a NaN ``root_limit``, ``started_at`` or
+    ``vehicle_max_power``, a negative or absurd ``fixed``, an unknown
+    strategy, or an invalid tree (see :func:`compile_tree`).
+    """
+    strategy = Strategy(strategy)
+    compiled = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
+    if math.isnan(root_limit):
+        raise ValueError("root_limit must not be NaN")
+    ids, sessions = read_demands(compiled, demands)
+    node = sessions.node
+    pinned = sessions.pinned
+
+    charger_limit = compiled.limit[node]
+    caps = own_caps(charger_limit, sessions.vehicle_cap)
+    share: IntArray | None = None
+    if strategy is Strategy.EVEN_SPLIT:
+        share = phase_one_share(charger_limit, node, compiled.size)
+        caps = np.minimum(caps, share)
+
+    # Pinned power is reserved first in every node above it; the others share
+    # what is left, and nothing at all below a node the pinned alone overfill.
+    pinned_sum = subtree_sums(
+        compiled,
+        np.bincount(node[pinned], weights=sessions.fixed[pinned], minlength=compiled.size),
+    ).astype(np.int64)
+    room = np.maximum(compiled.limit - pinned_sum, 0)
+    free = np.flatnonzero(~pinned)
+    station = math.inf if root_limit == math.inf else max(0, math.floor(root_limit))
+    # A root above everything the free sessions can take never binds; cutting
+    # it there keeps it in int64 whatever the caller passed.
+    room[ROOT] = min(max(0, station - int(pinned_sum[ROOT])), int(caps[free].sum()))
+
+    power = sessions.fixed.copy()
+    power[free] = progressive_fill(compiled, node[free], caps[free], room)
+    code = bound_codes(compiled, node, power, pinned, sessions.vehicle_cap, station, share)
+    return _limits(ids, sessions.source, power, code, compiled.bound_names)
+
+
+def _limits(ids: list[str], source: IntArray, power: IntArray, code: IntArray,
+            names: tuple[str, ...]) -> dict[str, Limit]:
+    # Most sessions share a (power, bound) pair with others; one Limit per
+    # distinct pair is much cheaper than one per session, and they are immutable.
+    distinct, which = np.unique(power * len(names) + code, return_inverse=True)
+    shared = np.empty(len(distinct), dtype=object)
+    shared[:] = [Limit(key // len(names), names[key % len(names)]) for key in distinct.tolist()]
+    in_caller_order = np.empty(len(ids), dtype=np.int64)
+    in_caller_order[source] = which.reshape(-1)
+    result = dict(zip(ids, shared[in_caller_order].tolist(), strict=True))
+    if len(result) != len(ids):
+        duplicate = next(i for i, n in Counter(ids).items() if n > 1)
+        raise ValueError(f"duplicate session id: {duplicate!r}")
+    return result

@@ -1,0 +1,104 @@
+"""Demands turned into arrays, sorted once into priority order.
+
+Priority is the tie-break of the reference procedure: earlier ``started_at``
+first, then the smaller ``session_id``. Keeping every per-session array in that
+order lets the filling pick "the earliest sessions of a node" by position
+alone, without sorting again.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from allocator.tree import MAX_KW, BoolArray, CompiledTree, FloatArray, IntArray
+from allocator.types import Demand
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Sessions:
+    """Per-session arrays, all in priority order (position = priority rank)."""
+
+    # Position in the caller's demand sequence, to map results back.
+    source: IntArray
+    # Charger node of each session.
+    node: IntArray
+    # floor(vehicle_max_power), NaN when the vehicle's limit is unknown.
+    vehicle_cap: FloatArray
+    pinned: BoolArray
+    # The pinned kW where ``pinned``, 0 elsewhere.
+    fixed: IntArray
+
+
+def read_demands(tree: CompiledTree, demands: Sequence[Demand]) -> tuple[list[str], Sessions]:
+    """Validate ``demands`` and sort them by priority.
+
+    Returns the session ids in the caller's order and the arrays. Duplicate
+    session ids are not checked here: the result dict reveals them for free.
+    """
+    count = len(demands)
+    ids = [d.session_id for d in demands]
+    try:
+        node = np.fromiter(
+            map(tree.charger_node.__getitem__, [d.charger_id for d in demands]),
+            dtype=np.int64,
+            count=count,
+        )
+    except KeyError as exc:
+        raise ValueError(f"demand for unknown charger {exc.args[0]!r}") from None
+
+    started = [d.started_at for d in demands]
+    start = np.array(started, dtype=np.float64).reshape(count)
+    if np.isnan(start).any():
+        raise ValueError("started_at must not be NaN")
+
+    vehicle = [d.vehicle_max_power for d in demands]
+    vehicle_cap = np.floor(np.array(vehicle, dtype=np.float64).reshape(count))
+    # np.array turns None into NaN; a NaN the caller passed must not pass as "unknown".
+    if int(np.isnan(vehicle_cap).sum()) != vehicle.count(None):
+        raise ValueError("vehicle_max_power must not be NaN")
+
+    fixed_values = [d.fixed for d in demands]
+    fixed = np.zeros(count, dtype=np.int64)
+    pinned = np.zeros(count, dtype=np.bool_)
+    if fixed_values.count(None) != count:
+        for position, value in enumerate(fixed_values):
+            if value is None:
+                continue
+            kw = operator.index(value)
+            if not 0 <= kw <= MAX_KW:
+                raise ValueError(
+                    f"session {ids[position]!r}: fixed must be within 0..{MAX_KW} kW, not {kw}"
+                )
+            fixed[position] = kw
+            pinned[position] = True
+
+    order = _priority_order(start, started, ids)
+    return ids, Sessions(
+        source=order,
+        node=node[order],
+        vehicle_cap=vehicle_cap[order],
+        pinned=pinned[order],
+        fixed=fixed[order],
+    )
+
+
+def _priority_order(start: FloatArray, started: list[float], ids: list[str]) -> IntArray:
+    order = np.argsort(start).astype(np.int64)
+    ordered = start[order]
+    tie = ordered[1:] == ordered[:-1]
+    if tie.any():
+        # Only sessions that share a start time need the session id, and string
+        # comparison must be Python's (numpy's fixed-width strings ignore
+        # trailing NULs), so those few are sorted here.
+        tied = np.zeros(len(order), dtype=np.bool_)
+        tied[1:] |= tie
+        tied[:-1] |= tie
+        slots = np.flatnonzero(tied)
+        members = sorted(order[slots].tolist(), key=lambda i: (started[i], ids[i]))
+        order[slots] = members
+    return order
+

@@ -1,0 +1,173 @@
+"""The worked examples of behaviour spec section 3, for both strategies."""
+
+from __future__ import annotations
+
+import pytest
+
+from allocator import ChargerNode, Demand, GroupNode, Limit, StationTree, Strategy, allocate
+from tests.allocator.reference import reference_allocate
+
+EXAMPLE_CHARGERS = (ChargerNode("CP001", 200), ChargerNode("CP002", 200), ChargerNode("CP003", 300))
+EXAMPLE = StationTree(EXAMPLE_CHARGERS)
+FEEDER_A = StationTree(EXAMPLE_CHARGERS, (GroupNode("feeder-A", 300, ("CP001", "CP002")),))
+THREE_100 = StationTree(tuple(ChargerNode(f"C{i}", 100) for i in range(3)))
+SMALL = StationTree((ChargerNode("CP7", 7.9),))
+
+
+def sessions(*specs: tuple[str, float | None]) -> list[Demand]:
+    """Demands in start order, from (charger, vehicleMaxPower) pairs."""
+    return [
+        Demand(session_id=f"s{i}", charger_id=charger, started_at=float(i), vehicle_max_power=vmp)
+        for i, (charger, vmp) in enumerate(specs)
+    ]
+
+
+# (root limit, tree, sessions, fair, even-split); None where the spec gives no figure.
+TABLE = [
+    pytest.param(
+        500, EXAMPLE, sessions(("CP001", 150), ("CP001", 50), ("CP003", 350)),
+        [150, 50, 300], [100, 50, 300], id="500-battery",
+    ),
+    pytest.param(
+        500, FEEDER_A, sessions(("CP001", 200), ("CP002", 200), ("CP003", 300)),
+        [150, 150, 200], None, id="500-feeder-A",
+    ),
+    pytest.param(
+        400, EXAMPLE,
+        sessions(("CP001", 22), ("CP001", 150), ("CP002", 150), ("CP003", 350), ("CP003", 350)),
+        [22, 95, 95, 94, 94], [22, 95, 95, 94, 94], id="400-five",
+    ),
+    pytest.param(
+        30, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
+        [10, 10, 10], [10, 10, 10], id="30-three",
+    ),
+    pytest.param(
+        31, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
+        [11, 10, 10], [11, 10, 10], id="31-three",
+    ),
+    pytest.param(400.9, SMALL, sessions(("CP7", 11)), [7], [7], id="400.9-7.9kW"),
+]
+
+
+def powers(limits: dict[str, Limit], demands: list[Demand]) -> list[int]:
+    return [limits[d.session_id].power for d in demands]
+
+
+@pytest.mark.parametrize(("root", "tree", "demands", "fair", "even_split"), TABLE)
+def test_fair(root: float, tree: StationTree, demands: list[Demand], fair: list[int],
+              even_split: list[int] | None) -> None:
+    assert powers(allocate(tree, demands, root, Strategy.FAIR), demands) == fair
+
+
+@pytest.mark.parametrize(("root", "tree", "demands", "fair", "even_split"), TABLE)
+def test_even_split(root: float, tree: StationTree, demands: list[Demand], fair: list[int],
+                    even_split: list[int] | None) -> None:
+    if even_split is None:
+        pytest.skip("the spec gives no even-split figure")
+    assert powers(allocate(tree, demands, root, Strategy.EVEN_SPLIT), demands) == even_split
+
+
+@pytest.mark.parametrize(("root", "tree", "demands", "fair", "even_split"), TABLE)
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_reference_agrees_with_table(root: float, tree: StationTree, demands: list[Demand],
+                                     fair: list[int], even_split: list[int] | None,
+                                     strategy: Strategy) -> None:
+    expected = fair if strategy is Strategy.FAIR else even_split
+    if expected is None:
+        pytest.skip("the spec gives no even-split figure")
+    result = reference_allocate(tree, demands, root, strategy)
+    assert [result[d.session_id] for d in demands] == expected
+
+
+def test_bounds_of_the_first_example() -> None:
+    demands = sessions(("CP001", 150), ("CP001", 50), ("CP003", 350))
+    assert allocate(EXAMPLE, demands, 500) == {
+        "s0": Limit(150, "vehicle"),
+        "s1": Limit(50, "vehicle"),
+        "s2": Limit(300, "charger"),
+    }
+    assert allocate(EXAMPLE, demands, 500, Strategy.EVEN_SPLIT) == {
+        "s0": Limit(100, "charger"),
+        "s1": Limit(50, "vehicle"),
+        "s2": Limit(300, "charger"),
+    }
+
+
+def test_bounds_with_a_feeder() -> None:
+    demands = sessions(("CP001", 200), ("CP002", 200), ("CP003", 300))
+    assert allocate(FEEDER_A, demands, 500) == {
+        "s0": Limit(150, "feeder-A"),
+        "s1": Limit(150, "feeder-A"),
+        "s2": Limit(200, "station"),
+    }
+
+
+def test_even_split_respects_groups() -> None:
+    """Our extension: the spec's even-split knows no groups; a feeder is still a limit."""
+    demands = sessions(("CP001", 200), ("CP002", 200), ("CP003", 300))
+    limits = allocate(FEEDER_A, demands, 500, Strategy.EVEN_SPLIT)
+    assert powers(limits, demands) == [150, 150, 200]
+    assert limits["s0"].bound == "feeder-A"
+
+
+def test_short_power_goes_to_earlier_sessions() -> None:
+    demands = sessions(("C0", 100), ("C1", 100), ("C2", 100))
+    limits = allocate(THREE_100, demands, 32)
+    assert powers(limits, demands) == [11, 11, 10]
+    assert {limit.bound for limit in limits.values()} == {"station"}
+
+
+def test_ties_in_start_time_go_to_the_smaller_session_id() -> None:
+    demands = [Demand(sid, f"C{i}", 5.0, 100) for i, sid in enumerate(["b", "c", "a"])]
+    limits = allocate(THREE_100, demands, 32)
+    assert {sid: limit.power for sid, limit in limits.items()} == {"a": 11, "b": 11, "c": 10}
+
+
+def test_unknown_vehicle_limit_is_the_charger_limit() -> None:
+    demands = [Demand("s", "CP7", 0.0)]
+    assert allocate(SMALL, demands, 100) == {"s": Limit(7, "charger")}
+
+
+def test_a_vehicle_wanting_less_leaves_the_rest_to_its_neighbour() -> None:
+    demands = sessions(("CP001", 30), ("CP001", None))
+    assert powers(allocate(EXAMPLE, demands, 500), demands) == [30, 170]
+
+
+def test_pinned_session_is_reserved_first() -> None:
+    demands = sessions(("CP001", None), ("CP001", None))
+    demands[1] = Demand("s1", "CP001", 1.0, fixed=120)
+    assert allocate(EXAMPLE, demands, 500) == {
+        "s0": Limit(80, "charger"),
+        "s1": Limit(120, "pinned"),
+    }
+
+
+def test_pinned_over_a_limit_keep_their_value_and_the_others_get_nothing() -> None:
+    demands = [
+        Demand("p", "CP001", 0.0, fixed=250),
+        Demand("q", "CP001", 1.0),
+        Demand("r", "CP002", 2.0),
+    ]
+    limits = allocate(FEEDER_A, demands, 500)
+    assert limits == {
+        "p": Limit(250, "pinned"),
+        "q": Limit(0, "charger"),
+        "r": Limit(50, "feeder-A"),
+    }
+
+
+def test_no_sessions() -> None:
+    assert allocate(EXAMPLE, [], 400) == {}
+
+
+def test_negative_root_limit_is_zero() -> None:
+    demands = sessions(("CP001", 100))
+    assert allocate(EXAMPLE, demands, -5) == {"s0": Limit(0, "station")}
+
+
+def test_infinite_root_limit_binds_nobody() -> None:
+    demands = sessions(("CP001", 100), ("CP003", None))
+    assert allocate(EXAMPLE, demands, float("inf")) == {
+        "s0": Limit(100, "vehicle"),
+        "s1": Limit(300, "charger"),
+    }

@@ -131,7 +131,8 @@ class Connection:
         """Queue a CALL and return its unique id. It is written at once if no other call is
         outstanding, else when the calls before it are done (OCPP-J 1.6 section 4.1.1).
 
-        Raises TypeError/ValueError for a request that ``role`` may not send (a bug)."""
+        Raises TypeError/ValueError for a request that ``role`` may not send, RuntimeError after
+        :meth:`close` (a call that can never be answered must not vanish silently)."""
         self._check_open()
         spec = action_of(request)
         if self.role not in spec.senders:
@@ -178,7 +179,12 @@ class Connection:
 
     def send_result(self, unique_id: str, response: OcppModel) -> None:
         """Answer the peer's CALL ``unique_id``. TypeError when ``response`` is not the response
-        model of that CALL's action, ValueError when no such CALL awaits an answer (bugs)."""
+        model of that CALL's action, ValueError when no such CALL awaits an answer (bugs).
+
+        After :meth:`close` this does nothing: a handler may well finish (e.g. commit a
+        StartTransaction) after its charger went away, and there is nobody left to answer."""
+        if self._closed:
+            return
         entry = self._take_awaiting(unique_id)
         assert entry.action is not None
         expected = ACTIONS[entry.action].response
@@ -188,7 +194,9 @@ class Connection:
         self._answer(entry, CallResult(unique_id, to_payload(response)))
 
     def send_error(self, unique_id: str, error: OcppError) -> None:
-        """Answer the peer's CALL ``unique_id`` with a CALLERROR."""
+        """Answer the peer's CALL ``unique_id`` with a CALLERROR (a no-op after :meth:`close`)."""
+        if self._closed:
+            return
         self._answer(self._take_awaiting(unique_id), CallError.from_error(unique_id, error))
 
     # -- input ---------------------------------------------------------------------------------
@@ -223,7 +231,6 @@ class Connection:
             self._outstanding = call
 
     def _take_awaiting(self, unique_id: str) -> _IncomingCall:
-        self._check_open()
         entry = self._awaiting.pop(unique_id, None)
         if entry is None:
             raise ValueError(f"no CALL with id {unique_id!r} is awaiting an answer")

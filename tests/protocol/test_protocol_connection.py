@@ -234,6 +234,8 @@ def test_close_reports_calls_that_never_got_an_answer() -> None:
     assert conn.data_to_send() == []
     assert conn.receive('[3,"m1",{}]', 1.0) == []
     assert conn.close() == []
+    conn.send_result("p", HeartbeatResponse(current_time=NOON))  # a late handler: ignored
+    assert conn.data_to_send() == []
     with pytest.raises(RuntimeError):
         conn.send_call(reset(), 1.0)
 

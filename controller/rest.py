@@ -53,8 +53,10 @@ def _error_response(error: ApiError) -> web.Response:
 
 def _station_error(error: StationError) -> ApiError:
     status = _STATUS_FOR.get(type(error), 400)
-    details = [] if error.field is None else [{"field": error.field, "message": error.message}]
-    return ApiError(status, error.code, error.message, details)
+    if error.field is None:
+        return ApiError(status, error.code, error.message)
+    details = [{"field": error.field, "message": error.message}]
+    return ApiError(status, error.code, f"{error.field}: {error.message}", details)
 
 
 @web.middleware

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from controller.app import ControllerApp
+from controller.clock import ManualClock
+from controller.config import StationConfig, config_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example_config(**changes: Any) -> StationConfig:
+    data = json.loads((ROOT / "config.json").read_text())
+    data.update(changes)
+    return config_from_dict(data)
+
+
+class Api:
+    """A real HTTP client against the controller's real REST server."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http = http
+        self.base = base
+
+    async def request(
+        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        async with self.http.request(method, self.base + path, data=data) as response:
+            text = await response.text()
+            assert response.content_type == "application/json", text
+            return response.status, json.loads(text)
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        return await self.request("GET", path)
+
+    async def post(self, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+        return await self.request("POST", path, body, raw=raw)
+
+    async def status(self) -> dict[str, Any]:
+        code, body = await self.get("/station/status")
+        assert code == 200
+        check_status_invariants(body)
+        return body
+
+
+def check_status_invariants(status: dict[str, Any]) -> None:
+    """Spec section 5: caps, charger sums and the total all hold at every call."""
+    chargers = {c["id"]: c for c in status["chargers"]}
+    per_charger: dict[str, int] = {}
+    for session in status["sessions"]:
+        cap = session["vehicleMaxPower"]
+        if cap is not None:
+            assert session["allocatedPower"] <= cap
+        per_charger[session["chargerId"]] = (
+            per_charger.get(session["chargerId"], 0) + session["allocatedPower"]
+        )
+    for charger_id, total in per_charger.items():
+        assert total <= chargers[charger_id]["maxPower"]
+        assert total == chargers[charger_id]["allocatedPower"]
+    assert status["allocatedPower"] == sum(s["allocatedPower"] for s in status["sessions"])
+    assert status["allocatedPower"] <= status["availablePower"]
+
+
+ApiFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def start_api(clock: ManualClock) -> AsyncIterator[Callable[..., Any]]:
+    apps: list[ControllerApp] = []
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def start(config: StationConfig | None = None) -> Api:
+        app = ControllerApp(
+            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0
+        )
+        await app.start()
+        apps.append(app)
+        http = aiohttp.ClientSession()
+        sessions.append(http)
+        return Api(http, f"http://127.0.0.1:{app.rest_port}")
+
+    yield start
+    for http in sessions:
+        await http.close()
+    for app in apps:
+        await app.stop()
+
+
+@pytest.fixture
+async def api(start_api: Callable[..., Any]) -> Api:
+    result: Api = await start_api()
+    return result

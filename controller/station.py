@@ -19,7 +19,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from allocator import Demand, Limit, allocate
+from allocator import Demand, compile_tree
+from allocator.holding import HoldingPlan, allocate_holding
 from controller.battery import Battery
 from controller.config import ChargerConfig, StationConfig
 from controller.sessions import (
@@ -78,7 +79,7 @@ class Station:
         battery: Battery | None = None,
     ) -> None:
         self.config = config
-        self.tree = config.tree()
+        self.tree = compile_tree(config.tree())
         self.strategy = config.allocation.strategy
         self._new_session_id = session_id_factory
         self.chargers = {c.id: ChargerState(config=c, smart_charging=c.smart_charging)
@@ -86,7 +87,13 @@ class Station:
         self.sessions: dict[str, Session] = {}
         self._active: dict[tuple[str, int], Session] = {}
         self._by_transaction: dict[int, Session] = {}
+        # Fixed budgets that do not depend on the allocation: chargers that
+        # cannot be limited, chargers offline too long.
         self.pins: dict[str, int] = {}
+        # The most each profiled session's charger may be applying right now
+        # (kept by the OCPP push layer); see allocator.holding.
+        self.held: dict[str, int] = {}
+        self.plan: HoldingPlan | None = None
         self.next_transaction_id = 1
         self.allocation_version = 0
         self._listeners: list[Listener] = []
@@ -209,6 +216,7 @@ class Station:
         session.consumed_power = None
         del self._active[(session.charger_id, session.connector_id)]
         self.pins.pop(session_id, None)
+        self.held.pop(session_id, None)
         self.reallocate(now)
         # A stopped session draws nothing; keep its last limit for the record.
         return session
@@ -267,7 +275,7 @@ class Station:
 
     # -- allocation ------------------------------------------------------
 
-    def reallocate(self, now: float) -> dict[str, Limit]:
+    def reallocate(self, now: float) -> HoldingPlan:
         self._advance(now)
         self.available_power = self._root_limit()
         demands = [
@@ -280,16 +288,19 @@ class Station:
             )
             for s in self._active.values()
         ]
-        limits = allocate(self.tree, demands, self.available_power, self.strategy)
+        plan = allocate_holding(
+            self.tree, demands, self.available_power, self.strategy, self.held
+        )
         for session in self._active.values():
-            limit = limits[session.session_id]
+            limit = plan.effective[session.session_id]
             session.allocated_power = limit.power
             session.limited_by = limit.bound
+        self.plan = plan
         self._set_battery_load(now)
         self.allocation_version += 1
         for listener in self._listeners:
             listener()
-        return limits
+        return plan
 
     def _root_limit(self) -> int:
         battery = 0.0 if self.battery is None else self.battery.available_power

@@ -1,0 +1,80 @@
+"""Allocation while chargers still hold older, higher limits (behaviour spec section 6).
+
+A charger applies a new limit only once it has accepted it. Until then it may
+still draw up to what it held before, so handing that power to someone else
+would let the sum of what chargers may be applying exceed the root limit.
+
+``allocate_holding`` therefore computes two allocations:
+
+* ``target``: where the station is heading, ignoring what chargers hold. A
+  session whose target is below what its charger holds gets a lowering sent
+  (to its target).
+* ``effective``: what the station counts and reports right now. Every session
+  that will be lowered is pinned at what its charger holds; so is every session
+  that the pins would squeeze below its own hold (it is not lowered, it just
+  cannot grow yet). The others share what is left, and whatever they get above
+  their hold is a raise that is safe to send at once: the effective limits plus
+  the holds of pinned sessions never exceed any node's limit.
+
+Confirmations shrink the holds; the next run then lets the raises through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from allocator.api import allocate
+from allocator.tree import CompiledTree
+from allocator.types import Demand, Limit, StationTree, Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class HoldingPlan:
+    target: dict[str, Limit]
+    effective: dict[str, Limit]
+
+    def to_send(self, session_id: str, held: int | None) -> int:
+        """The limit to push for a session whose charger holds ``held`` kW.
+
+        A lowering goes straight to the target; otherwise the effective limit,
+        which is never below the hold.
+        """
+        target = self.target[session_id].power
+        if held is not None and target < held:
+            return target
+        return self.effective[session_id].power
+
+
+def allocate_holding(
+    tree: StationTree | CompiledTree,
+    demands: Sequence[Demand],
+    root_limit: float,
+    strategy: Strategy,
+    held: Mapping[str, int],
+) -> HoldingPlan:
+    """``held[session_id]``: the most that session's charger may be applying now.
+
+    Sessions absent from ``held`` (new ones still on the failsafe default,
+    sessions with no charger to profile) are not pinned.
+    """
+    target = allocate(tree, demands, root_limit, strategy)
+    movable = {d.session_id for d in demands if d.fixed is None and d.session_id in held}
+    pins = {s: held[s] for s in movable if target[s].power < held[s]}
+    if not pins:
+        return HoldingPlan(target, target)
+    while True:
+        pinned = [
+            d if d.session_id not in pins else dataclasses.replace(d, fixed=pins[d.session_id])
+            for d in demands
+        ]
+        effective = allocate(tree, pinned, root_limit, strategy)
+        squeezed = {
+            s: held[s] for s in movable - pins.keys() if effective[s].power < held[s]
+        }
+        if not squeezed:
+            return HoldingPlan(target, effective)
+        # Each round pins at least one more session, so this ends within n rounds;
+        # in practice one or two.
+        pins.update(squeezed)

@@ -16,6 +16,9 @@ from aiohttp import web
 
 from controller.clock import Clock, SystemClock
 from controller.config import StationConfig
+from controller.ocpp.central import CentralSystem
+from controller.ocpp.push import LimitPusher
+from controller.ocpp.server import OcppServer
 from controller.rest import create_app
 from controller.service import StationService
 from controller.station import Station
@@ -47,9 +50,23 @@ class ControllerApp:
         self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
         self.station = Station(config, now=self.clock.now())
         self.service = StationService(self.station, self.clock)
+        self.pusher = LimitPusher(
+            self.station,
+            request_reallocation=self.service.request_reallocation,
+            failsafe_kw=self._failsafe_kw,
+        )
+        self.service.before_status.append(self.pusher.refresh_confirmations)
+        self.central = CentralSystem(self.service, self.pusher)
+        self.ocpp = OcppServer(config, self.central, self.pusher)
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_port = 0
+        self.ocpp_port = 0
+
+    def _failsafe_kw(self, charger_id: str) -> float:
+        charger = self.config.charger(charger_id)
+        assert charger is not None
+        return self.config.failsafe_power_per_connector(charger)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(create_app(self.service), access_log=None)
@@ -59,10 +76,14 @@ class ControllerApp:
         server = site._server  # the bound socket tells the real port when 0 was asked
         sockets = getattr(server, "sockets", None) or []
         self.rest_port = sockets[0].getsockname()[1] if sockets else self._rest_port
+        await self.ocpp.start(self.host, self._ocpp_port)
+        self.ocpp_port = self.ocpp.port
         self._tasks.append(asyncio.create_task(self.service.run_battery_timer(), name="battery"))
         log.info("REST API on http://%s:%d", self.host, self.rest_port)
 
     async def stop(self) -> None:
+        await self.ocpp.stop()
+        self.service.cancel_pending()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

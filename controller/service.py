@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from controller.clock import Clock
@@ -20,18 +21,46 @@ from controller.views import status_view
 log = logging.getLogger(__name__)
 
 
+# Events that arrive within this many seconds share one reallocation (a burst
+# of StartTransactions after a power cut), yet limits follow within milliseconds.
+COALESCE_WINDOW = 0.005
+
+
 class StationService:
-    def __init__(self, station: Station, clock: Clock) -> None:
+    def __init__(
+        self, station: Station, clock: Clock, *, coalesce_window: float = COALESCE_WINDOW
+    ) -> None:
         self.station = station
         self.clock = clock
+        self.coalesce_window = coalesce_window
         self._wake = asyncio.Event()
+        self._reallocation: asyncio.TimerHandle | None = None
+        # Called before the status is rendered (e.g. to settle whether limits are confirmed).
+        self.before_status: list[Callable[[], None]] = []
         station.add_listener(self._wake.set)
+
+    def request_reallocation(self) -> None:
+        """Reallocate soon, once for however many events ask before it runs."""
+        if self._reallocation is None:
+            loop = asyncio.get_running_loop()
+            self._reallocation = loop.call_later(self.coalesce_window, self._reallocate_now)
+
+    def _reallocate_now(self) -> None:
+        self._reallocation = None
+        self.station.reallocate(self.now())
+
+    def cancel_pending(self) -> None:
+        if self._reallocation is not None:
+            self._reallocation.cancel()
+            self._reallocation = None
 
     def now(self) -> float:
         return self.clock.now()
 
     def status(self) -> dict[str, Any]:
         self.station.refresh(self.now())
+        for hook in self.before_status:
+            hook()
         return status_view(self.station)
 
     async def start_session(

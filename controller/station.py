@@ -59,6 +59,7 @@ class ChargerState:
     firmware_version: str | None = None
     serial_number: str | None = None
     last_seen: float | None = None
+    disconnected_at: float | None = None
     limits_confirmed: bool = True
     smart_charging: bool = True
     # OCPP connector 0 is the charger itself; 1..n are the connectors.
@@ -162,6 +163,7 @@ class Station:
         meter_start_wh: float | None = None,
         session_id: str | None = None,
         with_transaction: bool = False,
+        reallocate: bool = True,
     ) -> Session:
         charger = self.charger(charger_id)
         if not 0 <= connector_id < charger.config.connectors:
@@ -188,13 +190,19 @@ class Station:
             meter_start_wh=meter_start_wh,
         )
         if with_transaction:
-            session.transaction_id = self.next_transaction_id
-            self.next_transaction_id += 1
+            session.transaction_id = self.issue_transaction_id()
             self._by_transaction[session.transaction_id] = session
         self.sessions[session.session_id] = session
         self._active[(charger_id, connector_id)] = session
-        self.reallocate(now)
+        if reallocate:
+            self.reallocate(now)
         return session
+
+    def issue_transaction_id(self) -> int:
+        """A transaction id never given before (OCPP transaction ids are unique and stable)."""
+        transaction_id = self.next_transaction_id
+        self.next_transaction_id += 1
+        return transaction_id
 
     def stop_session(
         self,
@@ -203,6 +211,7 @@ class Station:
         now: float,
         consumed_energy: float | None = None,
         reason: str | None = None,
+        reallocate: bool = True,
     ) -> Session:
         session = self.session(session_id)
         if not session.active:
@@ -217,7 +226,10 @@ class Station:
         del self._active[(session.charger_id, session.connector_id)]
         self.pins.pop(session_id, None)
         self.held.pop(session_id, None)
-        self.reallocate(now)
+        if reallocate:
+            self.reallocate(now)
+        else:
+            self._set_battery_load(now)
         # A stopped session draws nothing; keep its last limit for the record.
         return session
 

@@ -10,6 +10,14 @@ from controller.sessions import Session
 from controller.station import ChargerState, Station
 
 
+def number(value: float | None) -> float | int | None:
+    """Whole numbers as JSON integers (``400``, not ``400.0``), like the config file."""
+    if value is None:
+        return None
+    rounded = round(value, 6)
+    return int(rounded) if rounded.is_integer() else rounded
+
+
 def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else iso_utc(timestamp)
 
@@ -19,12 +27,12 @@ def session_view(session: Session) -> dict[str, Any]:
         "sessionId": session.session_id,
         "chargerId": session.charger_id,
         "connectorId": session.connector_id,
-        "vehicleMaxPower": session.vehicle_max_power,
+        "vehicleMaxPower": number(session.vehicle_max_power),
         "allocatedPower": session.allocated_power,
         "limitedBy": session.limited_by,
-        "consumedPower": session.consumed_power,
-        "consumedEnergy": round(session.consumed_energy, 6),
-        "stateOfCharge": session.state_of_charge,
+        "consumedPower": number(session.consumed_power),
+        "consumedEnergy": number(session.consumed_energy),
+        "stateOfCharge": number(session.state_of_charge),
         "startedAt": _iso(session.started_at),
         "stoppedAt": _iso(session.stopped_at),
         "status": session.status.value,
@@ -38,11 +46,11 @@ def battery_view(battery: Battery | None) -> dict[str, Any] | None:
         return None
     flow = battery.flow()
     return {
-        "storedEnergy": round(battery.stored_energy, 6),
-        "initialCapacity": battery.initial_capacity,
-        "power": battery.power,
+        "storedEnergy": number(battery.stored_energy),
+        "initialCapacity": number(battery.initial_capacity),
+        "power": number(battery.power),
         "mode": flow.mode.value,
-        "currentPower": round(flow.power, 6),
+        "currentPower": number(flow.power),
         "mayDischarge": battery.may_discharge,
     }
 
@@ -75,7 +83,7 @@ def charger_view(station: Station, charger: ChargerState) -> dict[str, Any]:
     whole = charger.connectors.get(0)
     return {
         "id": charger_id,
-        "maxPower": charger.config.max_power,
+        "maxPower": number(charger.config.max_power),
         "connectors": charger.config.connectors,
         "allocatedPower": allocated,
         "connected": charger.connected,
@@ -94,10 +102,10 @@ def charger_view(station: Station, charger: ChargerState) -> dict[str, Any]:
 def status_view(station: Station) -> dict[str, Any]:
     return {
         "stationId": station.config.station_id,
-        "gridCapacity": station.config.grid_capacity,
+        "gridCapacity": number(station.config.grid_capacity),
         "availablePower": station.available_power,
         "allocatedPower": station.allocated_power(),
-        "gridPower": round(station.grid_power(), 6),
+        "gridPower": number(station.grid_power()),
         "strategy": station.strategy.value,
         "battery": battery_view(station.battery),
         "chargers": [charger_view(station, c) for c in station.chargers.values()],

@@ -1,0 +1,94 @@
+"""MeterValues -> kW and kWh (ocpp.md, MeterValues row; OCPP 1.6 sections 7.32, 7.43).
+
+Pure. Only the outlet's active import is read (what the vehicle draws): a
+``location`` of Inlet or EV measures something else. Power comes as a total
+or per phase (summed when no total is given); units W or kW for power, Wh or
+kWh for the energy register, the spec defaults being the energy register in
+Wh. Values are strings on the wire; one that is not a finite number is
+skipped rather than failing the whole message, which must be answered anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from protocol.messages import Location, Measurand, MeterValue, SampledValue, UnitOfMeasure, ValueFormat
+
+# Phase-to-neutral and phase readings both count; N (neutral) and line-to-line
+# voltages' phases (L1-L2 ...) describe no separate power flow.
+_SUMMED_PHASES = {"L1", "L2", "L3", "L1-N", "L2-N", "L3-N"}
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    power_kw: float | None = None
+    energy_register_kwh: float | None = None
+    soc_percent: float | None = None
+
+
+def _number(sample: SampledValue) -> float | None:
+    if sample.effective_format is ValueFormat.SIGNED_DATA:
+        return None
+    try:
+        value = float(sample.value)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _power_kw(sample: SampledValue, value: float) -> float | None:
+    unit = sample.unit or UnitOfMeasure.W
+    if unit is UnitOfMeasure.W:
+        return value / 1000.0
+    if unit is UnitOfMeasure.KW:
+        return value
+    return None
+
+
+def _energy_kwh(sample: SampledValue, value: float) -> float | None:
+    unit = sample.effective_unit
+    if unit is UnitOfMeasure.WH:
+        return value / 1000.0
+    if unit is UnitOfMeasure.KWH:
+        return value
+    return None
+
+
+def read_meter_values(meter_values: Iterable[MeterValue]) -> MeterReading:
+    """The latest power, energy register and SoC found in the samples, in order given."""
+    power: float | None = None
+    energy: float | None = None
+    soc: float | None = None
+    for meter_value in meter_values:
+        total_power: float | None = None
+        phase_power: dict[str, float] = {}
+        for sample in meter_value.sampled_value:
+            if sample.effective_location is not Location.OUTLET:
+                continue
+            value = _number(sample)
+            if value is None:
+                continue
+            measurand = sample.effective_measurand
+            if measurand is Measurand.POWER_ACTIVE_IMPORT:
+                kw = _power_kw(sample, value)
+                if kw is None:
+                    continue
+                if sample.phase is None:
+                    total_power = kw
+                elif sample.phase.value in _SUMMED_PHASES:
+                    phase_power[sample.phase.value] = kw
+            elif measurand is Measurand.ENERGY_ACTIVE_IMPORT_REGISTER and sample.phase is None:
+                kwh = _energy_kwh(sample, value)
+                if kwh is not None:
+                    energy = kwh
+            elif measurand is Measurand.SOC:
+                soc = min(max(value, 0.0), 100.0)
+        if total_power is not None:
+            power = total_power
+        elif phase_power:
+            power = sum(phase_power.values())
+    if power is not None:
+        power = max(power, 0.0)
+    return MeterReading(power_kw=power, energy_register_kwh=energy, soc_percent=soc)

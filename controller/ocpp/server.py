@@ -1,0 +1,158 @@
+"""The OCPP-J 1.6 WebSocket endpoint (ocpp.md, "Connection").
+
+Handshake rules, checked before the upgrade: the charger id is the last path
+segment under the configured prefix, percent-decoded; an id that is not in the
+config gets HTTP 404; a charger with a configured password must present HTTP
+Basic credentials (username = its id, security profile 1/2) or gets 401. The
+subprotocol is ``ocpp1.6``: a client that offers none we accept still
+completes the handshake, without the header, and is then closed (OCPP-J 3.2).
+A second connection for the same id replaces the first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from urllib.parse import unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from controller.config import StationConfig
+from controller.ocpp.central import CentralSystem
+from controller.ocpp.link import ChargerLink
+from controller.ocpp.push import LimitPusher
+
+log = logging.getLogger(__name__)
+
+SUBPROTOCOL = Subprotocol("ocpp1.6")
+# Close code 1002 "protocol error": no acceptable subprotocol was offered.
+CLOSE_NO_SUBPROTOCOL = 1002
+
+
+def charger_id_from_path(path: str, prefix: str) -> str | None:
+    """``/ocpp/CP%20001?x=1`` -> ``CP 001``; None when the path is not ours."""
+    path = path.split("?", 1)[0]
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    if not path.startswith(prefix + "/"):
+        return None
+    rest = path[len(prefix) + 1 :]
+    if not rest or "/" in rest:
+        return None
+    return unquote(rest)
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if header is None:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+class OcppServer:
+    def __init__(
+        self, config: StationConfig, central: CentralSystem, pusher: LimitPusher
+    ) -> None:
+        self.config = config
+        self.central = central
+        self.pusher = pusher
+        self.station = central.station
+        self.links: dict[str, ChargerLink] = {}
+        self._server: Server | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await serve(
+            self._serve_charger,
+            host,
+            port,
+            process_request=self._check_request,
+            select_subprotocol=self._select_subprotocol,
+            subprotocols=[SUBPROTOCOL],
+            compression=None,  # per-connection memory matters with thousands of chargers
+            ping_interval=30,
+            ping_timeout=30,
+        )
+        self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
+        log.info("OCPP 1.6J on ws://%s:%d%s/{chargePointId}", host, self.port,
+                 self.config.server.ocpp_path)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    # -- handshake -------------------------------------------------------
+
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        charger_id = charger_id_from_path(request.path, self.config.server.ocpp_path)
+        charger = None if charger_id is None else self.config.charger(charger_id)
+        if charger is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        if charger.password is not None:
+            credentials = basic_credentials(request.headers.get("Authorization"))
+            if (
+                credentials is None
+                or credentials[0] != charger.id
+                or not hmac.compare_digest(credentials[1].encode(), charger.password.encode())
+            ):
+                response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+                response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+                return response
+        return None
+
+    @staticmethod
+    def _select_subprotocol(
+        connection: ServerConnection, subprotocols: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
+
+    # -- a charger's connection ------------------------------------------
+
+    async def _serve_charger(self, websocket: ServerConnection) -> None:
+        if websocket.subprotocol is None:
+            await websocket.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp1.6 required")
+            return
+        assert websocket.request is not None
+        charger_id = charger_id_from_path(websocket.request.path, self.config.server.ocpp_path)
+        assert charger_id is not None  # checked before the upgrade
+        link = ChargerLink(
+            charger_id,
+            websocket,
+            self.central.handle,
+            call_timeout=self.config.ocpp.call_timeout,
+        )
+        previous = self.links.get(charger_id)
+        self.links[charger_id] = link
+        if previous is not None:
+            log.info("%s: new connection replaces the previous one", charger_id)
+            await previous.close("replaced by a new connection")
+        charger = self.station.charger(charger_id)
+        charger.connected = True
+        charger.last_seen = self.central.service.now()
+        charger.disconnected_at = None
+        if charger.booted:
+            # OCPP-J 5.4: a charger that reconnects need not boot again.
+            self.pusher.attach(link)
+        try:
+            await link.run()
+        finally:
+            self.pusher.detach(link)
+            if self.links.get(charger_id) is link:
+                del self.links[charger_id]
+                charger.connected = False
+                charger.disconnected_at = self.central.service.now()
+                self.central.service.request_reallocation()

@@ -14,7 +14,7 @@ def number(value: float | None) -> float | int | None:
     """Whole numbers as JSON integers (``400``, not ``400.0``), like the config file."""
     if value is None:
         return None
-    rounded = round(value, 6)
+    rounded = round(float(value), 6)
     return int(rounded) if rounded.is_integer() else rounded
 
 

@@ -102,3 +102,25 @@ async def start_api(clock: ManualClock) -> AsyncIterator[Callable[..., Any]]:
 async def api(start_api: Callable[..., Any]) -> Api:
     result: Api = await start_api()
     return result
+
+
+@pytest.fixture
+async def start_controller(clock: ManualClock) -> AsyncIterator[Callable[..., Any]]:
+    """Start the whole controller (REST + OCPP) on free loopback ports."""
+    apps: list[ControllerApp] = []
+
+    async def start(config: StationConfig | None = None) -> ControllerApp:
+        app = ControllerApp(
+            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0
+        )
+        await app.start()
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        await app.stop()
+
+
+def ocpp_url(app: ControllerApp) -> str:
+    return f"ws://127.0.0.1:{app.ocpp_port}/ocpp"

@@ -34,16 +34,23 @@ from allocator.types import Demand, Limit, StationTree, Strategy
 class HoldingPlan:
     target: dict[str, Limit]
     effective: dict[str, Limit]
+    # Sessions whose effective limit is their hold, not a limit of their own.
+    pinned: frozenset[str] = frozenset()
 
     def to_send(self, session_id: str, held: int | None) -> int:
-        """The limit to push for a session whose charger holds ``held`` kW.
+        """The limit to push for a session whose charger holds ``held`` kW now.
 
-        A lowering goes straight to the target; otherwise the effective limit,
-        which is never below the hold.
+        A lowering goes straight to the target. A session pinned at its hold
+        keeps what it holds: its effective limit is a reservation, and if the
+        hold has shrunk since this plan (a lowering was accepted meanwhile),
+        sending it would undo that lowering. Otherwise the effective limit,
+        which this plan found safe to raise to.
         """
         target = self.target[session_id].power
         if held is not None and target < held:
             return target
+        if held is not None and session_id in self.pinned:
+            return held
         return self.effective[session_id].power
 
 
@@ -74,7 +81,7 @@ def allocate_holding(
             s: held[s] for s in movable - pins.keys() if effective[s].power < held[s]
         }
         if not squeezed:
-            return HoldingPlan(target, effective)
+            return HoldingPlan(target, effective, frozenset(pins))
         # Each round pins at least one more session, so this ends within n rounds;
         # in practice one or two.
         pins.update(squeezed)

@@ -94,6 +94,7 @@ class LimitPusher:
         self._links: dict[str, ChargerLink] = {}
         self._work: dict[str, asyncio.Event] = {}
         self.profiles_sent = 0
+        self._progress = asyncio.Event()
         for charger in station.chargers.values():
             config = charger.config
             self.chargers[config.id] = ChargerBook(
@@ -181,6 +182,18 @@ class LimitPusher:
     def wake_all(self) -> None:
         for event in self._work.values():
             event.set()
+        self._note_progress()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate`` holds, checking it after each answered profile
+        and each reallocation (for tests and the simulator's virtual clock)."""
+        while not predicate():
+            event = self._progress
+            await event.wait()
+
+    def _note_progress(self) -> None:
+        event, self._progress = self._progress, asyncio.Event()
+        event.set()
 
     # -- the worker ------------------------------------------------------
 
@@ -286,6 +299,7 @@ class LimitPusher:
             self._sync_held(session)
             if session.held != before:
                 self._request_reallocation()
+        self._note_progress()
 
     async def _call(self, link: ChargerLink, request: SetChargingProfileRequest) -> CallOutcome:
         self.profiles_sent += 1

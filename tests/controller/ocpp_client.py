@@ -47,6 +47,7 @@ def accept_everything(call: CallReceived) -> OcppModel | None:
 class Received:
     call: CallReceived
     answered: bool = False
+    response: OcppModel | None = None
 
 
 @dataclass
@@ -110,7 +111,9 @@ class FakeCharger:
     async def answer(self, item: Received, response: OcppModel) -> None:
         self.connection.send_result(item.call.unique_id, response)
         item.answered = True
+        item.response = response
         await self._flush()
+        self._frame.set()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
         async def check() -> None:
@@ -155,6 +158,7 @@ class FakeCharger:
                         if response is not None:
                             self.connection.send_result(event.unique_id, response)
                             item.answered = True
+                            item.response = response
                     elif isinstance(event, CallAnswered | CallErrored):
                         future = self._answers.pop(event.unique_id, None)
                         if future is not None and not future.done():

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from allocator.tree import ROOT, CompiledTree, FloatArray, IntArray
+from allocator.tree import CompiledTree, FloatArray, IntArray
 
 # numpy sorts 16-bit keys with a linear-time radix sort when asked for a
-# stable sort; node indices usually fit.
+# stable sort; the numbers of overflowing nodes usually fit.
 _RADIX_LIMIT = 1 << 16
+# A (node, cap) histogram costs nodes x (largest cap) cells; below this many
+# cells per session it is cheaper than sorting the caps.
+_HISTOGRAM_FACTOR = 3
+# Nodes of at most this many sessions (chargers, typically) compare every
+# pair of their sessions instead of sorting.
+_PAIRWISE_LIMIT = 4
 
 
 def progressive_fill(tree: CompiledTree, node: IntArray, caps: IntArray,
@@ -28,84 +34,130 @@ def progressive_fill(tree: CompiledTree, node: IntArray, caps: IntArray,
     it and fills them as one flat node would.
     """
     alloc = caps.copy()
-    chain = node.copy()
-    for height in range(1, int(tree.height[ROOT]) + 1):
-        here = np.flatnonzero(tree.height[chain] == height)
-        if here.size == 0:
+    for at_height, covers_all in zip(tree.at_height, tree.covers_all, strict=True):
+        segment = at_height[node]
+        if covers_all:
+            _fill_flat(alloc, None, segment, room, tree.size)
             continue
-        segment = chain[here]
-        chain[here] = tree.parent[segment]
-        _fill_flat(alloc, here, segment, room, tree.size)
+        here = np.flatnonzero(segment >= 0)
+        if here.size:
+            _fill_flat(alloc, here, segment[here], room, tree.size)
     return alloc
 
 
-def _fill_flat(alloc: IntArray, here: IntArray, segment: IntArray, room: IntArray,
+def _fill_flat(alloc: IntArray, here: IntArray | None, segment: IntArray, room: IntArray,
                size: int) -> None:
     """One round of flat filling for many nodes at once.
 
-    Sessions ``here`` (ascending, so in priority order) sit below node
-    ``segment``; ``alloc`` holds what the levels below allowed them, which acts
-    as their cap. For a node with room R and caps e_i, the filling reaches the
-    largest whole level T with sum(min(e_i, T)) <= R; the R - sum(min(e_i, T))
-    kW left go one each to the earliest sessions with e_i > T.
+    Sessions ``here`` (ascending, so in priority order; None for all) sit
+    below node ``segment``; ``alloc`` holds what the levels below allowed
+    them, which acts as their cap. For a node with room R and caps e_i, the
+    filling reaches the largest whole level T with H(T) <= R, where
+    H(t) = sum(min(e_i, t)); the R - H(T) kW left go one each to the earliest
+    sessions with e_i > T.
     """
-    values = alloc[here]
-    total = np.bincount(segment, weights=values, minlength=size)
-    over = total > room
+    values = alloc if here is None else alloc[here]
+    over = np.bincount(segment, weights=values, minlength=size) > room
     if not over.any():
         return
     keep = over[segment]
-    here, segment, values = here[keep], segment[keep], values[keep]
+    if not keep.all():
+        kept = np.flatnonzero(keep)
+        here = kept if here is None else here[kept]
+        segment = segment[kept]
+        values = values[kept]
+    nodes = np.flatnonzero(over)
+    count = len(nodes)
+    limit = room[nodes]
+    if count == 1:
+        seg = np.zeros(len(values), dtype=np.int64)
+    else:
+        # Number the overflowing nodes 0..k-1 and group their sessions; the
+        # sort is stable, so each node's sessions stay in priority order.
+        seg = (np.cumsum(over) - 1)[segment]
+        order = np.argsort(seg.astype(np.uint16) if count <= _RADIX_LIMIT else seg,
+                           kind="stable")
+        seg = seg[order]
+        values = values[order]
+        here = order if here is None else here[order]
+    sizes = np.bincount(seg, minlength=count)
+    width = int(values.max()) + 1
+    largest = int(sizes.max())
+    if count * width <= _HISTOGRAM_FACTOR * len(values):
+        level, spare = _levels_by_histogram(seg, values, limit, width)
+    elif largest <= _PAIRWISE_LIMIT:
+        level, spare = _share(seg, values, _need_pairwise(seg, values, largest), limit, sizes)
+    else:
+        level, spare = _levels_by_sorting(seg, values, limit, sizes, width)
 
-    # Sorted by (node, cap): within a node, sum(min(e, e_i)) at each of its
-    # own caps e_i is a prefix sum plus e_i times the sessions not below it.
-    order = np.argsort(segment * (int(values.max()) + 1) + values)
-    s_node = segment[order]
-    s_value = values[order]
-    count = len(order)
-    head = np.empty(count, dtype=np.bool_)
-    head[0] = True
-    np.not_equal(s_node[1:], s_node[:-1], out=head[1:])
-    starts = np.flatnonzero(head)
-    sizes = np.diff(np.append(starts, count))
-    run = np.cumsum(head) - 1
-    below = np.cumsum(s_value) - s_value
-    position = np.arange(count)
-    need = below - below[starts][run] + (sizes[run] - (position - starts[run])) * s_value
-    # The first session whose own cap cannot be reached by everyone from it
-    # on; one exists in every run because the run's total exceeds its room.
-    first = np.minimum.reduceat(np.where(need > room[s_node], position, count), starts)
-    nodes = s_node[starts]
-    settled = below[first] - below[starts]
-    growing = sizes - (first - starts)
-    left = room[nodes] - settled
-    level = left // growing
-    spare = left - growing * level
-
-    node_level = np.zeros(size, dtype=np.int64)
-    node_level[nodes] = level
-    node_spare = np.zeros(size, dtype=np.int64)
-    node_spare[nodes] = spare
-    seg_level = node_level[segment]
-    alloc[here] = np.minimum(values, seg_level)
-
+    seg_level = level[seg]
+    result = np.minimum(values, seg_level)
     # The partial round: growing sessions of a node with spare kW, in priority
     # order; the first `spare` of each node get one more kW.
-    lucky = (values > seg_level) & (node_spare[segment] > 0)
-    if not lucky.any():
-        return
-    cand = here[lucky]
-    c_node = segment[lucky]
-    keys = c_node.astype(np.uint16) if size <= _RADIX_LIMIT else c_node
-    by_node = np.argsort(keys, kind="stable")
-    b_node = c_node[by_node]
-    b_head = np.empty(len(b_node), dtype=np.bool_)
-    b_head[0] = True
-    np.not_equal(b_node[1:], b_node[:-1], out=b_head[1:])
-    b_starts = np.flatnonzero(b_head)
-    rank = np.arange(len(b_node)) - b_starts[np.cumsum(b_head) - 1]
-    winners = cand[by_node[rank < node_spare[b_node]]]
-    alloc[winners] += 1
+    lucky = (values > seg_level) & (spare[seg] > 0)
+    if lucky.any():
+        ahead = np.cumsum(lucky)
+        in_earlier_nodes: IntArray = (ahead - lucky)[np.cumsum(sizes) - sizes]
+        result += lucky & (ahead - in_earlier_nodes[seg] <= spare[seg])
+    if here is None:
+        alloc[:] = result
+    else:
+        alloc[here] = result
+
+
+def _levels_by_histogram(seg: IntArray, values: IntArray, limit: IntArray,
+                         width: int) -> tuple[IntArray, IntArray]:
+    """T and R - H(T) per node from a (node, cap) histogram; for few nodes or small caps."""
+    nodes = len(limit)
+    hist = np.bincount(seg * width + values, minlength=nodes * width).reshape(nodes, width)
+    t = np.arange(width, dtype=np.int64)
+    at_least = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+    weighted = hist * t
+    need = np.cumsum(weighted, axis=1) - weighted + t * at_least
+    # H is nondecreasing and H(0) = 0 <= R, so T is the count of levels that fit, less one.
+    level = np.count_nonzero(need <= limit[:, None], axis=1) - 1
+    spare = limit - need[np.arange(nodes), level]
+    return level.astype(np.int64), spare
+
+
+def _need_pairwise(seg: IntArray, values: IntArray, largest: int) -> IntArray:
+    """H(e_i) for sessions grouped by node, each node holding at most ``largest``."""
+    need = values.copy()
+    for gap in range(1, largest):
+        pair = np.minimum(values[gap:], values[:-gap])
+        pair *= seg[gap:] == seg[:-gap]
+        need[gap:] += pair
+        need[:-gap] += pair
+    return need
+
+
+def _levels_by_sorting(seg: IntArray, values: IntArray, limit: IntArray, sizes: IntArray,
+                       width: int) -> tuple[IntArray, IntArray]:
+    """T and R - H(T) per node by sorting the caps within each node."""
+    order = np.argsort(seg * width + values)
+    s_seg = seg[order]
+    s_value = values[order]
+    ends = np.cumsum(sizes)
+    below = np.cumsum(s_value) - s_value
+    # H at each session's own cap e_i: the caps below it, plus e_i for every
+    # session from it to the end of its node (all have caps >= e_i).
+    need = below - (below[ends - sizes])[s_seg] + (ends[s_seg] - np.arange(len(order))) * s_value
+    return _share(s_seg, s_value, need, limit, sizes)
+
+
+def _share(seg: IntArray, values: IntArray, need: IntArray, limit: IntArray,
+           sizes: IntArray) -> tuple[IntArray, IntArray]:
+    """T and R - H(T) per node, given H(e_i) for every session.
+
+    H(e_i) <= R exactly for the sessions whose cap e_i is at most T: they are
+    settled at their cap and the others share the rest evenly.
+    """
+    settled = need <= limit[seg]
+    settled_sum = np.bincount(seg, weights=np.where(settled, values, 0), minlength=len(limit))
+    growing = sizes - np.bincount(seg[settled], minlength=len(limit))
+    left = limit - settled_sum.astype(np.int64)
+    level = left // growing
+    return level, left - growing * level
 
 
 def own_caps(charger_limit: IntArray, vehicle_cap: FloatArray) -> IntArray:

@@ -9,7 +9,6 @@ at once.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +71,13 @@ class CompiledTree:
     charger_node: Mapping[str, int]
     # Number of nodes on the longest charger-to-root path, root included.
     path_length: int
+    # For each height h = 1, 2, ... up to the root's: the ancestor of each
+    # charger (indexed by charger node) whose height is h, or -1 where the
+    # path skips that height. Heights strictly increase up a path, so every
+    # charger has at most one ancestor per height.
+    at_height: tuple[IntArray, ...]
+    # Whether every charger has an ancestor at that height.
+    covers_all: tuple[bool, ...]
 
     @property
     def size(self) -> int:
@@ -114,52 +120,63 @@ def compile_tree(tree: StationTree) -> CompiledTree:
 
     parent = np.zeros(size, dtype=np.int64)
     parent[1:first_charger] = group_parent
-    grouped: set[str] = set()
-    for index, group in enumerate(groups, start=1):
-        for charger_id in group.chargers:
-            node = charger_node.get(charger_id)
-            if node is None:
-                raise ValueError(f"group {group.id!r} names unknown charger {charger_id!r}")
-            if charger_id in grouped:
-                raise ValueError(f"charger {charger_id!r} belongs to more than one group")
-            grouped.add(charger_id)
-            parent[node] = index
+    members = [charger_id for group in groups for charger_id in group.chargers]
+    if len(set(members)) != len(members):
+        raise ValueError(
+            f"charger {_first_duplicate(members)!r} belongs to more than one group"
+        )
+    try:
+        member_node = np.fromiter(
+            map(charger_node.__getitem__, members), dtype=np.int64, count=len(members)
+        )
+    except KeyError as exc:
+        owner = next(g.id for g in groups if exc.args[0] in g.chargers)
+        raise ValueError(f"group {owner!r} names unknown charger {exc.args[0]!r}") from None
+    parent[member_node] = np.repeat(
+        np.arange(1, first_charger, dtype=np.int64), [len(g.chargers) for g in groups]
+    )
 
     limit = np.zeros(size, dtype=np.int64)
-    for index, group in enumerate(groups, start=1):
-        limit[index] = _whole_kw(group.max_power, f"group {group.id!r} max_power")
+    limit[1:first_charger] = _whole_kw_array(
+        np.array([g.max_power for g in groups], dtype=np.float64), "group max_power"
+    )
     limit[first_charger:] = _whole_kw_array(
         np.array([c.max_power for c in chargers], dtype=np.float64), "charger max_power"
     )
 
-    # Groups come after their parent, chargers after all groups: one reverse
-    # sweep sees every child before its parent.
-    height = np.zeros(size, dtype=np.int64)
-    height[first_charger:] = 1
+    # A group's parent precedes it (depth-first order), so one forward sweep
+    # over the groups gives their depths; chargers follow from their parents.
     depth = np.zeros(size, dtype=np.int64)
-    parents = parent.tolist()
-    heights = height.tolist()
-    for node in range(size - 1, 0, -1):
-        up = parents[node]
-        heights[up] = max(heights[up], heights[node] + 1)
-    depths = depth.tolist()
-    for node in range(1, size):
-        depths[node] = depths[parents[node]] + 1
-    height[:] = heights
-    depth[:] = depths
-    # An empty station still has a root that can hold a (zero) allocation.
-    height[ROOT] = max(height[ROOT], 1)
-
+    group_depth = [0] * first_charger
+    for index, up in enumerate(group_parent, start=1):
+        group_depth[index] = group_depth[up] + 1
+    depth[:first_charger] = group_depth
+    depth[first_charger:] = depth[parent[first_charger:]] + 1
     levels = tuple(
         np.flatnonzero(depth == d).astype(np.int64) for d in range(int(depth.max()), 0, -1)
     )
+    height = np.zeros(size, dtype=np.int64)
+    height[first_charger:] = 1
+    for level in levels:
+        np.maximum.at(height, parent[level], height[level] + 1)
+    # An empty station still has a root that can hold a (zero) allocation.
+    height[ROOT] = max(int(height[ROOT]), 1)
     path_length = int(depth[first_charger:].max()) + 1 if chargers else 1
+
+    at_height: list[IntArray] = []
+    covers_all: list[bool] = []
+    chain = np.arange(size, dtype=np.int64)
+    for h in range(1, int(height[ROOT]) + 1):
+        hit = height[chain] == h
+        at_height.append(np.where(hit, chain, -1))
+        covers_all.append(bool(hit[first_charger:].all()))
+        chain = np.where(hit, parent[chain], chain)
 
     node_bound = np.full(size, CHARGER, dtype=np.int64)
     node_bound[ROOT] = STATION
     node_bound[1:first_charger] = np.arange(4, 4 + len(groups))
 
-    for array in (limit, parent, height, node_bound, *levels):
+    for array in (limit, parent, height, node_bound, *levels, *at_height):
         array.setflags(write=False)
     return CompiledTree(
         bound_names=(BOUND_VEHICLE, BOUND_PINNED, BOUND_CHARGER, BOUND_STATION, *group_ids),
@@ -170,6 +187,8 @@ def compile_tree(tree: StationTree) -> CompiledTree:
         levels_bottom_up=levels,
         charger_node=charger_node,
         path_length=path_length,
+        at_height=tuple(at_height),
+        covers_all=tuple(covers_all),
     )
 
 
@@ -179,12 +198,6 @@ def subtree_sums(tree: CompiledTree, per_node: npt.NDArray[np.number[Any]]) -> F
     for level in tree.levels_bottom_up:
         total += np.bincount(tree.parent[level], weights=total[level], minlength=tree.size)
     return total
-
-
-def _whole_kw(value: float, what: str) -> int:
-    if math.isnan(value) or math.isinf(value) or value > MAX_KW:
-        raise ValueError(f"{what} must be a finite number of kW up to {MAX_KW}, not {value!r}")
-    return max(0, math.floor(value))
 
 
 def _whole_kw_array(values: FloatArray, what: str) -> IntArray:

@@ -86,28 +86,39 @@ def build_case(src: Source, *, min_chargers: int = 1, max_chargers: int, scale: 
     connectors = [src.integer(1, 4) for _ in chargers]
 
     # Group j's parent is an earlier group or the root; each charger sits in
-    # at most one group.
+    # at most one group. A group's limit is mostly a fraction of what is below
+    # it, so that groups do bind.
     n_groups = src.integer(0, 4)
     group_parent = [src.integer(-1, j - 1) for j in range(n_groups)]
     charger_group = [src.integer(-1, n_groups - 1) for _ in chargers]
-    group_power = [power(scale * max(2, n_chargers // 4)) for _ in range(n_groups)]
+    below = [0.0] * n_groups
+    for charger, g in zip(chargers, charger_group, strict=True):
+        if g >= 0:
+            below[g] += charger.max_power
     built: dict[int, GroupNode] = {}
     for j in reversed(range(n_groups)):
+        subgroups = tuple(built[k] for k in range(j + 1, n_groups) if group_parent[k] == j)
+        below[j] += sum(below[k] for k in range(j + 1, n_groups) if group_parent[k] == j)
+        limit = (power(scale * 2) if src.integer(0, 3) == 0
+                 else round(below[j] * src.real(0.2, 1.2), 1))
         built[j] = GroupNode(
             id=f"G{j}",
-            max_power=group_power[j],
+            max_power=limit,
             chargers=tuple(c.id for c, g in zip(chargers, charger_group, strict=True) if g == j),
-            groups=tuple(built[k] for k in range(j + 1, n_groups) if group_parent[k] == j),
+            groups=subgroups,
         )
     top = tuple(built[j] for j in range(n_groups) if group_parent[j] == -1)
     tree = StationTree(tuple(chargers), top)
 
     # Few distinct start times and shuffled ids, so both tie-breaks matter.
+    # Vehicles: unknown, common values, or around the charger's power (where
+    # a vehicle cap and the charger's share compete).
     slots: list[tuple[str, float | None, int | None, float]] = []
     for charger, n_connectors in zip(chargers, connectors, strict=True):
-        for _ in range(src.integer(0, n_connectors)):
+        for _ in range(n_connectors - src.integer(0, n_connectors) // 2):
             kind = src.integer(0, 3)
             vehicle = (None if kind == 0 else src.choice(_VEHICLES) if kind == 1
+                       else round(src.real(0, charger.max_power * 1.2), 2) if kind == 2
                        else round(src.real(0, scale * 1.5), 2))
             fixed = src.integer(0, int(scale) // 2) if pins and src.integer(0, 5) == 0 else None
             slots.append((charger.id, vehicle, fixed, float(src.integer(0, 4))))
@@ -116,8 +127,13 @@ def build_case(src: Source, *, min_chargers: int = 1, max_chargers: int, scale: 
         Demand(sid, charger_id, started_at, vehicle, fixed)
         for sid, (charger_id, vehicle, fixed, started_at) in zip(ids, slots, strict=True)
     ]
-    root_limit = (src.real(0, scale * n_chargers) if src.integer(0, 1)
-                  else float(src.integer(0, int(scale) * 2)))
+    # Tight, loose, or more than everything below (then lower nodes bind).
+    total = sum(c.max_power for c in chargers)
+    kind = src.integer(0, 3)
+    root_limit = (round(src.real(0, total), 1) if kind == 0
+                  else float(src.integer(0, int(scale) * 2)) if kind == 1
+                  else total + 1 if kind == 2
+                  else round(src.real(0.3, 0.9) * total, 1))
     return Case(tree, demands, root_limit)
 
 

@@ -6,9 +6,11 @@ import math
 import random
 from collections import Counter, defaultdict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import allocator.fair as fair
 from allocator import Demand, GroupNode, Limit, StationTree, Strategy, allocate
 from tests.allocator.reference import reference_allocate
 from tests.allocator.strategies import Case, cases, large_cases
@@ -80,6 +82,30 @@ def test_equal_to_the_reference_procedure(case: Case, strategy: Strategy) -> Non
 def test_equal_to_the_reference_procedure_on_busier_stations(case: Case,
                                                               strategy: Strategy) -> None:
     limits = allocate(case.tree, case.demands, case.root_limit, strategy)
+    expected = reference_allocate(case.tree, case.demands, case.root_limit, strategy)
+    assert {sid: limit.power for sid, limit in limits.items()} == expected
+
+
+# The filling finds each node's level by a (node, cap) histogram, by comparing
+# sessions pairwise, or by sorting, whichever is cheaper for the batch at hand;
+# force each way (and the non-radix grouping) in turn.
+WAYS = {
+    "histogram": {"_HISTOGRAM_FACTOR": 10**9},
+    "pairwise": {"_HISTOGRAM_FACTOR": 0, "_PAIRWISE_LIMIT": 10**6},
+    "sorting": {"_HISTOGRAM_FACTOR": 0, "_PAIRWISE_LIMIT": 0},
+    "sorting-without-radix": {"_HISTOGRAM_FACTOR": 0, "_PAIRWISE_LIMIT": 0, "_RADIX_LIMIT": 0},
+}
+
+
+@pytest.mark.parametrize("way", WAYS)
+@settings(deadline=None, max_examples=40)
+@given(case=st.one_of(SMALL, MEDIUM), strategy=STRATEGIES)
+def test_every_way_of_finding_levels_equals_the_reference(way: str, case: Case,
+                                                          strategy: Strategy) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in WAYS[way].items():
+            patch.setattr(fair, name, value)
+        limits = allocate(case.tree, case.demands, case.root_limit, strategy)
     expected = reference_allocate(case.tree, case.demands, case.root_limit, strategy)
     assert {sid: limit.power for sid, limit in limits.items()} == expected
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -19,9 +20,11 @@ from controller.config import StationConfig
 from controller.ocpp.central import CentralSystem
 from controller.ocpp.push import LimitPusher
 from controller.ocpp.server import OcppServer
+from controller.persistence import Recorder, load_start_keys, recover
 from controller.rest import create_app
 from controller.service import StationService
 from controller.station import Station
+from controller.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class ControllerApp:
         host: str | None = None,
         rest_port: int | None = None,
         ocpp_port: int | None = None,
+        db_path: str | Path | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -56,12 +60,34 @@ class ControllerApp:
             failsafe_kw=self._failsafe_kw,
         )
         self.service.before_status.append(self.pusher.refresh_confirmations)
-        self.central = CentralSystem(self.service, self.pusher)
+        self.store = Store(
+            db_path if db_path is not None else config.database.path,
+            synchronous=config.database.synchronous,
+        )
+        self.recorder = Recorder(self.store, self.station, self.pusher)
+        self.service.recorder = self.recorder
+        self.pusher.on_book_change = self.recorder.limit
+        self.pusher.on_event = self.recorder.event
+        self.pusher.clock = self.clock.now
+        self.central = CentralSystem(self.service, self.pusher, self.recorder)
         self.ocpp = OcppServer(config, self.central, self.pusher)
+        self.recovered = self._recover()
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_port = 0
         self.ocpp_port = 0
+
+    def _recover(self) -> dict[str, int]:
+        now = self.clock.now()
+        counts = recover(self.store, self.station, self.pusher, now)
+        self.central.start_keys = load_start_keys(self.store, now)
+        self.station.reallocate(now)
+        self.recorder.battery()
+        self.recorder.event(now, "controller.started", **counts)
+        if counts["sessions"]:
+            log.info("recovered %(sessions)d active sessions, %(limits)d charger limits",
+                     counts)
+        return counts
 
     def _failsafe_kw(self, charger_id: str) -> float:
         charger = self.config.charger(charger_id)
@@ -79,6 +105,8 @@ class ControllerApp:
         await self.ocpp.start(self.host, self._ocpp_port)
         self.ocpp_port = self.ocpp.port
         self._tasks.append(asyncio.create_task(self.service.run_battery_timer(), name="battery"))
+        self._tasks.append(asyncio.create_task(self.service.run_flusher(), name="flusher"))
+        await self.service.flush()
         log.info("REST API on http://%s:%d", self.host, self.rest_port)
 
     async def stop(self) -> None:
@@ -93,6 +121,8 @@ class ControllerApp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.service.flush()
+        await self.store.close()
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.app import ControllerApp
+from controller.store import StoreError
 from controller.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, ConfigError, load_config
 
 EXIT_CONFIG = 2
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--rest-port", type=int, help="REST API port (default 4567)")
     parser.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
+    parser.add_argument("--db", type=Path, help="SQLite database file (default data/controller.db)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser
 
@@ -54,9 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_CONFIG
-    app = ControllerApp(
-        config, host=args.host, rest_port=args.rest_port, ocpp_port=args.ocpp_port
-    )
+    try:
+        app = ControllerApp(
+            config, host=args.host, rest_port=args.rest_port, ocpp_port=args.ocpp_port,
+            db_path=args.db,
+        )
+    except StoreError as error:
+        print(f"ev-controller: {error}", file=sys.stderr)
+        return 1
     try:
         asyncio.run(app.serve_forever())
     except OSError as error:

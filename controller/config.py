@@ -86,6 +86,8 @@ class OcppConfig(_Model):
 
 class DatabaseConfig(_Model):
     path: str = str(DEFAULT_DB_PATH)
+    # FULL: a committed change survives a power cut; NORMAL: only a process crash.
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
 
 class StationConfig(_Model):

@@ -30,6 +30,7 @@ from controller.sessions import (
     UnknownCharger,
     UnknownSession,
 )
+from controller.store import StoreError
 from controller.views import session_view
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return _error_response(error)
     except StationError as error:
         return _error_response(_station_error(error))
+    except StoreError:
+        log.exception("cannot write the database")
+        return _error_response(
+            ApiError(503, "storage_unavailable", "the change could not be stored; retry later")
+        )
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -90,8 +96,22 @@ async def station_status(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICE].status())
 
 
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        message = f"must be an integer from {low} to {high}"
+        raise ApiError(400, "invalid_field", f"{name}: {message}",
+                       [{"field": name, "message": message}])
+    return value
+
+
 async def list_sessions(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
     wanted = request.query.get("status")
     if wanted not in (None, "active", "stopped"):
         raise ApiError(
@@ -100,17 +120,19 @@ async def list_sessions(request: web.Request) -> web.Response:
             "status: must be one of 'active' or 'stopped'",
             [{"field": "status", "message": "must be one of 'active' or 'stopped'"}],
         )
-    sessions = [
-        session_view(s)
-        for s in service.station.sessions.values()
-        if wanted is None or s.status.value == wanted
-    ]
-    return web.json_response(sessions)
+    limit = _query_int(request, "limit", 1000, 1, 100_000)
+    return web.json_response(await request.app[SERVICE].list_sessions(wanted, limit))
 
 
 async def get_session(request: web.Request) -> web.Response:
-    session = request.app[SERVICE].station.session(request.match_info["session_id"])
-    return web.json_response(session_view(session))
+    view = await request.app[SERVICE].session_view(request.match_info["session_id"])
+    return web.json_response(view)
+
+
+async def station_events(request: web.Request) -> web.Response:
+    since = _query_int(request, "since", 0, 0, 2**62)
+    limit = _query_int(request, "limit", 1000, 1, 10_000)
+    return web.json_response(await request.app[SERVICE].events(since, limit))
 
 
 async def start_session(request: web.Request) -> web.Response:
@@ -126,7 +148,7 @@ async def start_session(request: web.Request) -> web.Response:
 async def stop_session(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     session_id = request.match_info["session_id"]
-    service.station.session(session_id)  # 404 before judging the body
+    await service.check_session(session_id)  # 404 before judging the body
     body = parse_body(StopSessionBody, await request.read(), empty_ok=True)
     session = await service.stop_session(session_id, consumed_energy=body.consumed_energy)
     return web.json_response(session_view(session))
@@ -135,7 +157,7 @@ async def stop_session(request: web.Request) -> web.Response:
 async def power_update(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     session_id = request.match_info["session_id"]
-    service.station.session(session_id)
+    await service.check_session(session_id)
     body = parse_body(PowerUpdateBody, await request.read())
     session = await service.update_session(
         session_id,
@@ -150,6 +172,7 @@ def create_app(service: StationService) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=1024 * 1024)
     app[SERVICE] = service
     app.router.add_get("/station/status", station_status)
+    app.router.add_get("/station/events", station_events)
     app.router.add_get("/sessions", list_sessions)
     app.router.add_post("/sessions", start_session)
     app.router.add_get("/sessions/{session_id}", get_session)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from allocator import Demand, compile_tree
+from allocator import ChargerNode, Demand, StationTree, allocate, compile_tree
 from allocator.holding import HoldingPlan, allocate_holding
 from controller.battery import Battery
 from controller.config import ChargerConfig, StationConfig
@@ -35,6 +36,9 @@ from controller.sessions import (
 )
 
 Listener = Callable[[], None]
+
+# Stopped sessions kept in memory for quick answers; older history is in the store.
+RECENT_STOPPED = 10_000
 
 
 @dataclass(slots=True)
@@ -85,11 +89,14 @@ class Station:
         self._new_session_id = session_id_factory
         self.chargers = {c.id: ChargerState(config=c, smart_charging=c.smart_charging)
                          for c in config.chargers}
+        # Active sessions and the most recent stopped ones.
         self.sessions: dict[str, Session] = {}
+        self._recent_stopped: deque[str] = deque()
         self._active: dict[tuple[str, int], Session] = {}
         self._by_transaction: dict[int, Session] = {}
-        # Fixed budgets that do not depend on the allocation: chargers that
-        # cannot be limited, chargers offline too long.
+        # Fixed budgets, recomputed at every run: sessions of chargers that
+        # cannot be limited (at what they can physically draw) and of chargers
+        # offline for too long (at the failsafe power).
         self.pins: dict[str, int] = {}
         # The most each profiled session's charger may be applying right now
         # (kept by the OCPP push layer); see allocator.holding.
@@ -97,6 +104,7 @@ class Station:
         self.plan: HoldingPlan | None = None
         self.next_transaction_id = 1
         self.allocation_version = 0
+        self._last_run = now
         self._listeners: list[Listener] = []
         if battery is None and config.battery is not None:
             battery = Battery(
@@ -198,6 +206,14 @@ class Station:
             self.reallocate(now)
         return session
 
+    def restore(self, session: Session) -> None:
+        """Put back a session read from the store (no reallocation: the caller runs one)."""
+        self.sessions[session.session_id] = session
+        if session.transaction_id is not None:
+            self._by_transaction[session.transaction_id] = session
+        if session.active:
+            self._active[(session.charger_id, session.connector_id)] = session
+
     def issue_transaction_id(self) -> int:
         """A transaction id never given before (OCPP transaction ids are unique and stable)."""
         transaction_id = self.next_transaction_id
@@ -226,6 +242,7 @@ class Station:
         del self._active[(session.charger_id, session.connector_id)]
         self.pins.pop(session_id, None)
         self.held.pop(session_id, None)
+        self._forget_old_history(session_id)
         if reallocate:
             self.reallocate(now)
         else:
@@ -265,13 +282,6 @@ class Station:
             self._set_battery_load(now)
         return session
 
-    def set_pin(self, session_id: str, power: int | None) -> None:
-        """Pin a session at ``power`` kW (None releases it); takes effect at the next run."""
-        if power is None:
-            self.pins.pop(session_id, None)
-        else:
-            self.pins[session_id] = power
-
     # -- time ------------------------------------------------------------
 
     def refresh(self, now: float) -> bool:
@@ -282,14 +292,52 @@ class Station:
         return False
 
     def next_wakeup(self) -> float | None:
-        """When the station must be refreshed even if nothing else happens."""
-        return None if self.battery is None else self.battery.next_event_at()
+        """When the station must be refreshed even if nothing else happens: a battery
+        threshold, or a charger's offline time running out."""
+        moments = [self.battery.next_event_at()] if self.battery is not None else []
+        offline_after = self.config.ocpp.offline_after
+        for charger in self.chargers.values():
+            if charger.disconnected_at is not None and not charger.connected:
+                expiry = charger.disconnected_at + offline_after
+                if expiry > self._last_run and self._has_ocpp_sessions(charger.config.id):
+                    moments.append(expiry)
+        known = [m for m in moments if m is not None]
+        return min(known) if known else None
+
+    def _has_ocpp_sessions(self, charger_id: str) -> bool:
+        return any(
+            s.origin is Origin.OCPP and s.charger_id == charger_id for s in self._active.values()
+        )
+
+    def offline_too_long(self, charger: ChargerState, now: float) -> bool:
+        return (
+            not charger.connected
+            and charger.disconnected_at is not None
+            and now - charger.disconnected_at >= self.config.ocpp.offline_after
+        )
+
+    def _structural_pins(self, now: float) -> dict[str, int]:
+        by_charger: dict[str, list[Session]] = {}
+        for session in self._active.values():
+            if session.origin is Origin.OCPP:
+                by_charger.setdefault(session.charger_id, []).append(session)
+        pins: dict[str, int] = {}
+        for charger_id, sessions in by_charger.items():
+            charger = self.chargers[charger_id]
+            if not charger.smart_charging:
+                pins.update(_physical_maximum(charger.config, sessions))
+            elif self.offline_too_long(charger, now):
+                failsafe = math.floor(self.config.failsafe_power_per_connector(charger.config))
+                pins.update({s.session_id: failsafe for s in sessions})
+        return pins
 
     # -- allocation ------------------------------------------------------
 
     def reallocate(self, now: float) -> HoldingPlan:
         self._advance(now)
+        self._last_run = now
         self.available_power = self._root_limit()
+        self.pins = self._structural_pins(now)
         demands = [
             Demand(
                 session_id=s.session_id,
@@ -314,6 +362,13 @@ class Station:
             listener()
         return plan
 
+    def _forget_old_history(self, stopped_id: str) -> None:
+        self._recent_stopped.append(stopped_id)
+        while len(self._recent_stopped) > RECENT_STOPPED:
+            old = self.sessions.pop(self._recent_stopped.popleft(), None)
+            if old is not None and old.transaction_id is not None:
+                self._by_transaction.pop(old.transaction_id, None)
+
     def _root_limit(self) -> int:
         battery = 0.0 if self.battery is None else self.battery.available_power
         return max(0, math.floor(self.config.grid_capacity + battery))
@@ -324,6 +379,17 @@ class Station:
     def _set_battery_load(self, now: float) -> None:
         if self.battery is not None:
             self.battery.set_load(self.load(), now)
+
+
+def _physical_maximum(charger: ChargerConfig, sessions: list[Session]) -> dict[str, int]:
+    """What a charger that cannot be limited lets its sessions draw: its own maximum
+    shared among them as it would share it, each up to its vehicle's maximum."""
+    tree = StationTree(chargers=(ChargerNode(charger.id, charger.max_power),))
+    demands = [
+        Demand(s.session_id, charger.id, s.started_at, s.vehicle_max_power) for s in sessions
+    ]
+    limits = allocate(tree, demands, math.inf)
+    return {session_id: limit.power for session_id, limit in limits.items()}
 
 
 def _session_load(session: Session) -> float:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from controller.ocpp.link import ChargerLink
 from controller.ocpp.metering import read_meter_values
 from controller.ocpp.push import LimitPusher
+from controller.persistence import Recorder
 from controller.service import StationService
 from controller.sessions import Origin, Session
 from controller.station import ChargerState, ConnectorState
@@ -60,15 +60,9 @@ FEATURE_PROFILES_KEY = "SupportedFeatureProfiles"
 RATE_UNIT_KEY = "ChargingScheduleAllowedChargingRateUnit"
 
 
-@dataclass(frozen=True, slots=True)
-class StartKey:
-    """What makes two StartTransaction requests the same one, resent (ocpp.md)."""
-
-    charger_id: str
-    connector_id: int
-    id_tag: str
-    timestamp: str
-    meter_start: int
+# What makes two StartTransaction requests the same one, resent (ocpp.md):
+# charger, connector, idTag, timestamp and meterStart.
+StartKey = tuple[str, int, str, str, int]
 
 
 def _timestamp_text(value: datetime | UnparsedTimestamp) -> str:
@@ -76,12 +70,15 @@ def _timestamp_text(value: datetime | UnparsedTimestamp) -> str:
 
 
 class CentralSystem:
-    def __init__(self, service: StationService, pusher: LimitPusher) -> None:
+    def __init__(
+        self, service: StationService, pusher: LimitPusher, recorder: Recorder
+    ) -> None:
         self.service = service
         self.station = service.station
         self.config = service.station.config
         self.pusher = pusher
-        self.start_keys: dict[StartKey, tuple[int, AuthorizationStatus]] = {}
+        self.recorder = recorder
+        self.start_keys: dict[StartKey, tuple[int, str]] = {}
         self._handlers: dict[type[OcppModel], Callable[[ChargerLink, Any], Awaitable[OcppModel]]] = {
             BootNotificationRequest: self.boot_notification,
             HeartbeatRequest: self.heartbeat,
@@ -127,6 +124,9 @@ class CentralSystem:
         charger.model = request.charge_point_model
         charger.firmware_version = request.firmware_version
         charger.serial_number = request.charge_point_serial_number
+        self.recorder.charger(link.charger_id)
+        self.recorder.event(self.service.now(), "charger.booted", charger_id=link.charger_id,
+                            vendor=charger.vendor, model=charger.model)
         link.spawn(self._after_boot(link), "after-boot")
         return BootNotificationResponse(
             status=RegistrationStatus.ACCEPTED,
@@ -158,6 +158,7 @@ class CentralSystem:
             units = {u.strip() for u in values[RATE_UNIT_KEY].split(",")}
             # "Current" alone means the charger takes amps only (OCPP 1.6 section 9.4.1).
             self.pusher.set_rate_unit(charger_id, amps="Power" not in units and "Current" in units)
+        self.recorder.charger(charger_id)
 
     async def heartbeat(self, link: ChargerLink, request: HeartbeatRequest) -> HeartbeatResponse:
         return HeartbeatResponse(current_time=self._now_utc())
@@ -173,6 +174,7 @@ class CentralSystem:
                 info=request.info,
                 updated_at=self.service.now(),
             )
+            self.recorder.connector(link.charger_id, request.connector_id)
         else:
             log.info("%s: status for unknown connector %d ignored", link.charger_id,
                      request.connector_id)
@@ -204,14 +206,16 @@ class CentralSystem:
         self, link: ChargerLink, request: StartTransactionRequest
     ) -> StartTransactionResponse:
         charger = self.station.charger(link.charger_id)
-        key = StartKey(link.charger_id, request.connector_id, request.id_tag,
-                       _timestamp_text(request.timestamp), request.meter_start)
+        key: StartKey = (link.charger_id, request.connector_id, request.id_tag,
+                         _timestamp_text(request.timestamp), request.meter_start)
         known = self.start_keys.get(key)
         if known is not None:
             # A resend (the charger never saw our answer): same answer, nothing new.
-            transaction_id, status = known
+            transaction_id, known_status = known
+            await self.recorder.commit()  # the first answer may still be on its way to disk
             return StartTransactionResponse(
-                transaction_id=transaction_id, id_tag_info=IdTagInfo(status=status)
+                transaction_id=transaction_id,
+                id_tag_info=IdTagInfo(status=AuthorizationStatus(known_status)),
             )
         status = self._id_tag_status(request.id_tag)
         connector = request.connector_id - 1
@@ -225,7 +229,10 @@ class CentralSystem:
             session = self._open_session(link, charger, connector, request)
             assert session.transaction_id is not None
             transaction_id = session.transaction_id
-        self.start_keys[key] = (transaction_id, status)
+        self.start_keys[key] = (transaction_id, status.value)
+        self.recorder.start_key(key, transaction_id, status.value, self.service.now())
+        # Acknowledged means durable: the answer leaves only after the commit.
+        await self.recorder.commit()
         return StartTransactionResponse(
             transaction_id=transaction_id, id_tag_info=IdTagInfo(status=status)
         )
@@ -245,6 +252,7 @@ class CentralSystem:
             log.warning("%s: connector %d restarted; closing session %s", link.charger_id,
                         connector + 1, stale.session_id)
             self._close(stale, now, reason="Superseded")
+
         session = self.station.start_session(
             charger_id=link.charger_id,
             connector_id=connector,
@@ -257,6 +265,9 @@ class CentralSystem:
             reallocate=False,
         )
         assert session.transaction_id is not None
+        self.recorder.session(session, "session.started", now,
+                              transactionId=session.transaction_id, idTag=request.id_tag,
+                              meterStart=request.meter_start)
         self.pusher.track(session.session_id, link.charger_id, request.connector_id,
                           session.transaction_id)
         self.service.request_reallocation()
@@ -268,6 +279,8 @@ class CentralSystem:
             session.session_id, now=now, consumed_energy=consumed_energy, reason=reason,
             reallocate=False,
         )
+        self.recorder.session(session, "session.stopped", now, reason=reason,
+                              consumedEnergy=session.consumed_energy)
         self.pusher.forget(session.session_id)
         self.service.request_reallocation()
 
@@ -288,6 +301,7 @@ class CentralSystem:
             consumed_energy=energy,
             state_of_charge=reading.soc_percent,
         )
+        self.recorder.session(session)  # written behind: meter readings need no acknowledgement
         return MeterValuesResponse()
 
     def _session_for(
@@ -309,10 +323,12 @@ class CentralSystem:
         session = self.station.by_transaction(request.transaction_id)
         if session is None or session.charger_id != link.charger_id or not session.active:
             # Unknown, -1, or already stopped (a resend): answered, nothing changes.
+            await self.recorder.commit()  # the first stop may still be on its way to disk
             return StopTransactionResponse(id_tag_info=info)
         energy = None
         if session.meter_start_wh is not None:
             energy = max(0.0, (request.meter_stop - session.meter_start_wh) / 1000.0)
         reason = request.reason.value if request.reason is not None else "Local"
         self._close(session, self.service.now(), reason=reason, consumed_energy=energy)
+        await self.recorder.commit()
         return StopTransactionResponse(id_tag_info=info)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from controller.ocpp.link import CallOutcome, ChargerLink
 from controller.ocpp.profiles import RateUnit, failsafe_profile, tx_profile
 from controller.station import Station
-from protocol import CallAnswered, CallCancelled
+from protocol import CallAnswered, CallCancelled, CallErrored
 from protocol.messages import ChargingProfileStatus, SetChargingProfileRequest
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,10 @@ class LimitPusher:
         self._work: dict[str, asyncio.Event] = {}
         self.profiles_sent = 0
         self._progress = asyncio.Event()
+        # Persistence hooks (set by the app): a book changed, something to journal.
+        self.on_book_change: Callable[[ProfileBook], None] = lambda book: None
+        self.on_event: Callable[..., None] = lambda *args, **kwargs: None
+        self.clock: Callable[[], float] = lambda: 0.0
         for charger in station.chargers.values():
             config = charger.config
             self.chargers[config.id] = ChargerBook(
@@ -112,12 +116,14 @@ class LimitPusher:
         self.sessions[session_id] = book
         self.chargers[charger_id].sessions[session_id] = book
         self._sync_held(book)
+        self.on_book_change(book)
         self.wake(charger_id)
 
     def forget(self, session_id: str) -> None:
         book = self.sessions.pop(session_id, None)
         if book is not None:
             self.chargers[book.charger_id].sessions.pop(session_id, None)
+            self.on_book_change(book)
         self.station.held.pop(session_id, None)
 
     def set_rate_unit(self, charger_id: str, amps: bool) -> None:
@@ -274,8 +280,13 @@ class LimitPusher:
         session.in_flight = kw
         session.resend = False
         self._sync_held(session)
+        self.on_book_change(session)
         request = tx_profile(session.connector_id, session.transaction_id, kw, book.rate)
+        self.on_event(self.clock(), "limit.sent", charger_id=link.charger_id,
+                      session_id=session.session_id, kw=kw)
         outcome = await self._call(link, request)
+        self.on_event(self.clock(), f"limit.{_outcome_name(outcome)}", charger_id=link.charger_id,
+                      session_id=session.session_id, kw=kw)
         before = session.held
         session.in_flight = None
         if _accepted(outcome):
@@ -297,6 +308,7 @@ class LimitPusher:
             self._note_rejection(link.charger_id, book, outcome)
         if session.session_id in self.sessions:
             self._sync_held(session)
+            self.on_book_change(session)
             if session.held != before:
                 self._request_reallocation()
         self._note_progress()
@@ -314,6 +326,17 @@ class LimitPusher:
                         charger_id)
             self.station.chargers[charger_id].smart_charging = False
             self._request_reallocation()
+
+
+def _outcome_name(outcome: CallOutcome) -> str:
+    if isinstance(outcome, CallAnswered):
+        status = getattr(outcome.response, "status", None)
+        return "accepted" if status == ChargingProfileStatus.ACCEPTED else "rejected"
+    if isinstance(outcome, CallCancelled):
+        return "cancelled"
+    if isinstance(outcome, CallErrored):
+        return "error"
+    return "timeout"
 
 
 def _accepted(outcome: CallOutcome) -> bool:

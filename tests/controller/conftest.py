@@ -77,13 +77,19 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def start_api(clock: ManualClock) -> AsyncIterator[Callable[..., Any]]:
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "controller.db"
+
+
+@pytest.fixture
+async def start_api(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable[..., Any]]:
     apps: list[ControllerApp] = []
     sessions: list[aiohttp.ClientSession] = []
 
     async def start(config: StationConfig | None = None) -> Api:
         app = ControllerApp(
-            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0
+            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0,
+            db_path=db_path,
         )
         await app.start()
         apps.append(app)
@@ -105,13 +111,17 @@ async def api(start_api: Callable[..., Any]) -> Api:
 
 
 @pytest.fixture
-async def start_controller(clock: ManualClock) -> AsyncIterator[Callable[..., Any]]:
-    """Start the whole controller (REST + OCPP) on free loopback ports."""
+async def start_controller(
+    clock: ManualClock, db_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the whole controller (REST + OCPP) on free loopback ports, on a SQLite file
+    in the test's tmp_path (the same file for every start within one test: a restart)."""
     apps: list[ControllerApp] = []
 
     async def start(config: StationConfig | None = None) -> ControllerApp:
         app = ControllerApp(
-            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0
+            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0,
+            db_path=db_path,
         )
         await app.start()
         apps.append(app)

@@ -76,6 +76,7 @@ class ControllerApp:
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_port = 0
         self.ocpp_port = 0
+        self._stopped = False
 
     def _recover(self) -> dict[str, int]:
         now = self.clock.now()
@@ -110,6 +111,9 @@ class ControllerApp:
         log.info("REST API on http://%s:%d", self.host, self.rest_port)
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         await self.ocpp.stop()
         self.service.cancel_pending()
         for task in self._tasks:

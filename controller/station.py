@@ -285,11 +285,22 @@ class Station:
     # -- time ------------------------------------------------------------
 
     def refresh(self, now: float) -> bool:
-        """Bring the battery up to ``now``; reallocate if its availability changed."""
-        if self._advance(now):
+        """Bring the station up to ``now``: reallocate if the battery's availability
+        changed or a charger's offline time ran out since the last run."""
+        if self._advance(now) or self._offline_expired_since_last_run(now):
             self.reallocate(now)
             return True
         return False
+
+    def _offline_expired_since_last_run(self, now: float) -> bool:
+        offline_after = self.config.ocpp.offline_after
+        return any(
+            not charger.connected
+            and charger.disconnected_at is not None
+            and self._last_run < charger.disconnected_at + offline_after <= now
+            and self._has_ocpp_sessions(charger.config.id)
+            for charger in self.chargers.values()
+        )
 
     def next_wakeup(self) -> float | None:
         """When the station must be refreshed even if nothing else happens: a battery

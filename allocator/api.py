@@ -71,13 +71,39 @@ def _limits(ids: list[str], source: IntArray, power: IntArray, code: IntArray,
             names: tuple[str, ...]) -> dict[str, Limit]:
     # Most sessions share a (power, bound) pair with others; one Limit per
     # distinct pair is much cheaper than one per session, and they are immutable.
-    distinct, which = np.unique(power * len(names) + code, return_inverse=True)
+    distinct, which = _distinct_pairs(power, code, len(names))
     shared = np.empty(len(distinct), dtype=object)
-    shared[:] = [Limit(key // len(names), names[key % len(names)]) for key in distinct.tolist()]
+    shared[:] = [Limit(p, names[c]) for p, c in distinct]
     in_caller_order = np.empty(len(ids), dtype=np.int64)
-    in_caller_order[source] = which.reshape(-1)
+    in_caller_order[source] = which
     result = dict(zip(ids, shared[in_caller_order].tolist(), strict=True))
     if len(result) != len(ids):
         duplicate = next(i for i, n in Counter(ids).items() if n > 1)
         raise ValueError(f"duplicate session id: {duplicate!r}")
     return result
+
+
+def _distinct_pairs(power: IntArray, code: IntArray,
+                    codes: int) -> tuple[list[tuple[int, int]], IntArray]:
+    """The distinct (power, code) pairs, and which one each session has."""
+    if len(power) == 0:
+        return [], np.zeros(0, dtype=np.int64)
+    # Renumber the codes in use (a station may have thousands of groups, few
+    # of which bind) so that the pairs fit a small dense table when powers
+    # are small; otherwise sort.
+    used = np.zeros(codes, dtype=np.bool_)
+    used[code] = True
+    renumber = np.cumsum(used) - 1
+    in_use = int(renumber[-1]) + 1
+    key = power * in_use + renumber[code]
+    span = (int(power.max()) + 1) * in_use
+    if span <= 4 * len(power) + 1024:
+        present = np.bincount(key, minlength=span) > 0
+        keys = np.flatnonzero(present)
+        which = (np.cumsum(present) - 1)[key]
+    else:
+        keys, which = np.unique(key, return_inverse=True)
+    code_of = np.flatnonzero(used)
+    return [
+        (k // in_use, int(code_of[k % in_use])) for k in keys.tolist()
+    ], which.reshape(-1).astype(np.int64)

@@ -68,18 +68,22 @@ def _fill_flat(alloc: IntArray, here: IntArray | None, segment: IntArray, room: 
         values = values[kept]
     nodes = np.flatnonzero(over)
     count = len(nodes)
-    limit = room[nodes]
     if count == 1:
-        seg = np.zeros(len(values), dtype=np.int64)
-    else:
-        # Number the overflowing nodes 0..k-1 and group their sessions; the
-        # sort is stable, so each node's sessions stay in priority order.
-        seg = (np.cumsum(over) - 1)[segment]
-        order = np.argsort(seg.astype(np.uint16) if count <= _RADIX_LIMIT else seg,
-                           kind="stable")
-        seg = seg[order]
-        values = values[order]
-        here = order if here is None else here[order]
+        # One node (the root, often): plain scalars, no grouping.
+        one_level, one_spare = _single_level(values, int(room[nodes[0]]))
+        result = np.minimum(values, one_level)
+        if one_spare:
+            result[np.flatnonzero(values > one_level)[:one_spare]] += 1
+        _store(alloc, here, result)
+        return
+    limit = room[nodes]
+    # Number the overflowing nodes 0..k-1 and group their sessions; the sort
+    # is stable, so each node's sessions stay in priority order.
+    seg = (np.cumsum(over) - 1)[segment]
+    order = np.argsort(seg.astype(np.uint16) if count <= _RADIX_LIMIT else seg, kind="stable")
+    seg = seg[order]
+    values = values[order]
+    here = order if here is None else here[order]
     sizes = np.bincount(seg, minlength=count)
     width = int(values.max()) + 1
     largest = int(sizes.max())
@@ -99,10 +103,35 @@ def _fill_flat(alloc: IntArray, here: IntArray | None, segment: IntArray, room: 
         ahead = np.cumsum(lucky)
         in_earlier_nodes: IntArray = (ahead - lucky)[np.cumsum(sizes) - sizes]
         result += lucky & (ahead - in_earlier_nodes[seg] <= spare[seg])
+    _store(alloc, here, result)
+
+
+def _store(alloc: IntArray, here: IntArray | None, result: IntArray) -> None:
     if here is None:
         alloc[:] = result
     else:
         alloc[here] = result
+
+
+def _single_level(values: IntArray, room: int) -> tuple[int, int]:
+    """T and R - H(T) for one node whose caps add up to more than its room."""
+    width = int(values.max()) + 1
+    if width <= _HISTOGRAM_FACTOR * len(values):
+        hist = np.bincount(values, minlength=width)
+        t = np.arange(width, dtype=np.int64)
+        weighted = hist * t
+        need = np.cumsum(weighted) - weighted + t * np.cumsum(hist[::-1])[::-1]
+        level = int(np.count_nonzero(need <= room)) - 1
+        return level, room - int(need[level])
+    caps = np.sort(values)
+    below = np.cumsum(caps) - caps
+    # The caps that fit are a prefix: H is nondecreasing along sorted caps.
+    # Not all fit, as the node overflows.
+    settled = int(np.count_nonzero(below + (len(caps) - np.arange(len(caps))) * caps <= room))
+    left = room - int(below[settled])
+    growing = len(caps) - settled
+    level = left // growing
+    return level, left - growing * level
 
 
 def _levels_by_histogram(seg: IntArray, values: IntArray, limit: IntArray,

@@ -11,6 +11,9 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import is_not
+from typing import cast
 
 import numpy as np
 
@@ -58,23 +61,23 @@ def read_demands(tree: CompiledTree, demands: Sequence[Demand]) -> tuple[list[st
     vehicle = [d.vehicle_max_power for d in demands]
     vehicle_cap = np.floor(np.array(vehicle, dtype=np.float64).reshape(count))
     # np.array turns None into NaN; a NaN the caller passed must not pass as "unknown".
-    if int(np.isnan(vehicle_cap).sum()) != vehicle.count(None):
+    unknown = np.flatnonzero(np.isnan(vehicle_cap)).tolist()
+    if [vehicle[i] for i in unknown].count(None) != len(unknown):
         raise ValueError("vehicle_max_power must not be NaN")
 
     fixed_values = [d.fixed for d in demands]
     fixed = np.zeros(count, dtype=np.int64)
     pinned = np.zeros(count, dtype=np.bool_)
     if fixed_values.count(None) != count:
-        for position, value in enumerate(fixed_values):
-            if value is None:
-                continue
-            kw = operator.index(value)
+        at = list(compress(range(count), map(is_not, fixed_values, repeat(None))))
+        kws = [operator.index(v) for v in cast("list[int]", [fixed_values[i] for i in at])]
+        for position, kw in zip(at, kws, strict=True):
             if not 0 <= kw <= MAX_KW:
                 raise ValueError(
                     f"session {ids[position]!r}: fixed must be within 0..{MAX_KW} kW, not {kw}"
                 )
-            fixed[position] = kw
-            pinned[position] = True
+        fixed[at] = kws
+        pinned[at] = True
 
     order = _priority_order(start, started, ids)
     return ids, Sessions(

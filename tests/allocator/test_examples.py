@@ -171,3 +171,14 @@ def test_infinite_root_limit_binds_nobody() -> None:
         "s0": Limit(100, "vehicle"),
         "s1": Limit(300, "charger"),
     }
+
+
+def test_large_pinned_value_is_reported_as_is() -> None:
+    """Powers far apart (here a pinned 10**6 kW) take the sorting path of the result table."""
+    demands = [Demand("big", "CP001", 0.0, fixed=10**6), Demand("s", "CP002", 1.0, 100),
+               Demand("t", "CP003", 2.0)]
+    assert allocate(EXAMPLE, demands, float("inf")) == {
+        "big": Limit(10**6, "pinned"),
+        "s": Limit(100, "vehicle"),
+        "t": Limit(300, "charger"),
+    }

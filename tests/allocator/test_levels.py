@@ -8,10 +8,18 @@ kW are left for the partial round.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from allocator.fair import _levels_by_histogram, _levels_by_sorting, _need_pairwise, _share
+import allocator.fair as fair
+from allocator.fair import (
+    _levels_by_histogram,
+    _levels_by_sorting,
+    _need_pairwise,
+    _share,
+    _single_level,
+)
 
 
 def by_definition(caps: list[int], room: int) -> tuple[int, int]:
@@ -51,3 +59,14 @@ def test_histogram_pairwise_and_sorting_find_the_level(nodes: list[tuple[list[in
     }
     for way, (level, spare) in ways.items():
         assert list(zip(level.tolist(), spare.tolist(), strict=True)) == expected, way
+
+
+@pytest.mark.parametrize("histogram_factor", [0, 10**9], ids=["sorting", "histogram"])
+@given(overflowing_nodes())
+def test_a_single_node_finds_its_level(histogram_factor: int,
+                                       nodes: list[tuple[list[int], int]]) -> None:
+    caps, room = nodes[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fair, "_HISTOGRAM_FACTOR", histogram_factor)
+        found = _single_level(np.array(caps, dtype=np.int64), room)
+    assert found == by_definition(caps, room)

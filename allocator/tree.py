@@ -102,8 +102,9 @@ def compile_tree(tree: StationTree) -> CompiledTree:
         group, up = stack.pop()
         groups.append(group)
         group_parent.append(up)
-        index = len(groups)
-        stack.extend((g, index) for g in reversed(group.groups))
+        if group.groups:
+            index = len(groups)
+            stack.extend([(g, index) for g in reversed(group.groups)])
 
     group_ids = [g.id for g in groups]
     if len(set(group_ids)) != len(group_ids):
@@ -121,10 +122,6 @@ def compile_tree(tree: StationTree) -> CompiledTree:
     parent = np.zeros(size, dtype=np.int64)
     parent[1:first_charger] = group_parent
     members = [charger_id for group in groups for charger_id in group.chargers]
-    if len(set(members)) != len(members):
-        raise ValueError(
-            f"charger {_first_duplicate(members)!r} belongs to more than one group"
-        )
     try:
         member_node = np.fromiter(
             map(charger_node.__getitem__, members), dtype=np.int64, count=len(members)
@@ -132,6 +129,10 @@ def compile_tree(tree: StationTree) -> CompiledTree:
     except KeyError as exc:
         owner = next(g.id for g in groups if exc.args[0] in g.chargers)
         raise ValueError(f"group {owner!r} names unknown charger {exc.args[0]!r}") from None
+    if len(member_node) and np.bincount(member_node).max() > 1:
+        raise ValueError(
+            f"charger {_first_duplicate(members)!r} belongs to more than one group"
+        )
     parent[member_node] = np.repeat(
         np.arange(1, first_charger, dtype=np.int64), [len(g.chargers) for g in groups]
     )

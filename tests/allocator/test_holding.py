@@ -16,7 +16,8 @@ def demand(sid: str, charger: str, t: float, vmax: float | None = None) -> Deman
 
 
 def test_without_holds_effective_equals_target() -> None:
-    plan = allocate_holding(TREE, [demand("a", "A", 0), demand("b", "B", 1)], 300, Strategy.FAIR, {})
+    demands = [demand("a", "A", 0), demand("b", "B", 1)]
+    plan = allocate_holding(TREE, demands, 300, Strategy.FAIR, {})
     assert plan.effective == plan.target
     assert plan.target["a"].power == 150
 

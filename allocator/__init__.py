@@ -18,7 +18,9 @@ growable again.
 procedure reaches the largest whole level T with ``sum(min(e_i, T)) <= R``;
 everyone ends at ``min(e_i, T)`` except that in the partial round T+1 the
 ``R - sum(min(e_i, T))`` kW left go one each to the earliest-priority sessions
-with ``e_i > T``. T comes from one sort of the caps and a prefix sum.
+with ``e_i > T``. Equivalently, a session is settled at its cap iff
+``H(e_i) <= R`` (``H(t) = sum(min(e_j, t))``), and the others share the rest:
+``T = (R - settled caps) // growing``.
 
 *A tree.* Let ``A_v`` be what node v's subtree would hand out if v were the
 top of the station (its "internal" result). Then ``A_v`` is the one-node fill
@@ -32,17 +34,24 @@ they let through exactly their internal winners, who come first in priority).
 After that round v is full and nothing below it grows again. Induction from
 the chargers up to the root gives the reference result at the root.
 
-So ``progressive_fill`` settles all nodes of height 1 (chargers), then height
-2, ... up to the root, each height in one vectorised pass over the sessions
-(sort by node and cap, segmented prefix sums, then the partial round by
-priority position, the arrays being kept in priority order from the start).
-Each pass costs one O(n log n) sort; the tree height is small, so the whole
-allocation is about O(n log n).
+So ``progressive_fill`` (:mod:`allocator.fair`) settles all nodes of height 1
+(chargers), then height 2, ... up to the root, each height in one vectorised
+pass over the sessions of the nodes that overflow. The session arrays are in
+priority order from the start and a stable sort groups them by node, so the
+partial round is "the first ``spare`` of each node" by position. H(e_i) comes
+from a (node, cap) histogram when the nodes are few, from pairwise comparison
+when the nodes are small (chargers), else from sorting the caps within each
+node. One sort per height and a small tree height make the whole allocation
+about O(n log n).
 
 *Pinned sessions* (``Demand.fixed``) are taken out first: their power is
 subtracted from the room of every node above them (room never negative), and
 the others are filled in what remains. *even-split* is the same filling with
 its phase-1 caps (see :mod:`allocator.even_split`).
+
+The station tree is validated and laid out as arrays by :func:`compile_tree`;
+``allocate`` accepts the result, so a caller whose configuration does not
+change compiles once instead of at every allocation.
 
 The package is pure: no I/O, no clock, no event loop, no global mutable state.
 numpy is used because per-session Python work is what the time budget cannot

@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol
 
-__all__ = ["Clock", "RealClock", "VirtualClock", "to_datetime"]
+__all__ = ["Clock", "RealClock", "VirtualClock", "sleep_until", "to_datetime"]
 
 # 2026-01-01T00:00:00Z, the same default start as the controller's ManualClock.
 DEFAULT_START = 1_767_225_600.0
@@ -85,3 +85,9 @@ class VirtualClock:
 
 def to_datetime(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+async def sleep_until(clock: Clock, timestamp: float) -> None:
+    """Sleep to an absolute time. Periodic loops schedule from a fixed origin this way, so a
+    clock moved before the loop got to sleep still wakes it at the right moment."""
+    await clock.sleep(timestamp - clock.now())

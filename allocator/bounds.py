@@ -7,6 +7,7 @@ import numpy as np
 from allocator.tree import (
     CHARGER,
     PINNED,
+    ROOT,
     STATION,
     VEHICLE,
     BoolArray,
@@ -43,7 +44,7 @@ def bound_codes(
 
     usage = subtree_sums(tree, np.bincount(node, weights=power, minlength=tree.size))
     limit = tree.limit.astype(np.float64)
-    limit[0] = root_limit
+    limit[ROOT] = root_limit
     full = usage >= limit
     chain = node.copy()
     for _ in range(tree.path_length):

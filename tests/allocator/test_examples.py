@@ -22,30 +22,27 @@ def sessions(*specs: tuple[str, float | None]) -> list[Demand]:
     ]
 
 
-# (root limit, tree, sessions, fair, even-split); None where the spec gives no figure.
-TABLE = [
-    pytest.param(
-        500, EXAMPLE, sessions(("CP001", 150), ("CP001", 50), ("CP003", 350)),
-        [150, 50, 300], [100, 50, 300], id="500-battery",
-    ),
-    pytest.param(
-        500, FEEDER_A, sessions(("CP001", 200), ("CP002", 200), ("CP003", 300)),
-        [150, 150, 200], None, id="500-feeder-A",
-    ),
-    pytest.param(
-        400, EXAMPLE,
-        sessions(("CP001", 22), ("CP001", 150), ("CP002", 150), ("CP003", 350), ("CP003", 350)),
-        [22, 95, 95, 94, 94], [22, 95, 95, 94, 94], id="400-five",
-    ),
-    pytest.param(
-        30, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
-        [10, 10, 10], [10, 10, 10], id="30-three",
-    ),
-    pytest.param(
-        31, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
-        [11, 10, 10], [11, 10, 10], id="31-three",
-    ),
-    pytest.param(400.9, SMALL, sessions(("CP7", 11)), [7], [7], id="400.9-7.9kW"),
+# (root limit, tree, sessions, fair, even-split) as in the spec; even-split is
+# None where the spec gives no figure (its even-split knows no groups).
+TABLE: list[tuple[str, float, StationTree, list[Demand], list[int], list[int] | None]] = [
+    ("500-battery", 500, EXAMPLE, sessions(("CP001", 150), ("CP001", 50), ("CP003", 350)),
+     [150, 50, 300], [100, 50, 300]),
+    ("500-feeder-A", 500, FEEDER_A, sessions(("CP001", 200), ("CP002", 200), ("CP003", 300)),
+     [150, 150, 200], None),
+    ("400-five", 400, EXAMPLE,
+     sessions(("CP001", 22), ("CP001", 150), ("CP002", 150), ("CP003", 350), ("CP003", 350)),
+     [22, 95, 95, 94, 94], [22, 95, 95, 94, 94]),
+    ("30-three", 30, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
+     [10, 10, 10], [10, 10, 10]),
+    ("31-three", 31, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
+     [11, 10, 10], [11, 10, 10]),
+    ("400.9-7.9kW", 400.9, SMALL, sessions(("CP7", 11)), [7], [7]),
+]
+ROWS = [
+    pytest.param(root, tree, demands, strategy, expected, id=f"{name}-{strategy.value}")
+    for name, root, tree, demands, fair, even_split in TABLE
+    for strategy, expected in ((Strategy.FAIR, fair), (Strategy.EVEN_SPLIT, even_split))
+    if expected is not None
 ]
 
 
@@ -53,28 +50,17 @@ def powers(limits: dict[str, Limit], demands: list[Demand]) -> list[int]:
     return [limits[d.session_id].power for d in demands]
 
 
-@pytest.mark.parametrize(("root", "tree", "demands", "fair", "even_split"), TABLE)
-def test_fair(root: float, tree: StationTree, demands: list[Demand], fair: list[int],
-              even_split: list[int] | None) -> None:
-    assert powers(allocate(tree, demands, root, Strategy.FAIR), demands) == fair
+@pytest.mark.parametrize(("root", "tree", "demands", "strategy", "expected"), ROWS)
+def test_worked_example(root: float, tree: StationTree, demands: list[Demand],
+                        strategy: Strategy, expected: list[int]) -> None:
+    assert powers(allocate(tree, demands, root, strategy), demands) == expected
 
 
-@pytest.mark.parametrize(("root", "tree", "demands", "fair", "even_split"), TABLE)
-def test_even_split(root: float, tree: StationTree, demands: list[Demand], fair: list[int],
-                    even_split: list[int] | None) -> None:
-    if even_split is None:
-        pytest.skip("the spec gives no even-split figure")
-    assert powers(allocate(tree, demands, root, Strategy.EVEN_SPLIT), demands) == even_split
-
-
-@pytest.mark.parametrize(("root", "tree", "demands", "fair", "even_split"), TABLE)
-@pytest.mark.parametrize("strategy", list(Strategy))
-def test_reference_agrees_with_table(root: float, tree: StationTree, demands: list[Demand],
-                                     fair: list[int], even_split: list[int] | None,
-                                     strategy: Strategy) -> None:
-    expected = fair if strategy is Strategy.FAIR else even_split
-    if expected is None:
-        pytest.skip("the spec gives no even-split figure")
+@pytest.mark.parametrize(("root", "tree", "demands", "strategy", "expected"), ROWS)
+def test_the_reference_procedure_gives_the_worked_example(
+    root: float, tree: StationTree, demands: list[Demand], strategy: Strategy,
+    expected: list[int],
+) -> None:
     result = reference_allocate(tree, demands, root, strategy)
     assert [result[d.session_id] for d in demands] == expected
 

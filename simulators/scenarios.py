@@ -1,0 +1,355 @@
+"""Scenario files: a station (the controller's own ``config.json`` format) plus the vehicles
+that visit it during a simulated day, listed or drawn from a seeded generator.
+
+Validation is pydantic with the controller's error wording: every problem is one line naming
+the field path (``arrivals[3].departure: must be after arrival``), and the station block is
+validated by :mod:`controller.config` itself, so a scenario's station always loads in the
+controller. Generated arrivals are a non-homogeneous Poisson process whose rate is
+``vehiclesPerHour[hour of day]``; the same seed always gives the same vehicles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from controller.config import StationConfig, cross_field_problems, validation_problems
+from protocol.messages import ChargingRateUnitType
+from simulators.charger import ChargerSpec
+from simulators.vehicles import ChargingCurve, CurveKind, Vehicle
+
+__all__ = [
+    "SCENARIO_DIR",
+    "ConnectorPool",
+    "GeneratorSpec",
+    "PlannedVisit",
+    "Scenario",
+    "ScenarioError",
+    "VehicleSpec",
+    "VehicleType",
+    "charger_specs",
+    "load_scenario",
+    "parse_scenario",
+]
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    # A custom error keeps the message as written ("Value error, ..." otherwise).
+    return PydanticCustomError("scenario", message)
+
+
+def _ordered(pair: tuple[float, float], name: str) -> None:
+    if pair[0] > pair[1]:
+        raise _invalid(f"{name}: the minimum must not exceed the maximum")
+
+
+class VehicleSpec(_Model):
+    """One listed visit. ``chargerId`` absent (or ``"any"``): any free connector;
+    ``connector`` is the OCPP connector id (1-based) on that charger."""
+
+    id: str | None = None
+    charger_id: str | None = None
+    connector: Annotated[int, Field(ge=1)] | None = None
+    arrival: Seconds
+    departure: Seconds
+    battery_kwh: Positive
+    soc: Fraction
+    target_soc: Fraction = 1.0
+    target_energy_kwh: NonNegative | None = None
+    max_power_kw: Positive
+    curve: CurveKind = CurveKind.DC
+    leave_when_done: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.departure <= self.arrival:
+            raise _invalid("departure must be after arrival")
+        if self.connector is not None and self.charger_id in (None, "any"):
+            raise _invalid("a connector needs a chargerId")
+        return self
+
+
+class VehicleType(_Model):
+    """A kind of vehicle the generator draws, with probability proportional to ``weight``."""
+
+    name: str
+    weight: Positive = 1.0
+    battery_kwh: tuple[Positive, Positive]
+    max_power_kw: Positive
+    curve: CurveKind = CurveKind.DC
+    chargers: tuple[str, ...] = ()  # the chargers it may use; empty: any
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _ordered(self.battery_kwh, "batteryKwh")
+        return self
+
+
+class GeneratorSpec(_Model):
+    seed: int
+    vehicles_per_hour: Annotated[tuple[NonNegative, ...], Field(min_length=24, max_length=24)]
+    dwell_minutes: tuple[Positive, Positive]
+    soc: tuple[Fraction, Fraction] = (0.1, 0.5)
+    target_soc: tuple[Fraction, Fraction] = (0.8, 1.0)
+    vehicle_types: Annotated[tuple[VehicleType, ...], Field(min_length=1)]
+    leave_when_done: bool = False
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _ordered(self.dwell_minutes, "dwellMinutes")
+        _ordered(self.soc, "soc")
+        _ordered(self.target_soc, "targetSoc")
+        return self
+
+
+class Scenario(_Model):
+    name: str
+    description: str = ""
+    station: StationConfig
+    duration_hours: Annotated[float, Field(gt=0, le=168)] = 24.0
+    meter_interval: Annotated[int, Field(ge=1)] = 60
+    arrivals: tuple[VehicleSpec, ...] | None = None
+    generator: GeneratorSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.arrivals is None) == (self.generator is None):
+            raise _invalid("give either arrivals or generator, not both")
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        return self.duration_hours * 3600
+
+    def visits(self) -> list[PlannedVisit]:
+        """Every visit of the day, in arrival order (ties: listing order)."""
+        if self.arrivals is not None:
+            planned = [_listed(i, spec) for i, spec in enumerate(self.arrivals)]
+        else:
+            assert self.generator is not None
+            planned = _generate(self.generator, self.duration_s)
+        return sorted(planned, key=lambda v: v.vehicle.arrival)
+
+    def with_strategy(self, strategy: str) -> Scenario:
+        """The same day with another allocation strategy (for comparisons)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["station"].setdefault("allocation", {})["strategy"] = strategy
+        return parse_scenario(json.dumps(data))
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedVisit:
+    vehicle: Vehicle
+    charger_id: str | None = None  # None: any free connector
+    connector_id: int | None = None
+    chargers: tuple[str, ...] = ()  # restricts "any" to these chargers
+
+
+class ScenarioError(Exception):
+    """The scenario cannot be used; ``problems`` holds one line per field."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+def parse_scenario(text: str | bytes) -> Scenario:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ScenarioError(
+            [f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"]
+        ) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(["(root): must be a JSON object"])
+    try:
+        scenario = Scenario.model_validate_json(text)
+    except ValidationError as error:
+        raise ScenarioError(validation_problems(error)) from None
+    problems = [f"station.{p}" for p in cross_field_problems(scenario.station)]
+    problems += _reference_problems(scenario)
+    if problems:
+        raise ScenarioError(problems)
+    return scenario
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """A scenario file; a bare name such as ``motorway`` means a shipped scenario."""
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and (SCENARIO_DIR / f"{path}.json").exists():
+        path = SCENARIO_DIR / f"{path}.json"
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ScenarioError([f"{path}: cannot read file ({error.strerror})"]) from None
+    return parse_scenario(text)
+
+
+def _reference_problems(scenario: Scenario) -> list[str]:
+    chargers = {c.id: c for c in scenario.station.chargers}
+    problems: list[str] = []
+    for i, spec in enumerate(scenario.arrivals or ()):
+        where = f"arrivals[{i}]"
+        if spec.arrival >= scenario.duration_s:
+            problems.append(f"{where}.arrival: must be within durationHours")
+        if spec.charger_id in (None, "any"):
+            continue
+        charger = chargers.get(spec.charger_id)
+        if charger is None:
+            problems.append(f"{where}.chargerId: unknown charger {spec.charger_id!r}")
+        elif spec.connector is not None and spec.connector > charger.connectors:
+            problems.append(f"{where}.connector: {spec.charger_id} has {charger.connectors}")
+    if scenario.generator is not None:
+        for i, kind in enumerate(scenario.generator.vehicle_types):
+            for j, charger_id in enumerate(kind.chargers):
+                if charger_id not in chargers:
+                    problems.append(
+                        f"generator.vehicleTypes[{i}].chargers[{j}]: unknown charger {charger_id!r}"
+                    )
+    return problems
+
+
+def _listed(index: int, spec: VehicleSpec) -> PlannedVisit:
+    vehicle = Vehicle(
+        vehicle_id=spec.id or f"V{index + 1:04d}",
+        arrival=spec.arrival,
+        departure=spec.departure,
+        battery_kwh=spec.battery_kwh,
+        soc=spec.soc,
+        curve=ChargingCurve.of(spec.curve, spec.max_power_kw),
+        target_soc=spec.target_soc,
+        target_energy_kwh=spec.target_energy_kwh,
+        leave_when_done=spec.leave_when_done,
+    )
+    charger = None if spec.charger_id == "any" else spec.charger_id
+    return PlannedVisit(vehicle, charger, spec.connector)
+
+
+def _arrival_times(rng: random.Random, per_hour: Sequence[float], duration_s: float) -> list[float]:
+    """Poisson arrivals with a rate that is constant within each hour of the day. Within an
+    hour the gaps are exponential; a gap that crosses the hour restarts at the boundary with the
+    next hour's rate (memorylessness makes that exact)."""
+    times: list[float] = []
+    for hour in range(math.ceil(duration_s / 3600)):
+        rate = per_hour[hour % 24] / 3600
+        t, end = hour * 3600.0, min((hour + 1) * 3600.0, duration_s)
+        while rate > 0:
+            t += rng.expovariate(rate)
+            if t >= end:
+                break
+            times.append(float(round(t)))
+    return times
+
+
+def _generate(spec: GeneratorSpec, duration_s: float) -> list[PlannedVisit]:
+    rng = random.Random(spec.seed)
+    kinds = spec.vehicle_types
+    weights = [k.weight for k in kinds]
+    visits: list[PlannedVisit] = []
+    for index, arrival in enumerate(_arrival_times(rng, spec.vehicles_per_hour, duration_s)):
+        kind = rng.choices(kinds, weights)[0]
+        soc = round(rng.uniform(*spec.soc), 3)
+        target = max(soc, round(rng.uniform(*spec.target_soc), 3))
+        dwell = round(rng.uniform(*spec.dwell_minutes) * 60)
+        vehicle = Vehicle(
+            vehicle_id=f"{kind.name}-{index + 1:04d}",
+            arrival=arrival,
+            departure=arrival + dwell,
+            battery_kwh=round(rng.uniform(*kind.battery_kwh), 1),
+            soc=soc,
+            curve=ChargingCurve.of(kind.curve, kind.max_power_kw),
+            target_soc=target,
+            leave_when_done=spec.leave_when_done,
+        )
+        visits.append(PlannedVisit(vehicle, chargers=kind.chargers))
+    return visits
+
+
+def charger_specs(station: StationConfig) -> list[ChargerSpec]:
+    """Simulated hardware for each charger of a station config (kW -> W)."""
+    specs = []
+    for charger in station.chargers:
+        units = (
+            (ChargingRateUnitType.A,)
+            if charger.rate_unit == "A"
+            else (ChargingRateUnitType.A, ChargingRateUnitType.W)
+        )
+        specs.append(
+            ChargerSpec(
+                charge_point_id=charger.id,
+                connectors=charger.connectors,
+                max_power_w=charger.max_power * 1000,
+                voltage=charger.voltage,
+                phases=charger.phases,
+                smart_charging=charger.smart_charging,
+                rate_units=units,
+            )
+        )
+    return specs
+
+
+class ConnectorPool:
+    """Which connectors are taken, and where a driver who takes "any free connector" plugs in:
+    a charger with the fewest busy connectors (drivers prefer an idle charger, and it shares
+    the charger's power with nobody), ties in config order, then the lowest connector id."""
+
+    def __init__(self, station: StationConfig) -> None:
+        self._connectors = {c.id: c.connectors for c in station.chargers}
+        self._busy: set[tuple[str, int]] = set()
+
+    def is_free(self, charger_id: str, connector_id: int) -> bool:
+        return (charger_id, connector_id) not in self._busy
+
+    def acquire(
+        self,
+        charger_id: str | None = None,
+        connector_id: int | None = None,
+        among: Sequence[str] = (),
+    ) -> tuple[str, int] | None:
+        """Take a connector; None when the wanted one (or every candidate) is busy."""
+        choice: tuple[str, int] | None = None
+        if charger_id is not None and connector_id is not None:
+            if connector_id > self._connectors.get(charger_id, 0):
+                raise ValueError(f"no connector {connector_id} on {charger_id!r}")
+            if self.is_free(charger_id, connector_id):
+                choice = (charger_id, connector_id)
+        else:
+            names = [charger_id] if charger_id is not None else list(among or self._connectors)
+            best = math.inf
+            for name in names:
+                free = [n for n in range(1, self._connectors[name] + 1) if self.is_free(name, n)]
+                busy = self._connectors[name] - len(free)
+                if free and busy < best:
+                    choice, best = (name, free[0]), busy
+        if choice is not None:
+            self._busy.add(choice)
+        return choice
+
+    def release(self, charger_id: str, connector_id: int) -> None:
+        self._busy.discard((charger_id, connector_id))
+
+    @property
+    def busy(self) -> int:
+        return len(self._busy)

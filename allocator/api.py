@@ -28,6 +28,13 @@ def allocate(
     floor is the root limit, never below 0 (``inf`` means no station limit).
     ``tree`` may be compiled once with :func:`compile_tree` and reused.
 
+    ``fair`` is exactly the spec's progressive filling. ``even-split`` is the
+    spec's two phases, with pinned sessions counted among a charger's
+    sessions and every group a limit in phase 2 (see
+    :mod:`allocator.even_split`). A pinned demand (``fixed``) gets exactly
+    that, reserved first in every node above it, with bound "pinned"; the
+    others below a node that the pinned alone overfill get 0.
+
     Raises ValueError for a demand on a charger that is not in the tree,
     duplicate session ids, a NaN ``root_limit``, ``started_at`` or
     ``vehicle_max_power``, a negative or absurd ``fixed``, an unknown

@@ -144,9 +144,13 @@ def test_never_over_a_limit(case: Case, strategy: Strategy) -> None:
 @settings(deadline=None)
 @given(LARGE, STRATEGIES, st.randoms(use_true_random=False))
 def test_independent_of_input_order(case: Case, strategy: Strategy, rnd: random.Random) -> None:
+    """Neither the order of the demands nor that of the chargers in the tree matters."""
     shuffled = list(case.demands)
     rnd.shuffle(shuffled)
-    assert allocate(case.tree, shuffled, case.root_limit, strategy) == allocate(
+    chargers = list(case.tree.chargers)
+    rnd.shuffle(chargers)
+    reordered = StationTree(tuple(chargers), case.tree.groups)
+    assert allocate(reordered, shuffled, case.root_limit, strategy) == allocate(
         case.tree, case.demands, case.root_limit, strategy
     )
 

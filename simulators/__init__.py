@@ -1,1 +1,30 @@
-"""simulators package."""
+"""Simulated charge points and vehicles that drive the controller like real hardware.
+
+Theory of operation
+-------------------
+Pure state, thin shell. Everything a charger *decides* lives in pure classes that take the
+time as an argument and can be tested without sockets:
+
+* :mod:`simulators.profiles`: the smart-charging profile stack (OCPP 1.6 section 3.13):
+  purposes, stack levels, replacement, validity, amps to watts, composite schedules.
+* :mod:`simulators.connector`: a connector's status lifecycle as a transition table (4.9).
+* :mod:`simulators.vehicles`: a battery filling along a tapering charging curve.
+* :mod:`simulators.charger`: one charge point: connectors, transactions, meters, its profile
+  stack and configuration keys; it integrates what each connector draws between two instants.
+
+The I/O shell is :mod:`simulators.link` (one WebSocket fed through one sans-I/O
+:class:`protocol.Connection`: read, write, time out, dispatch) and
+:mod:`simulators.chargepoint` (boot, status, the transaction queue, heartbeats, meter samples,
+and the answers to the central system's calls). The simulator never parses OCPP itself: every
+frame goes through :mod:`protocol`. Faults (:mod:`simulators.faults`) are knobs on a running
+charger: delayed, held, rejected or unanswered profiles; dropped, duplicated or garbled frames;
+disconnections with or without a reboot.
+
+Time comes from a :class:`simulators.clock.Clock`: real time against a live controller, or a
+:class:`simulators.clock.VirtualClock` that a runner or test moves. Periodic work is scheduled
+from a fixed origin (``sleep_until``), so moving the clock is never lost on a loop that has not
+gone to sleep yet.
+
+:mod:`simulators.scenarios` reads scenario files (a station in the controller's config format
+plus listed or generated arrivals); ``scenarios/`` ships a motorway stop, a depot and a car park.
+"""

@@ -229,6 +229,10 @@ class ChargePoint:
     async def wait_online(self) -> None:
         await self.wait_for(lambda: self.online)
 
+    async def wait_delivered(self) -> None:
+        """Until the outbox is empty: every message answered (or given up)."""
+        await self.wait_for(lambda: not self._outbox)
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()

@@ -26,9 +26,8 @@ from protocol.messages import (
     ConfigurationStatus,
     KeyValue,
 )
-from simulators.clock import to_datetime
 from simulators.connector import ConnectorEvent, ConnectorStateMachine
-from simulators.profiles import Electrical, ProfileStack
+from simulators.profiles import Electrical, ProfileStack, to_datetime
 from simulators.vehicles import Vehicle
 
 __all__ = ["ChargerModel", "ChargerSpec", "ConnectorModel", "LocalTransaction"]

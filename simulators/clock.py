@@ -12,8 +12,9 @@ import asyncio
 import heapq
 import itertools
 import time
-from datetime import UTC, datetime
 from typing import Protocol
+
+from simulators.profiles import to_datetime
 
 __all__ = ["Clock", "RealClock", "VirtualClock", "sleep_until", "to_datetime"]
 
@@ -81,10 +82,6 @@ class VirtualClock:
         while self._sleepers and self._sleepers[0][2].done():
             heapq.heappop(self._sleepers)
         return self._sleepers[0][0] if self._sleepers else None
-
-
-def to_datetime(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 async def sleep_until(clock: Clock, timestamp: float) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from protocol.messages import (
     ChargingProfile,
@@ -41,7 +41,7 @@ from protocol.messages import (
     RecurrencyKindType,
 )
 
-__all__ = ["Electrical", "InstalledProfile", "ProfileStack"]
+__all__ = ["Electrical", "InstalledProfile", "ProfileStack", "to_datetime"]
 
 Purpose = ChargingProfilePurposeType
 Unit = ChargingRateUnitType
@@ -49,6 +49,11 @@ _RECURRENCE = {
     RecurrencyKindType.DAILY: timedelta(days=1),
     RecurrencyKindType.WEEKLY: timedelta(days=7),
 }
+
+
+def to_datetime(timestamp: float) -> datetime:
+    """Epoch seconds (the clocks' currency) -> the aware UTC datetime profiles are timed in."""
+    return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,13 +49,8 @@ async def rig(
         async with cp:
             if boot:
                 await cp.wait_online()
-                await settled(cp)  # the status of every connector is reported
+                await cp.wait_delivered()  # the status of every connector is reported
             yield Rig(central, cp, clock)
-
-
-async def settled(cp: ChargePoint) -> None:
-    """Wait until the charger's outbox is empty (every message answered or given up)."""
-    await cp.wait_for(lambda: cp.pending_messages == 0)
 
 
 async def calls_received(cp: ChargePoint, count: int) -> None:

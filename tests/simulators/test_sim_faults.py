@@ -15,7 +15,6 @@ from test_sim_chargepoint import (
     charging,
     rig,
     set_profile,
-    settled,
     tx_profile,
 )
 
@@ -156,7 +155,7 @@ async def test_garbled_transaction_message_is_retried_until_answered() -> None:
         r.cp.faults.corruption = Corruption.WRONG_TYPES
         await r.cp.plug_in(1)  # this StatusNotification goes out garbled...
         await r.cs.wait_for(lambda: any("12345" in f for f in r.cs.raw(CP)))
-        await settled(r.cp)  # ...refused with a CALLERROR and given up
+        await r.cp.wait_delivered()  # ...refused with a CALLERROR and given up
         r.cp.faults.corrupt_next = 1
         await r.cp.start_transaction(1, "TAG1")  # ...and so does the first StartTransaction
         await r.cs.wait_for(lambda: sum('"StartTransaction"' in f for f in r.cs.raw(CP)) == 1)

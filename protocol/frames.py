@@ -81,6 +81,12 @@ _ARITY: Final = {
     MessageTypeId.CALL_RESULT: 3,
     MessageTypeId.CALL_ERROR: 5,
 }
+# The wire number -> the enum member, without calling the enum (a lookup, not a search).
+_MESSAGE_TYPES: Final = {int(t): t for t in MessageTypeId}
+# Plain ints for the encoder: no enum attribute access per frame.
+_CALL: Final = int(MessageTypeId.CALL)
+_CALL_RESULT: Final = int(MessageTypeId.CALL_RESULT)
+_CALL_ERROR: Final = int(MessageTypeId.CALL_ERROR)
 
 
 def _reject_constant(name: str) -> Any:
@@ -95,16 +101,23 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Built once: ``json.loads``/``json.dumps`` with any option build a new decoder/encoder per call,
+# which costs as much as decoding a small frame. Both hold configuration only, no state.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _decode(text: str | bytes) -> Any:
     # OCPP-J 1.6 section 4.1.2: the whole message must be valid JSON in UTF-8.
     try:
         if isinstance(text, bytes | bytearray):
             text = bytes(text).decode("utf-8")
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return _DECODER.decode(text)
     except UnicodeDecodeError:
         raise FormationViolation("frame is not valid UTF-8") from None
-    # ValueError covers JSONDecodeError and over-long integer literals; RecursionError covers
-    # absurdly deep nesting. Neither may escape as anything but an OCPP error.
+    # ValueError covers JSONDecodeError (a leading BOM included) and over-long integer literals;
+    # RecursionError covers absurdly deep nesting. Neither may escape as anything but an OCPP
+    # error.
     except (ValueError, RecursionError):
         raise FormationViolation("frame is not valid JSON") from None
 
@@ -130,57 +143,65 @@ def parse_frame(text: str | bytes) -> Frame | None:
     data = _decode(text)
     if not isinstance(data, list):
         raise FormationViolation("frame is not a JSON array")
-    if not data:
+    size = len(data)
+    if not size:
         raise FormationViolation("frame is an empty array")
 
     raw_type = data[0]
-    unique_id = data[1] if len(data) > 1 and isinstance(data[1], str) else None
+    unique_id = data[1] if size > 1 and isinstance(data[1], str) else None
     # bool is an int subclass in Python but not a JSON number.
     if not isinstance(raw_type, int) or isinstance(raw_type, bool):
         raise FormationViolation("message type id is not an integer", unique_id=unique_id)
-    if raw_type not in _ARITY:
+    message_type = _MESSAGE_TYPES.get(raw_type)
+    if message_type is None:
         return None
-    message_type = MessageTypeId(raw_type)
 
-    def fail(cls: type[OcppError], description: str) -> OcppError:
-        return cls(description, unique_id=unique_id, message_type_id=message_type)
-
-    name = message_type.name
-    if len(data) < 2:
-        raise fail(ProtocolError, f"{name} frame has no unique id")
+    if size < 2:
+        raise _fail(ProtocolError, f"{message_type.name} frame has no unique id", unique_id,
+                    message_type)
     if unique_id is None:
-        raise fail(FormationViolation, "unique id is not a string")
+        raise _fail(FormationViolation, "unique id is not a string", unique_id, message_type)
     if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
-        raise fail(FormationViolation, f"unique id exceeds {MAX_UNIQUE_ID_LENGTH} characters")
+        raise _fail(FormationViolation,
+                    f"unique id exceeds {MAX_UNIQUE_ID_LENGTH} characters", unique_id,
+                    message_type)
     expected = _ARITY[message_type]
-    arity = f"{name} frame has {len(data)} elements, expected {expected}"
-    if len(data) < expected:
-        raise fail(ProtocolError, arity)
-    if len(data) > expected:
-        raise fail(FormationViolation, arity)
+    if size != expected:
+        arity = f"{message_type.name} frame has {size} elements, expected {expected}"
+        cls = ProtocolError if size < expected else FormationViolation
+        raise _fail(cls, arity, unique_id, message_type)
 
     if message_type is MessageTypeId.CALL:
         action, payload = data[2], _object_or_empty(data[3])
         if not isinstance(action, str):
-            raise fail(FormationViolation, "action is not a string")
+            raise _fail(FormationViolation, "action is not a string", unique_id, message_type)
         if payload is None:
-            raise fail(FormationViolation, "payload is not a JSON object")
+            raise _fail(FormationViolation, "payload is not a JSON object", unique_id,
+                        message_type)
         return Call(unique_id, action, payload)
 
     if message_type is MessageTypeId.CALL_RESULT:
         payload = _object_or_empty(data[2])
         if payload is None:
-            raise fail(FormationViolation, "payload is not a JSON object")
+            raise _fail(FormationViolation, "payload is not a JSON object", unique_id,
+                        message_type)
         return CallResult(unique_id, payload)
 
     code, description, details = data[2], data[3], _object_or_empty(data[4])
     if not isinstance(code, str):
-        raise fail(FormationViolation, "errorCode is not a string")
+        raise _fail(FormationViolation, "errorCode is not a string", unique_id, message_type)
     if not isinstance(description, str):
-        raise fail(FormationViolation, "errorDescription is not a string")
+        raise _fail(FormationViolation, "errorDescription is not a string", unique_id,
+                    message_type)
     if details is None:
-        raise fail(FormationViolation, "errorDetails is not a JSON object")
+        raise _fail(FormationViolation, "errorDetails is not a JSON object", unique_id,
+                    message_type)
     return CallError(unique_id, code, description, details)
+
+
+def _fail(cls: type[OcppError], description: str, unique_id: str | None,
+          message_type: MessageTypeId) -> OcppError:
+    return cls(description, unique_id=unique_id, message_type_id=message_type)
 
 
 def encode_frame(frame: Frame) -> str:
@@ -191,10 +212,10 @@ def encode_frame(frame: Frame) -> str:
     """
     body: list[Any]
     match frame:
-        case Call(unique_id, action, payload):
-            body = [MessageTypeId.CALL.value, unique_id, action, payload]
         case CallResult(unique_id, payload):
-            body = [MessageTypeId.CALL_RESULT.value, unique_id, payload]
+            body = [_CALL_RESULT, unique_id, payload]
+        case Call(unique_id, action, payload):
+            body = [_CALL, unique_id, action, payload]
         case CallError(unique_id, code, description, details):
-            body = [MessageTypeId.CALL_ERROR.value, unique_id, code, description, details]
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+            body = [_CALL_ERROR, unique_id, code, description, details]
+    return _ENCODER.encode(body)

@@ -102,6 +102,17 @@ _BY_REQUEST: Final[Mapping[type[OcppModel], ActionSpec]] = MappingProxyType(
     {spec.request: spec for spec in ACTIONS.values()}
 )
 
+# What each end may receive, worked out once: receiver role -> action -> request model, so that
+# parsing a CALL costs one lookup. Anything missing here goes the slow way to find its error.
+_ACCEPTED: Final[Mapping[Role, Mapping[str, type[OcppModel]]]] = MappingProxyType(
+    {
+        role: MappingProxyType(
+            {name: spec.request for name, spec in ACTIONS.items() if role.peer in spec.senders}
+        )
+        for role in Role
+    }
+)
+
 
 def action_spec(action: str) -> ActionSpec:
     """The spec of an action; NotImplementedCall when the name is not an OCPP 1.6 action."""
@@ -122,10 +133,11 @@ def action_of(request: OcppModel) -> ActionSpec:
 
 def parse_request(action: str, payload: Any, *, receiver_role: Role) -> OcppModel:
     """Type a CALL payload received by ``receiver_role``; raises only OcppError."""
-    spec = action_spec(action)
-    if receiver_role.peer not in spec.senders:
+    model = _ACCEPTED[receiver_role].get(action)
+    if model is None:
+        action_spec(action)  # NotImplementedCall for a name that is no OCPP 1.6 action
         raise NotSupported(f"{action} is not accepted from the {receiver_role.peer.value}")
-    return validate_payload(spec.request, payload)
+    return validate_payload(model, payload)
 
 
 def parse_response(action: str, payload: Any) -> OcppModel:

@@ -49,7 +49,12 @@ class OcppModel(BaseModel):
 
 def to_payload(model: BaseModel) -> dict[str, Any]:
     """The JSON payload of a message: camelCase keys, absent optionals omitted, UTC ``Z`` times."""
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # ``model.model_dump(mode="json", by_alias=True, exclude_none=True)`` without its Python
+    # wrapper, which costs twice the serialisation itself; this runs for every message sent.
+    payload: dict[str, Any] = model.__pydantic_serializer__.to_python(
+        model, mode="json", by_alias=True, exclude_none=True
+    )
+    return payload
 
 
 Integer = Annotated[int, Strict()]

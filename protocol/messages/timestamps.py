@@ -41,11 +41,19 @@ _ISO_8601: Final = re.compile(
 )
 
 
+_CANONICAL_LENGTH: Final = len("2024-05-01T12:00:00Z")
+
+
 def parse_datetime(text: str) -> datetime:
     """Parse an ISO 8601 date-time into an aware UTC datetime; ValueError when it is not one."""
     match = _ISO_8601.fullmatch(text)
     if match is None:
         raise ValueError("not an ISO 8601 date-time")
+    if len(text) == _CANONICAL_LENGTH and text[10] == "T" and text[19] == "Z":
+        # The form nearly every charger sends, 2024-05-01T12:00:00Z (the match above proves the
+        # digits): the C parser gives the same aware UTC datetime, or the same ValueError for a
+        # day or hour out of range, at a fraction of the cost.
+        return datetime.fromisoformat(text)
     year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     tz = UTC

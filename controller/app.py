@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ from controller.station import Station
 from controller.store import Store
 
 log = logging.getLogger(__name__)
+
+
+# No shutdown step may hold the process up longer than this (SIGTERM must stop it).
+SHUTDOWN_STEP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +119,17 @@ class ControllerApp:
         if self._stopped:
             return
         self._stopped = True
-        await self.ocpp.stop()
+        log.debug("closing charger connections")
+        try:
+            await asyncio.wait_for(self.ocpp.stop(), SHUTDOWN_STEP_TIMEOUT)
+        except TimeoutError:
+            log.error("charger connections did not close in time")
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    stack = io.StringIO()
+                    task.print_stack(file=stack)
+                    log.error("still running: %s\n%s", task.get_name(), stack.getvalue())
+        log.debug("charger connections closed")
         self.service.cancel_pending()
         for task in self._tasks:
             task.cancel()
@@ -125,6 +140,7 @@ class ControllerApp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        log.debug("REST closed")
         await self.service.flush()
         await self.store.close()
 

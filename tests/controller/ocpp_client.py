@@ -168,6 +168,10 @@ class FakeCharger:
         except websockets.ConnectionClosed:
             pass
         finally:
+            for future in self._answers.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("connection closed before the answer"))
+            self._answers.clear()
             self.closed.set()
             self._frame.set()
 

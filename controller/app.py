@@ -144,6 +144,13 @@ class ControllerApp:
         await self.service.flush()
         await self.store.close()
 
+    async def wait_settled(self) -> None:
+        """Wait until no reallocation is pending and every connected charger holds the
+        limits it should (for simulations on a virtual clock, and tests)."""
+        await self.pusher.wait_for(
+            lambda: not self.service.reallocation_pending and self.pusher.idle()
+        )
+
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""
         stop = asyncio.Event()

@@ -73,6 +73,10 @@ class StationService:
         self._reallocation = None
         self.station.reallocate(self.now())
 
+    @property
+    def reallocation_pending(self) -> bool:
+        return self._reallocation is not None
+
     def cancel_pending(self) -> None:
         if self._reallocation is not None:
             self._reallocation.cancel()

@@ -190,6 +190,21 @@ class LimitPusher:
             event.set()
         self._note_progress()
 
+    def idle(self) -> bool:
+        """Nothing on the wire and nothing due for any connected charger."""
+        now = asyncio.get_running_loop().time()
+        for charger_id in self._links:
+            book = self.chargers[charger_id]
+            if not self.station.chargers[charger_id].smart_charging:
+                continue
+            if not book.default_installed and book.default_retry_at <= now:
+                return False
+            if any(s.in_flight is not None for s in book.sessions.values()):
+                return False
+            if self._next_job(book, now) is not None:
+                return False
+        return True
+
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate`` holds, checking it after each answered profile
         and each reallocation (for tests and the simulator's virtual clock)."""

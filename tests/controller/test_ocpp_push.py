@@ -216,6 +216,8 @@ async def test_a_burst_of_starts_is_one_or_a_few_reallocations(start_controller:
 
     await asyncio.gather(*(start_tx(c, 1) for c in chargers))
     await asyncio.gather(*(c.wait_until(lambda c=c: last_limit(c, 1) == 8000) for c in chargers))
+    await asyncio.wait_for(app.wait_settled(), 10)
+    assert all(app.pusher.limits_confirmed(c) for c in app.station.chargers)
     reallocations = app.station.allocation_version - before
     assert reallocations <= 6, reallocations
     for charger in chargers:

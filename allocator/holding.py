@@ -77,9 +77,7 @@ def allocate_holding(
             for d in demands
         ]
         effective = allocate(tree, pinned, root_limit, strategy)
-        squeezed = {
-            s: held[s] for s in movable - pins.keys() if effective[s].power < held[s]
-        }
+        squeezed = {s: held[s] for s in movable - pins.keys() if effective[s].power < held[s]}
         if not squeezed:
             return HoldingPlan(target, effective, frozenset(pins))
         # Each round pins at least one more session, so this ends within n rounds;

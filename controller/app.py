@@ -91,8 +91,7 @@ class ControllerApp:
         self.recorder.battery()
         self.recorder.event(now, "controller.started", **counts)
         if counts["sessions"]:
-            log.info("recovered %(sessions)d active sessions, %(limits)d charger limits",
-                     counts)
+            log.info("recovered %(sessions)d active sessions, %(limits)d charger limits", counts)
         return counts
 
     def _failsafe_kw(self, charger_id: str) -> float:

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.app import ControllerApp
-from controller.store import StoreError
 from controller.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, ConfigError, load_config
+from controller.store import StoreError
 
 EXIT_CONFIG = 2
 
@@ -58,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         app = ControllerApp(
-            config, host=args.host, rest_port=args.rest_port, ocpp_port=args.ocpp_port,
+            config,
+            host=args.host,
+            rest_port=args.rest_port,
+            ocpp_port=args.ocpp_port,
             db_path=args.db,
         )
     except StoreError as error:

@@ -210,9 +210,7 @@ def validation_problems(error: ValidationError) -> list[str]:
     return problems
 
 
-def _walk_groups(
-    groups: Sequence[GroupConfig], path: str
-) -> Iterator[tuple[str, GroupConfig]]:
+def _walk_groups(groups: Sequence[GroupConfig], path: str) -> Iterator[tuple[str, GroupConfig]]:
     for index, group in enumerate(groups):
         here = f"{path}[{index}]"
         yield here, group

@@ -27,11 +27,23 @@ START_KEY_MEMORY = 7 * 24 * 3600.0
 
 def session_row(session: Session) -> Row:
     return (
-        session.session_id, session.charger_id, session.connector_id, session.origin.value,
-        session.status.value, session.vehicle_max_power, session.allocated_power,
-        session.limited_by, session.consumed_power, session.consumed_energy,
-        session.state_of_charge, session.started_at, session.stopped_at,
-        session.transaction_id, session.id_tag, session.meter_start_wh, session.stop_reason,
+        session.session_id,
+        session.charger_id,
+        session.connector_id,
+        session.origin.value,
+        session.status.value,
+        session.vehicle_max_power,
+        session.allocated_power,
+        session.limited_by,
+        session.consumed_power,
+        session.consumed_energy,
+        session.state_of_charge,
+        session.started_at,
+        session.stopped_at,
+        session.transaction_id,
+        session.id_tag,
+        session.meter_start_wh,
+        session.stop_reason,
     )
 
 
@@ -66,20 +78,25 @@ class Recorder:
     async def commit(self) -> None:
         await self.store.commit()
 
-    def session(self, session: Session, event: str | None = None, at: float | None = None,
-                **data: Any) -> None:
+    def session(
+        self, session: Session, event: str | None = None, at: float | None = None, **data: Any
+    ) -> None:
         self.store.mark_session(session.session_id, lambda: session_row(session))
         if event is not None:
             self.store.record_event(
-                at if at is not None else time.time(), event,
-                charger_id=session.charger_id, session_id=session.session_id, **data,
+                at if at is not None else time.time(),
+                event,
+                charger_id=session.charger_id,
+                session_id=session.session_id,
+                **data,
             )
 
     def transaction_ids(self) -> None:
         self.store.set_meta(NEXT_TRANSACTION_ID, str(self.station.next_transaction_id))
 
-    def start_key(self, key: tuple[str, int, str, str, int], transaction_id: int, status: str,
-                  at: float) -> None:
+    def start_key(
+        self, key: tuple[str, int, str, str, int], transaction_id: int, status: str, at: float
+    ) -> None:
         self.store.add_start_key((*key, transaction_id, status, at))
         self.transaction_ids()
 
@@ -89,9 +106,15 @@ class Recorder:
 
         def row() -> Row:
             return (
-                charger_id, int(state.booted), state.vendor, state.model,
-                state.firmware_version, state.serial_number, state.last_seen,
-                int(state.smart_charging), int(book.rate.amps),
+                charger_id,
+                int(state.booted),
+                state.vendor,
+                state.model,
+                state.firmware_version,
+                state.serial_number,
+                state.last_seen,
+                int(state.smart_charging),
+                int(book.rate.amps),
             )
 
         self.store.mark_charger(charger_id, row)
@@ -99,9 +122,16 @@ class Recorder:
     def connector(self, charger_id: str, connector_id: int) -> None:
         state = self.station.chargers[charger_id].connectors[connector_id]
         self.store.mark_connector(
-            charger_id, connector_id,
-            lambda: (charger_id, connector_id, state.status, state.error_code, state.info,
-                     state.updated_at),
+            charger_id,
+            connector_id,
+            lambda: (
+                charger_id,
+                connector_id,
+                state.status,
+                state.error_code,
+                state.info,
+                state.updated_at,
+            ),
         )
 
     def limit(self, book: ProfileBook) -> None:
@@ -110,8 +140,14 @@ class Recorder:
             return
         self.store.mark_limit(
             book.session_id,
-            lambda: (book.session_id, book.charger_id, book.connector_id, book.transaction_id,
-                     book.confirmed, book.in_flight),
+            lambda: (
+                book.session_id,
+                book.charger_id,
+                book.connector_id,
+                book.transaction_id,
+                book.confirmed,
+                book.in_flight,
+            ),
         )
 
     def battery(self) -> None:
@@ -156,7 +192,9 @@ def recover(store: Store, station: Station, pusher: LimitPusher, now: float) -> 
         state = station.chargers.get(row["charger_id"])
         if state is not None:
             state.connectors[row["connector_id"]] = ConnectorState(
-                status=row["status"], error_code=row["error_code"], info=row["info"],
+                status=row["status"],
+                error_code=row["error_code"],
+                info=row["info"],
                 updated_at=row["updated_at"],
             )
 
@@ -167,14 +205,23 @@ def recover(store: Store, station: Station, pusher: LimitPusher, now: float) -> 
         # What the charger may still apply: the larger of what it accepted and what
         # was on the wire when the controller stopped.
         values = [v for v in (row["confirmed"], row["in_flight"]) if v is not None]
-        pusher.track(session.session_id, session.charger_id, row["connector_id"],
-                     row["transaction_id"], confirmed=max(values) if values else None)
+        pusher.track(
+            session.session_id,
+            session.charger_id,
+            row["connector_id"],
+            row["transaction_id"],
+            confirmed=max(values) if values else None,
+        )
         counts["limits"] += 1
     for session in station.active_sessions():
         if session.origin is Origin.OCPP and session.session_id not in pusher.sessions:
             assert session.transaction_id is not None
-            pusher.track(session.session_id, session.charger_id, session.connector_id + 1,
-                         session.transaction_id)
+            pusher.track(
+                session.session_id,
+                session.charger_id,
+                session.connector_id + 1,
+                session.transaction_id,
+            )
     # Chargers with sessions count as offline from now until they reconnect.
     for state in station.chargers.values():
         state.connected = False
@@ -192,12 +239,14 @@ def _restore_charger(state: ChargerState, row: Any) -> None:
     state.smart_charging = bool(row["smart_charging"]) and state.config.smart_charging
 
 
-def load_start_keys(store: Store, now: float) -> dict[tuple[str, int, str, str, int], tuple[int, str]]:
-    rows = store.load(
-        "SELECT * FROM start_keys WHERE recorded_at >= ?", (now - START_KEY_MEMORY,)
-    )
+def load_start_keys(
+    store: Store, now: float
+) -> dict[tuple[str, int, str, str, int], tuple[int, str]]:
+    rows = store.load("SELECT * FROM start_keys WHERE recorded_at >= ?", (now - START_KEY_MEMORY,))
     return {
-        (r["charger_id"], r["connector_id"], r["id_tag"], r["timestamp"], r["meter_start"]):
-            (r["transaction_id"], r["status"])
+        (r["charger_id"], r["connector_id"], r["id_tag"], r["timestamp"], r["meter_start"]): (
+            r["transaction_id"],
+            r["status"],
+        )
         for r in rows
     }

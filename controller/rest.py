@@ -106,8 +106,9 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
         value = low - 1
     if not low <= value <= high:
         message = f"must be an integer from {low} to {high}"
-        raise ApiError(400, "invalid_field", f"{name}: {message}",
-                       [{"field": name, "message": message}])
+        raise ApiError(
+            400, "invalid_field", f"{name}: {message}", [{"field": name, "message": message}]
+        )
     return value
 
 

@@ -85,7 +85,9 @@ def parse_body(model: type[BodyT], raw: bytes, *, empty_ok: bool = False) -> Bod
             if isinstance(error, json.JSONDecodeError)
             else ""
         )
-        raise ApiError(400, "malformed_json", f"the request body is not valid JSON{where}") from None
+        raise ApiError(
+            400, "malformed_json", f"the request body is not valid JSON{where}"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(400, "malformed_json", "the request body must be a JSON object")
     try:

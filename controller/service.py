@@ -122,8 +122,7 @@ class StationService:
         if status in (None, "stopped") and self.recorder is not None:
             await self.commit()  # sessions stopped a moment ago are in the answer too
             rows = await self.recorder.store.query(
-                "SELECT * FROM sessions WHERE status = 'stopped' "
-                "ORDER BY stopped_at DESC LIMIT ?",
+                "SELECT * FROM sessions WHERE status = 'stopped' ORDER BY stopped_at DESC LIMIT ?",
                 (limit,),
             )
             views += [session_view(session_from_row(r)) for r in rows]
@@ -191,8 +190,12 @@ class StationService:
             consumed_power=consumed_power,
             vehicle_max_power=vehicle_max_power,
         )
-        self._record(session, "session.updated", consumedPower=consumed_power,
-                     vehicleMaxPower=vehicle_max_power)
+        self._record(
+            session,
+            "session.updated",
+            consumedPower=consumed_power,
+            vehicleMaxPower=vehicle_max_power,
+        )
         await self.commit()
         return session
 

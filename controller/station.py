@@ -87,8 +87,9 @@ class Station:
         self.tree = compile_tree(config.tree())
         self.strategy = config.allocation.strategy
         self._new_session_id = session_id_factory
-        self.chargers = {c.id: ChargerState(config=c, smart_charging=c.smart_charging)
-                         for c in config.chargers}
+        self.chargers = {
+            c.id: ChargerState(config=c, smart_charging=c.smart_charging) for c in config.chargers
+        }
         # Active sessions and the most recent stopped ones.
         self.sessions: dict[str, Session] = {}
         self._recent_stopped: deque[str] = deque()
@@ -359,9 +360,7 @@ class Station:
             )
             for s in self._active.values()
         ]
-        plan = allocate_holding(
-            self.tree, demands, self.available_power, self.strategy, self.held
-        )
+        plan = allocate_holding(self.tree, demands, self.available_power, self.strategy, self.held)
         for session in self._active.values():
             limit = plan.effective[session.session_id]
             session.allocated_power = limit.power

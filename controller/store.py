@@ -119,21 +119,53 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 SESSION_COLUMNS = (
-    "session_id", "charger_id", "connector_id", "origin", "status", "vehicle_max_power",
-    "allocated_power", "limited_by", "consumed_power", "consumed_energy", "state_of_charge",
-    "started_at", "stopped_at", "transaction_id", "id_tag", "meter_start_wh", "stop_reason",
+    "session_id",
+    "charger_id",
+    "connector_id",
+    "origin",
+    "status",
+    "vehicle_max_power",
+    "allocated_power",
+    "limited_by",
+    "consumed_power",
+    "consumed_energy",
+    "state_of_charge",
+    "started_at",
+    "stopped_at",
+    "transaction_id",
+    "id_tag",
+    "meter_start_wh",
+    "stop_reason",
 )
 CHARGER_COLUMNS = (
-    "charger_id", "booted", "vendor", "model", "firmware_version", "serial_number",
-    "last_seen", "smart_charging", "amps",
+    "charger_id",
+    "booted",
+    "vendor",
+    "model",
+    "firmware_version",
+    "serial_number",
+    "last_seen",
+    "smart_charging",
+    "amps",
 )
 CONNECTOR_COLUMNS = ("charger_id", "connector_id", "status", "error_code", "info", "updated_at")
 LIMIT_COLUMNS = (
-    "session_id", "charger_id", "connector_id", "transaction_id", "confirmed", "in_flight",
+    "session_id",
+    "charger_id",
+    "connector_id",
+    "transaction_id",
+    "confirmed",
+    "in_flight",
 )
 START_KEY_COLUMNS = (
-    "charger_id", "connector_id", "id_tag", "timestamp", "meter_start", "transaction_id",
-    "status", "recorded_at",
+    "charger_id",
+    "connector_id",
+    "id_tag",
+    "timestamp",
+    "meter_start",
+    "transaction_id",
+    "status",
+    "recorded_at",
 )
 
 Row = tuple[Any, ...]
@@ -164,9 +196,17 @@ class Snapshot:
     meta: list[tuple[str, str]]
 
     def empty(self) -> bool:
-        return not (self.sessions or self.chargers or self.connectors or self.limits
-                    or self.dropped_limits or self.start_keys or self.events
-                    or self.battery or self.meta)
+        return not (
+            self.sessions
+            or self.chargers
+            or self.connectors
+            or self.limits
+            or self.dropped_limits
+            or self.start_keys
+            or self.events
+            or self.battery
+            or self.meta
+        )
 
 
 class Store:
@@ -342,9 +382,7 @@ class Store:
                     db.execute(
                         "INSERT OR REPLACE INTO battery VALUES (1, ?, ?, ?)", snapshot.battery
                     )
-                db.executemany(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", snapshot.meta
-                )
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", snapshot.meta)
                 db.execute("COMMIT")
             except sqlite3.Error as error:
                 if db.in_transaction:

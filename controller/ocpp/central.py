@@ -70,16 +70,16 @@ def _timestamp_text(value: datetime | UnparsedTimestamp) -> str:
 
 
 class CentralSystem:
-    def __init__(
-        self, service: StationService, pusher: LimitPusher, recorder: Recorder
-    ) -> None:
+    def __init__(self, service: StationService, pusher: LimitPusher, recorder: Recorder) -> None:
         self.service = service
         self.station = service.station
         self.config = service.station.config
         self.pusher = pusher
         self.recorder = recorder
         self.start_keys: dict[StartKey, tuple[int, str]] = {}
-        self._handlers: dict[type[OcppModel], Callable[[ChargerLink, Any], Awaitable[OcppModel]]] = {
+        self._handlers: dict[
+            type[OcppModel], Callable[[ChargerLink, Any], Awaitable[OcppModel]]
+        ] = {
             BootNotificationRequest: self.boot_notification,
             HeartbeatRequest: self.heartbeat,
             StatusNotificationRequest: self.status_notification,
@@ -125,8 +125,13 @@ class CentralSystem:
         charger.firmware_version = request.firmware_version
         charger.serial_number = request.charge_point_serial_number
         self.recorder.charger(link.charger_id)
-        self.recorder.event(self.service.now(), "charger.booted", charger_id=link.charger_id,
-                            vendor=charger.vendor, model=charger.model)
+        self.recorder.event(
+            self.service.now(),
+            "charger.booted",
+            charger_id=link.charger_id,
+            vendor=charger.vendor,
+            model=charger.model,
+        )
         link.spawn(self._after_boot(link), "after-boot")
         return BootNotificationResponse(
             status=RegistrationStatus.ACCEPTED,
@@ -176,8 +181,9 @@ class CentralSystem:
             )
             self.recorder.connector(link.charger_id, request.connector_id)
         else:
-            log.info("%s: status for unknown connector %d ignored", link.charger_id,
-                     request.connector_id)
+            log.info(
+                "%s: status for unknown connector %d ignored", link.charger_id, request.connector_id
+            )
         return StatusNotificationResponse()
 
     async def authorize(self, link: ChargerLink, request: AuthorizeRequest) -> AuthorizeResponse:
@@ -206,8 +212,13 @@ class CentralSystem:
         self, link: ChargerLink, request: StartTransactionRequest
     ) -> StartTransactionResponse:
         charger = self.station.charger(link.charger_id)
-        key: StartKey = (link.charger_id, request.connector_id, request.id_tag,
-                         _timestamp_text(request.timestamp), request.meter_start)
+        key: StartKey = (
+            link.charger_id,
+            request.connector_id,
+            request.id_tag,
+            _timestamp_text(request.timestamp),
+            request.meter_start,
+        )
         known = self.start_keys.get(key)
         if known is not None:
             # A resend (the charger never saw our answer): same answer, nothing new.
@@ -249,8 +260,12 @@ class CentralSystem:
         if stale is not None:
             # One transaction per connector: a new start means the old one ended
             # without a StopTransaction reaching us.
-            log.warning("%s: connector %d restarted; closing session %s", link.charger_id,
-                        connector + 1, stale.session_id)
+            log.warning(
+                "%s: connector %d restarted; closing session %s",
+                link.charger_id,
+                connector + 1,
+                stale.session_id,
+            )
             self._close(stale, now, reason="Superseded")
 
         session = self.station.start_session(
@@ -265,22 +280,33 @@ class CentralSystem:
             reallocate=False,
         )
         assert session.transaction_id is not None
-        self.recorder.session(session, "session.started", now,
-                              transactionId=session.transaction_id, idTag=request.id_tag,
-                              meterStart=request.meter_start)
-        self.pusher.track(session.session_id, link.charger_id, request.connector_id,
-                          session.transaction_id)
+        self.recorder.session(
+            session,
+            "session.started",
+            now,
+            transactionId=session.transaction_id,
+            idTag=request.id_tag,
+            meterStart=request.meter_start,
+        )
+        self.pusher.track(
+            session.session_id, link.charger_id, request.connector_id, session.transaction_id
+        )
         self.service.request_reallocation()
         return session
 
-    def _close(self, session: Session, now: float, *, reason: str,
-               consumed_energy: float | None = None) -> None:
+    def _close(
+        self, session: Session, now: float, *, reason: str, consumed_energy: float | None = None
+    ) -> None:
         self.station.stop_session(
-            session.session_id, now=now, consumed_energy=consumed_energy, reason=reason,
+            session.session_id,
+            now=now,
+            consumed_energy=consumed_energy,
+            reason=reason,
             reallocate=False,
         )
-        self.recorder.session(session, "session.stopped", now, reason=reason,
-                              consumedEnergy=session.consumed_energy)
+        self.recorder.session(
+            session, "session.stopped", now, reason=reason, consumedEnergy=session.consumed_energy
+        )
         self.pusher.forget(session.session_id)
         self.service.request_reallocation()
 

@@ -147,8 +147,13 @@ class ChargerLink:
             case UnmatchedAnswer(unique_id=unique_id):
                 log.warning("%s: answer to unknown call %r ignored", self.charger_id, unique_id)
             case CallRejected(unique_id=unique_id, error=error):
-                log.info("%s: call %r rejected: %s %s", self.charger_id, unique_id,
-                         error.code, error.description)
+                log.info(
+                    "%s: call %r rejected: %s %s",
+                    self.charger_id,
+                    unique_id,
+                    error.code,
+                    error.description,
+                )
             case FrameRejected(error=error):
                 log.info("%s: unreadable frame ignored: %s", self.charger_id, error.description)
 

@@ -14,7 +14,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from protocol.messages import Location, Measurand, MeterValue, SampledValue, UnitOfMeasure, ValueFormat
+from protocol.messages import (
+    Location,
+    Measurand,
+    MeterValue,
+    SampledValue,
+    UnitOfMeasure,
+    ValueFormat,
+)
 
 # Phase-to-neutral and phase readings both count; N (neutral) and line-to-line
 # voltages' phases (L1-L2 ...) describe no separate power flow.

@@ -60,7 +60,9 @@ def _schedule(kw: float, rate: RateUnit) -> ChargingSchedule:
     )
 
 
-def tx_profile(connector_id: int, transaction_id: int, kw: int, rate: RateUnit) -> SetChargingProfileRequest:
+def tx_profile(
+    connector_id: int, transaction_id: int, kw: int, rate: RateUnit
+) -> SetChargingProfileRequest:
     """The limit of one transaction (purpose TxProfile, stack level 1, relative to its start)."""
     return SetChargingProfileRequest(
         connector_id=connector_id,

@@ -103,15 +103,22 @@ class LimitPusher:
             config = charger.config
             self.chargers[config.id] = ChargerBook(
                 charger_id=config.id,
-                rate=RateUnit(amps=config.rate_unit == "A", voltage=config.voltage,
-                              phases=config.phases)
+                rate=RateUnit(
+                    amps=config.rate_unit == "A", voltage=config.voltage, phases=config.phases
+                ),
             )
         station.add_listener(self.wake_all)
 
     # -- books -----------------------------------------------------------
 
-    def track(self, session_id: str, charger_id: str, connector_id: int, transaction_id: int,
-              confirmed: int | None = None) -> None:
+    def track(
+        self,
+        session_id: str,
+        charger_id: str,
+        connector_id: int,
+        transaction_id: int,
+        confirmed: int | None = None,
+    ) -> None:
         book = ProfileBook(session_id, charger_id, connector_id, transaction_id, confirmed)
         self.sessions[session_id] = book
         self.chargers[charger_id].sessions[session_id] = book
@@ -135,8 +142,10 @@ class LimitPusher:
         for book in self.chargers[charger_id].sessions.values():
             if book.in_flight is not None or book.resend or book.failures:
                 return False
-            if plan is not None and book.session_id in plan.effective and (
-                plan.to_send(book.session_id, book.held) != book.confirmed
+            if (
+                plan is not None
+                and book.session_id in plan.effective
+                and (plan.to_send(book.session_id, book.held) != book.confirmed)
             ):
                 return False
         return True
@@ -297,11 +306,21 @@ class LimitPusher:
         self._sync_held(session)
         self.on_book_change(session)
         request = tx_profile(session.connector_id, session.transaction_id, kw, book.rate)
-        self.on_event(self.clock(), "limit.sent", charger_id=link.charger_id,
-                      session_id=session.session_id, kw=kw)
+        self.on_event(
+            self.clock(),
+            "limit.sent",
+            charger_id=link.charger_id,
+            session_id=session.session_id,
+            kw=kw,
+        )
         outcome = await self._call(link, request)
-        self.on_event(self.clock(), f"limit.{_outcome_name(outcome)}", charger_id=link.charger_id,
-                      session_id=session.session_id, kw=kw)
+        self.on_event(
+            self.clock(),
+            f"limit.{_outcome_name(outcome)}",
+            charger_id=link.charger_id,
+            session_id=session.session_id,
+            kw=kw,
+        )
         before = session.held
         session.in_flight = None
         if _accepted(outcome):
@@ -337,8 +356,9 @@ class LimitPusher:
             return
         book.rejections += 1
         if not book.ever_accepted and book.rejections >= REJECTIONS_BEFORE_UNLIMITABLE:
-            log.warning("%s rejects every charging profile: budgeting it at its maximum",
-                        charger_id)
+            log.warning(
+                "%s rejects every charging profile: budgeting it at its maximum", charger_id
+            )
             self.station.chargers[charger_id].smart_charging = False
             self._request_reallocation()
 

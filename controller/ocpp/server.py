@@ -62,9 +62,7 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
 
 
 class OcppServer:
-    def __init__(
-        self, config: StationConfig, central: CentralSystem, pusher: LimitPusher
-    ) -> None:
+    def __init__(self, config: StationConfig, central: CentralSystem, pusher: LimitPusher) -> None:
         self.config = config
         self.central = central
         self.pusher = pusher
@@ -86,8 +84,12 @@ class OcppServer:
             ping_timeout=30,
         )
         self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
-        log.info("OCPP 1.6J on ws://%s:%d%s/{chargePointId}", host, self.port,
-                 self.config.server.ocpp_path)
+        log.info(
+            "OCPP 1.6J on ws://%s:%d%s/{chargePointId}",
+            host,
+            self.port,
+            self.config.server.ocpp_path,
+        )
 
     async def stop(self) -> None:
         if self._server is not None:

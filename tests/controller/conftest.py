@@ -40,7 +40,9 @@ class Api:
     async def get(self, path: str) -> tuple[int, Any]:
         return await self.request("GET", path)
 
-    async def post(self, path: str, body: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+    async def post(
+        self, path: str, body: Any = None, *, raw: bytes | None = None
+    ) -> tuple[int, Any]:
         return await self.request("POST", path, body, raw=raw)
 
     async def status(self) -> dict[str, Any]:
@@ -88,7 +90,11 @@ async def start_api(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable
 
     async def start(config: StationConfig | None = None) -> Api:
         app = ControllerApp(
-            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0,
+            config or example_config(),
+            clock=clock,
+            host="127.0.0.1",
+            rest_port=0,
+            ocpp_port=0,
             db_path=db_path,
         )
         await app.start()
@@ -111,16 +117,18 @@ async def api(start_api: Callable[..., Any]) -> Api:
 
 
 @pytest.fixture
-async def start_controller(
-    clock: ManualClock, db_path: Path
-) -> AsyncIterator[Callable[..., Any]]:
+async def start_controller(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Start the whole controller (REST + OCPP) on free loopback ports, on a SQLite file
     in the test's tmp_path (the same file for every start within one test: a restart)."""
     apps: list[ControllerApp] = []
 
     async def start(config: StationConfig | None = None) -> ControllerApp:
         app = ControllerApp(
-            config or example_config(), clock=clock, host="127.0.0.1", rest_port=0, ocpp_port=0,
+            config or example_config(),
+            clock=clock,
+            host="127.0.0.1",
+            rest_port=0,
+            ocpp_port=0,
             db_path=db_path,
         )
         await app.start()

@@ -68,7 +68,9 @@ class FakeCharger:
 
     async def connect(self, **kwargs: Any) -> FakeCharger:
         self.ws = await websockets.connect(
-            f"{self.url}/{self.charger_id}", subprotocols=self.subprotocols, **kwargs  # type: ignore[arg-type]
+            f"{self.url}/{self.charger_id}",
+            subprotocols=self.subprotocols,
+            **kwargs,  # type: ignore[arg-type]
         )
         self.connection = Connection(Role.CHARGE_POINT, call_timeout=WAIT)
         self.closed.clear()
@@ -133,7 +135,10 @@ class FakeCharger:
     def tx_limits(self) -> list[tuple[int, float]]:
         """(connector, limit) of every TxProfile received, in order."""
         return [
-            (p.connector_id, p.cs_charging_profiles.charging_schedule.charging_schedule_period[0].limit)
+            (
+                p.connector_id,
+                p.cs_charging_profiles.charging_schedule.charging_schedule_period[0].limit,
+            )
             for p in self.profiles()
             if p.cs_charging_profiles.charging_profile_purpose == "TxProfile"
         ]

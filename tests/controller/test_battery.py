@@ -118,9 +118,7 @@ def test_time_never_runs_backwards() -> None:
 
 
 @given(
-    loads=st.lists(
-        st.tuples(st.floats(0, 700), st.floats(0, 5 * HOUR)), min_size=1, max_size=30
-    )
+    loads=st.lists(st.tuples(st.floats(0, 700), st.floats(0, 5 * HOUR)), min_size=1, max_size=30)
 )
 def test_energy_stays_within_bounds_and_grid_draw_within_capacity_while_charging(
     loads: list[tuple[float, float]],

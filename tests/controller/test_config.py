@@ -74,10 +74,16 @@ def test_groups_and_strategy_extensions() -> None:
         ({"gridCapacity": True}, "gridCapacity: must be a number"),
         ({"stationId": ""}, "stationId: must have at least 1 character(s)"),
         ({"chargers": []}, "chargers: must list at least one charger"),
-        ({"battery": {"initialCapacity": -1, "power": 5}}, "battery.initialCapacity: must be at least 0"),
+        (
+            {"battery": {"initialCapacity": -1, "power": 5}},
+            "battery.initialCapacity: must be at least 0",
+        ),
         ({"battery": {"initialCapacity": 1, "power": -5}}, "battery.power: must be at least 0"),
         ({"battery": {"initialCapacity": 1}}, "battery.power: is required"),
-        ({"allocation": {"strategy": "greedy"}}, "allocation.strategy: must be one of 'fair' or 'even-split'"),
+        (
+            {"allocation": {"strategy": "greedy"}},
+            "allocation.strategy: must be one of 'fair' or 'even-split'",
+        ),
         ({"gridCapcity": 400}, "gridCapcity: is not a known field"),
     ],
 )
@@ -88,13 +94,31 @@ def test_invalid_top_level_fields(change: dict[str, Any], expected: str) -> None
 @pytest.mark.parametrize(
     ("charger", "expected"),
     [
-        ({"id": "X", "maxPower": 0, "connectors": 1}, "chargers[1].maxPower: must be greater than 0"),
-        ({"id": "X", "maxPower": -3, "connectors": 1}, "chargers[1].maxPower: must be greater than 0"),
-        ({"id": "X", "maxPower": 50, "connectors": 0}, "chargers[1].connectors: must be at least 1"),
-        ({"id": "X", "maxPower": 50, "connectors": 1.5}, "chargers[1].connectors: must be an integer"),
-        ({"id": "", "maxPower": 50, "connectors": 1}, "chargers[1].id: must have at least 1 character(s)"),
+        (
+            {"id": "X", "maxPower": 0, "connectors": 1},
+            "chargers[1].maxPower: must be greater than 0",
+        ),
+        (
+            {"id": "X", "maxPower": -3, "connectors": 1},
+            "chargers[1].maxPower: must be greater than 0",
+        ),
+        (
+            {"id": "X", "maxPower": 50, "connectors": 0},
+            "chargers[1].connectors: must be at least 1",
+        ),
+        (
+            {"id": "X", "maxPower": 50, "connectors": 1.5},
+            "chargers[1].connectors: must be an integer",
+        ),
+        (
+            {"id": "", "maxPower": 50, "connectors": 1},
+            "chargers[1].id: must have at least 1 character(s)",
+        ),
         ({"maxPower": 50, "connectors": 1}, "chargers[1].id: is required"),
-        ({"id": "CP001", "maxPower": 50, "connectors": 1}, "chargers[1].id: duplicate charger id 'CP001'"),
+        (
+            {"id": "CP001", "maxPower": 50, "connectors": 1},
+            "chargers[1].id: duplicate charger id 'CP001'",
+        ),
     ],
 )
 def test_invalid_charger_fields(charger: dict[str, Any], expected: str) -> None:

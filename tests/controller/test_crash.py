@@ -49,10 +49,21 @@ class ControllerProcess:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller", "--config", str(self.workdir / "config.json"),
-            "--db", str(self.workdir / "controller.db"), "--host", "127.0.0.1",
-            "--rest-port", "0", "--ocpp-port", "0",
-            cwd=self.workdir, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "controller",
+            "--config",
+            str(self.workdir / "config.json"),
+            "--db",
+            str(self.workdir / "controller.db"),
+            "--host",
+            "127.0.0.1",
+            "--rest-port",
+            "0",
+            "--ocpp-port",
+            "0",
+            cwd=self.workdir,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert self.process.stderr is not None
         ports: dict[str, int] = {}
@@ -86,9 +97,10 @@ class ControllerProcess:
         return f"ws://127.0.0.1:{self.ocpp_port}/ocpp"
 
     async def rest(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as http, http.request(
-            method, f"http://127.0.0.1:{self.rest_port}{path}", json=body
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, f"http://127.0.0.1:{self.rest_port}{path}", json=body) as response,
+        ):
             return response.status, await response.json()
 
 
@@ -103,16 +115,23 @@ async def controller(tmp_path: Path) -> AsyncIterator[ControllerProcess]:
             await asyncio.wait_for(process.wait(), 15)
         except TimeoutError:
             import subprocess
+
             os.system(f"cp {process.workdir}/controller.log /tmp/controller.log")
             with open("/tmp/dump.txt", "a") as out:
-                subprocess.run(["py-spy", "dump", "--pid", str(process.process.pid)], stdout=out, stderr=out)
+                subprocess.run(
+                    ["py-spy", "dump", "--pid", str(process.process.pid)], stdout=out, stderr=out
+                )
             process.kill()
             raise
 
 
 def start_request(connector: int, tag: str) -> StartTransactionRequest:
-    return StartTransactionRequest(connector_id=connector, id_tag=tag, meter_start=100 * connector,
-                                   timestamp="2026-01-01T07:00:00Z")  # type: ignore[arg-type]
+    return StartTransactionRequest(
+        connector_id=connector,
+        id_tag=tag,
+        meter_start=100 * connector,
+        timestamp="2026-01-01T07:00:00Z",
+    )  # type: ignore[arg-type]
 
 
 async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
@@ -126,12 +145,14 @@ async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
     # Before the burst: one acknowledged stop to resend later, and REST load on the battery.
     first = chargers[0]
     early = await first.call(start_request(1, "EARLY"))
-    early_stop = StopTransactionRequest(transaction_id=early.transaction_id, meter_stop=5100,
-                                        timestamp="2026-01-01T07:30:00Z")  # type: ignore[arg-type]
+    early_stop = StopTransactionRequest(
+        transaction_id=early.transaction_id, meter_stop=5100, timestamp="2026-01-01T07:30:00Z"
+    )  # type: ignore[arg-type]
     await first.call(early_stop)
     for charger_id in ("CP001", "CP002", "CP003"):
-        code, _ = await controller.rest("POST", "/sessions",
-                                        {"chargerId": charger_id, "connectorId": 0})
+        code, _ = await controller.rest(
+            "POST", "/sessions", {"chargerId": charger_id, "connectorId": 0}
+        )
         assert code == 201
     loop = asyncio.get_running_loop()
     _, status = await controller.rest("GET", "/station/status")
@@ -158,8 +179,9 @@ async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
 
     async def rest_start(charger_id: str) -> None:
         try:
-            code, body = await controller.rest("POST", "/sessions",
-                                               {"chargerId": charger_id, "connectorId": 1})
+            code, body = await controller.rest(
+                "POST", "/sessions", {"chargerId": charger_id, "connectorId": 1}
+            )
         except aiohttp.ClientError:
             return
         if code == 201:
@@ -202,11 +224,14 @@ async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
     assert len(connectors) == len(set(connectors))  # nothing recorded twice
     assert len([s for s in active if s["chargerId"].startswith("OC")]) == 20
     _, events = await controller.rest("GET", "/station/events?limit=10000")
-    early_id = next(e["sessionId"] for e in events if e["kind"] == "session.started"
-                    and e["data"].get("transactionId") == early.transaction_id)
-    assert [e["kind"] for e in events
-            if e["sessionId"] == early_id and e["kind"].startswith("session.")] == [
-        "session.started", "session.stopped"]
+    early_id = next(
+        e["sessionId"]
+        for e in events
+        if e["kind"] == "session.started" and e["data"].get("transactionId") == early.transaction_id
+    )
+    assert [
+        e["kind"] for e in events if e["sessionId"] == early_id and e["kind"].startswith("session.")
+    ] == ["session.started", "session.stopped"]
     _, stopped = await controller.rest("GET", f"/sessions/{early_id}")
     assert stopped["consumedEnergy"] == 5
 

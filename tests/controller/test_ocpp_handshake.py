@@ -53,9 +53,11 @@ async def test_credentials_are_required_when_configured(start_controller: Any) -
     app: ControllerApp = await start_controller(config_from_dict(data))
     url = f"{ocpp_url(app)}/CP001"
     for auth in (None, "CP001:wrong", "CP002:0123456789abcdef"):
-        headers = {} if auth is None else {
-            "Authorization": "Basic " + base64.b64encode(auth.encode()).decode()
-        }
+        headers = (
+            {}
+            if auth is None
+            else {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+        )
         with pytest.raises(InvalidStatus) as caught:
             await websockets.connect(url, subprotocols=["ocpp1.6"], additional_headers=headers)  # type: ignore[list-item]
         assert caught.value.response.status_code == 401

@@ -31,8 +31,9 @@ class ThirdPartyCharger(ChargePoint):  # type: ignore[misc]
         self.changed = asyncio.Event()
 
     @on(Action.set_charging_profile)  # type: ignore[misc]
-    def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict[str, Any],
-                                **_: Any) -> Any:
+    def on_set_charging_profile(
+        self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any
+    ) -> Any:
         if cs_charging_profiles["charging_profile_purpose"] == "TxProfile":
             period = cs_charging_profiles["charging_schedule"]["charging_schedule_period"][0]
             self.limits[connector_id] = period["limit"]
@@ -41,9 +42,11 @@ class ThirdPartyCharger(ChargePoint):  # type: ignore[misc]
 
     @on(Action.get_configuration)  # type: ignore[misc]
     def on_get_configuration(self, **_: Any) -> Any:
-        return call_result.GetConfiguration(configuration_key=[
-            {"key": "SupportedFeatureProfiles", "readonly": True, "value": "Core,SmartCharging"}
-        ])
+        return call_result.GetConfiguration(
+            configuration_key=[
+                {"key": "SupportedFeatureProfiles", "readonly": True, "value": "Core,SmartCharging"}
+            ]
+        )
 
     async def until(self, predicate: Any) -> None:
         async def check() -> None:
@@ -56,8 +59,7 @@ class ThirdPartyCharger(ChargePoint):  # type: ignore[misc]
 
 @contextlib.asynccontextmanager
 async def third_party(app: ControllerApp, charger_id: str) -> AsyncIterator[ThirdPartyCharger]:
-    async with websockets.connect(f"{ocpp_url(app)}/{charger_id}",
-                                  subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(f"{ocpp_url(app)}/{charger_id}", subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
         charger = ThirdPartyCharger(charger_id, ws)
         task = asyncio.create_task(charger.start())
         try:
@@ -69,8 +71,11 @@ async def third_party(app: ControllerApp, charger_id: str) -> AsyncIterator[Thir
 
 
 async def start(charger: ThirdPartyCharger, connector: int, tag: str) -> int:
-    answer = await charger.call(call.StartTransaction(
-        connector_id=connector, id_tag=tag, meter_start=1000, timestamp="2026-01-01T08:00:00Z"))
+    answer = await charger.call(
+        call.StartTransaction(
+            connector_id=connector, id_tag=tag, meter_start=1000, timestamp="2026-01-01T08:00:00Z"
+        )
+    )
     assert answer.id_tag_info["status"] == "Accepted"
     return int(answer.transaction_id)
 
@@ -80,8 +85,11 @@ async def test_third_party_charge_points(start_controller: Any, clock: ManualClo
     app: ControllerApp = await start_controller()
     async with third_party(app, "CP001") as cp1, third_party(app, "CP002") as cp2:
         for charger in (cp1, cp2):
-            boot = await charger.call(call.BootNotification(
-                charge_point_model="Wallbox X", charge_point_vendor="Elsewhere"))
+            boot = await charger.call(
+                call.BootNotification(
+                    charge_point_model="Wallbox X", charge_point_vendor="Elsewhere"
+                )
+            )
             assert boot.status == "Accepted" and boot.interval == 300
             auth = await charger.call(call.Authorize(id_tag="DRIVER"))
             assert auth.id_tag_info["status"] == "Accepted"
@@ -108,20 +116,35 @@ async def test_third_party_charge_points(start_controller: Any, clock: ManualClo
             assert limits[connector] == expected[session.session_id].power * 1000
         assert sum(cp1.limits.values()) + sum(cp2.limits.values()) <= 500_000
 
-        await cp1.call(call.MeterValues(connector_id=1, transaction_id=tx1, meter_value=[{
-            "timestamp": "2026-01-01T08:10:00Z",
-            "sampled_value": [
-                {"value": "98000", "measurand": "Power.Active.Import", "unit": "W"},
-                {"value": "17.5", "measurand": "Energy.Active.Import.Register", "unit": "kWh"},
-            ],
-        }]))
+        await cp1.call(
+            call.MeterValues(
+                connector_id=1,
+                transaction_id=tx1,
+                meter_value=[
+                    {
+                        "timestamp": "2026-01-01T08:10:00Z",
+                        "sampled_value": [
+                            {"value": "98000", "measurand": "Power.Active.Import", "unit": "W"},
+                            {
+                                "value": "17.5",
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "kWh",
+                            },
+                        ],
+                    }
+                ],
+            )
+        )
         session1 = app.station.by_transaction(tx1)
         assert session1 is not None
         assert session1.consumed_power == 98
         assert session1.consumed_energy == pytest.approx(16.5)
 
-        stop = await cp1.call(call.StopTransaction(
-            meter_stop=21000, timestamp="2026-01-01T08:20:00Z", transaction_id=tx1, id_tag="D1"))
+        stop = await cp1.call(
+            call.StopTransaction(
+                meter_stop=21000, timestamp="2026-01-01T08:20:00Z", transaction_id=tx1, id_tag="D1"
+            )
+        )
         assert stop.id_tag_info["status"] == "Accepted"
         # CP001's remaining session may now take the whole charger.
         await cp1.until(lambda: cp1.limits.get(2) == 200000)

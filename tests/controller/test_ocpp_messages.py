@@ -9,7 +9,6 @@ import pytest
 import websockets
 
 from controller.app import ControllerApp
-from protocol import CallErrored
 from protocol.messages import (
     AuthorizeRequest,
     BootNotificationResponse,
@@ -35,11 +34,17 @@ async def booted(app: ControllerApp, charger_id: str = "CP001") -> FakeCharger:
     return charger
 
 
-async def start_tx(charger: FakeCharger, connector: int, meter_start: int = 0,
-                   timestamp: str = T0, id_tag: str = "TAG1") -> int:
+async def start_tx(
+    charger: FakeCharger,
+    connector: int,
+    meter_start: int = 0,
+    timestamp: str = T0,
+    id_tag: str = "TAG1",
+) -> int:
     answer = await charger.call(
-        StartTransactionRequest(connector_id=connector, id_tag=id_tag, meter_start=meter_start,
-                                timestamp=timestamp)  # type: ignore[arg-type]
+        StartTransactionRequest(
+            connector_id=connector, id_tag=id_tag, meter_start=meter_start, timestamp=timestamp
+        )  # type: ignore[arg-type]
     )
     assert answer.id_tag_info.status == "Accepted"
     return int(answer.transaction_id)
@@ -79,7 +84,10 @@ async def test_heartbeat_status_authorize_and_data_transfer(start_controller: An
     status = app.service.status()
     cp001 = next(c for c in status["chargers"] if c["id"] == "CP001")
     assert cp001["connectorStatus"][1] == {
-        "connectorId": 1, "status": "Faulted", "errorCode": "GroundFailure", "sessionId": None
+        "connectorId": 1,
+        "status": "Faulted",
+        "errorCode": "GroundFailure",
+        "sessionId": None,
     }
     auth = await charger.call(AuthorizeRequest(id_tag="ANY"))
     assert auth.id_tag_info.status == "Accepted"
@@ -109,29 +117,55 @@ async def test_transaction_lifecycle_with_meter_values(start_controller: Any) ->
     assert (session.charger_id, session.connector_id) == ("CP001", 0)  # OCPP 1 = REST 0
     await charger.wait_until(lambda: charger.tx_limits() == [(1, 200000)])
 
-    await charger.call(MeterValuesRequest(connector_id=1, transaction_id=tx, meter_value=[
-        MeterValue(timestamp=T0, sampled_value=[  # type: ignore[arg-type]
-            sample("45000", measurand="Power.Active.Import", unit="W"),
-            sample("13500", unit="Wh"),  # default measurand: the energy register
-            sample("57", measurand="SoC", unit="Percent"),
-        ])]))
+    await charger.call(
+        MeterValuesRequest(
+            connector_id=1,
+            transaction_id=tx,
+            meter_value=[
+                MeterValue(
+                    timestamp=T0,
+                    sampled_value=[  # type: ignore[arg-type]
+                        sample("45000", measurand="Power.Active.Import", unit="W"),
+                        sample("13500", unit="Wh"),  # default measurand: the energy register
+                        sample("57", measurand="SoC", unit="Percent"),
+                    ],
+                )
+            ],
+        )
+    )
     assert session.consumed_power == 45
     assert session.consumed_energy == pytest.approx(12.5)
     assert session.state_of_charge == 57
 
-    await charger.call(MeterValuesRequest(connector_id=1, transaction_id=tx, meter_value=[
-        MeterValue(timestamp=T0, sampled_value=[  # type: ignore[arg-type]
-            sample("10.5", measurand="Power.Active.Import", unit="kW", phase="L1"),
-            sample("11", measurand="Power.Active.Import", unit="kW", phase="L2"),
-            sample("9.5", measurand="Power.Active.Import", unit="kW", phase="L3"),
-            sample("20.25", measurand="Energy.Active.Import.Register", unit="kWh"),
-        ])]))
+    await charger.call(
+        MeterValuesRequest(
+            connector_id=1,
+            transaction_id=tx,
+            meter_value=[
+                MeterValue(
+                    timestamp=T0,
+                    sampled_value=[  # type: ignore[arg-type]
+                        sample("10.5", measurand="Power.Active.Import", unit="kW", phase="L1"),
+                        sample("11", measurand="Power.Active.Import", unit="kW", phase="L2"),
+                        sample("9.5", measurand="Power.Active.Import", unit="kW", phase="L3"),
+                        sample("20.25", measurand="Energy.Active.Import.Register", unit="kWh"),
+                    ],
+                )
+            ],
+        )
+    )
     assert session.consumed_power == pytest.approx(31)
     assert session.consumed_energy == pytest.approx(19.25)
 
-    stop = await charger.call(StopTransactionRequest(
-        transaction_id=tx, meter_stop=26000, timestamp=T0, id_tag="TAG1", reason="EVDisconnected"  # type: ignore[arg-type]
-    ))
+    stop = await charger.call(
+        StopTransactionRequest(
+            transaction_id=tx,
+            meter_stop=26000,
+            timestamp=T0,
+            id_tag="TAG1",
+            reason="EVDisconnected",  # type: ignore[arg-type]
+        )
+    )
     assert stop.id_tag_info.status == "Accepted"
     assert not session.active
     assert session.consumed_energy == pytest.approx(25)
@@ -165,8 +199,13 @@ async def test_stop_for_unknown_or_stopped_transactions_is_answered(start_contro
     session = app.station.by_transaction(tx)
     assert session is not None and session.consumed_energy == 7
     # A late MeterValues after the stop changes nothing.
-    await charger.call(MeterValuesRequest(connector_id=1, transaction_id=tx, meter_value=[
-        MeterValue(timestamp=T0, sampled_value=[sample("99000")])]))  # type: ignore[arg-type]
+    await charger.call(
+        MeterValuesRequest(
+            connector_id=1,
+            transaction_id=tx,
+            meter_value=[MeterValue(timestamp=T0, sampled_value=[sample("99000")])],
+        )
+    )  # type: ignore[arg-type]
     assert session.consumed_energy == 7
 
 
@@ -175,9 +214,16 @@ async def test_transaction_messages_with_a_bad_timestamp_are_still_answered(
 ) -> None:
     app: ControllerApp = await start_controller()
     charger = await booted(app)
-    await charger.send_raw(json.dumps(
-        [2, "s1", "StartTransaction",
-         {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "yesterday"}]))
+    await charger.send_raw(
+        json.dumps(
+            [
+                2,
+                "s1",
+                "StartTransaction",
+                {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": "yesterday"},
+            ]
+        )
+    )
     await charger.wait_until(lambda: any(True for _ in app.station.active_sessions()))
     # A bad timestamp elsewhere is a PropertyConstraintViolation.
     answer = await charger.call(HeartbeatRequest())  # the connection still works
@@ -189,12 +235,20 @@ async def test_transaction_messages_with_a_bad_timestamp_are_still_answered(
     [
         ('[2, "a1", "Reboot", {}]', "NotImplemented"),
         ('[2, "a2", "Heartbeat", {"extra": 1}]', "FormationViolation"),
-        ('[2, "a3", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", '
-         '"status": "Available", "timestamp": "noon"}]', "PropertyConstraintViolation"),
-        ('[2, "a4", "StatusNotification", {"connectorId": "1", "errorCode": "NoError", '
-         '"status": "Available"}]', "TypeConstraintViolation"),
-        ('[2, "a5", "StatusNotification", {"connectorId": 1, "status": "Available"}]',
-         "OccurenceConstraintViolation"),
+        (
+            '[2, "a3", "StatusNotification", {"connectorId": 1, "errorCode": "NoError", '
+            '"status": "Available", "timestamp": "noon"}]',
+            "PropertyConstraintViolation",
+        ),
+        (
+            '[2, "a4", "StatusNotification", {"connectorId": "1", "errorCode": "NoError", '
+            '"status": "Available"}]',
+            "TypeConstraintViolation",
+        ),
+        (
+            '[2, "a5", "StatusNotification", {"connectorId": 1, "status": "Available"}]',
+            "OccurenceConstraintViolation",
+        ),
         ('[2, "a6", "Authorize"]', "ProtocolError"),
     ],
 )

@@ -9,6 +9,7 @@ add up to more than the root limit.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +81,9 @@ class Tracker:
 
 
 async def start_tx(charger: FakeCharger, connector: int) -> int:
-    answer = await charger.call(StartTransactionRequest(
-        connector_id=connector, id_tag="T", meter_start=0, timestamp=T0))  # type: ignore[arg-type]
+    answer = await charger.call(
+        StartTransactionRequest(connector_id=connector, id_tag="T", meter_start=0, timestamp=T0)
+    )  # type: ignore[arg-type]
     return int(answer.transaction_id)
 
 
@@ -99,11 +101,14 @@ async def test_raise_waits_for_lowerings_to_be_accepted(
 
     def hold_when_asked(charger_id: str) -> Any:
         def decide(call: CallReceived) -> OcppModel | None:
-            if isinstance(call.request, SetChargingProfileRequest) and holding[charger_id] and (
-                call.request.connector_id > 0
+            if (
+                isinstance(call.request, SetChargingProfileRequest)
+                and holding[charger_id]
+                and (call.request.connector_id > 0)
             ):
                 return None  # held: the test answers later
             return accept_everything(call)
+
         return decide
 
     a = FakeCharger(ocpp_url(app), "CP001")
@@ -151,8 +156,10 @@ async def test_rejected_lowering_keeps_the_power_reserved(start_controller: Any)
     rejecting = {"on": False}
 
     def reject_lowerings(call: CallReceived) -> OcppModel | None:
-        if isinstance(call.request, SetChargingProfileRequest) and rejecting["on"] and (
-            call.request.connector_id > 0
+        if (
+            isinstance(call.request, SetChargingProfileRequest)
+            and rejecting["on"]
+            and (call.request.connector_id > 0)
         ):
             return REJECTED
         return accept_everything(call)
@@ -187,7 +194,9 @@ async def test_rejected_lowering_keeps_the_power_reserved(start_controller: Any)
     await b.wait_until(lambda: last_limit(b, 1) == 125_000)
     assert tracker.violations == []
     await asyncio.wait_for(
-        app.pusher.wait_for(lambda: all(app.pusher.limits_confirmed(c) for c in app.station.chargers)),
+        app.pusher.wait_for(
+            lambda: all(app.pusher.limits_confirmed(c) for c in app.station.chargers)
+        ),
         10,
     )
     status = app.service.status()
@@ -223,6 +232,6 @@ async def test_a_burst_of_starts_is_one_or_a_few_reallocations(start_controller:
     for charger in chargers:
         limits = [kw for _, kw in charger.tx_limits()]
         # Only changes are sent: never the same limit twice in a row.
-        assert all(x != y for x, y in zip(limits, limits[1:], strict=False)), limits
+        assert all(x != y for x, y in itertools.pairwise(limits)), limits
         assert len(limits) <= 3, limits
     assert tracker.violations == []

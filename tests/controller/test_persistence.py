@@ -31,14 +31,16 @@ T0 = "2026-01-01T10:00:00Z"
 
 
 def start_request(connector: int, meter_start: int = 1000) -> StartTransactionRequest:
-    return StartTransactionRequest(connector_id=connector, id_tag="TAG", meter_start=meter_start,
-                                   timestamp=T0)  # type: ignore[arg-type]
+    return StartTransactionRequest(
+        connector_id=connector, id_tag="TAG", meter_start=meter_start, timestamp=T0
+    )  # type: ignore[arg-type]
 
 
 async def rest(app: ControllerApp, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.request(
-        method, f"http://127.0.0.1:{app.rest_port}{path}", json=body
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"http://127.0.0.1:{app.rest_port}{path}", json=body) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -46,10 +48,22 @@ def test_schema_is_created_and_versioned(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     store = Store(path)
     assert store.schema_version == SCHEMA_VERSION
-    tables = {r[0] for r in sqlite3.connect(path).execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"sessions", "start_keys", "battery", "chargers", "connectors", "limits",
-            "events", "meta"} <= tables
+    tables = {
+        r[0]
+        for r in sqlite3.connect(path).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
+    assert {
+        "sessions",
+        "start_keys",
+        "battery",
+        "chargers",
+        "connectors",
+        "limits",
+        "events",
+        "meta",
+    } <= tables
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -73,12 +87,11 @@ async def test_acknowledged_sessions_and_ids_survive_a_restart(
     charger = await FakeCharger(ocpp_url(app), "CP001").connect()
     await charger.boot()
     tx = (await charger.call(start_request(1))).transaction_id
-    code, rest_session = await rest(app, "POST", "/sessions",
-                                    {"chargerId": "CP003", "connectorId": 1,
-                                     "vehicleMaxPower": 50})
+    code, rest_session = await rest(
+        app, "POST", "/sessions", {"chargerId": "CP003", "connectorId": 1, "vehicleMaxPower": 50}
+    )
     assert code == 201
-    code, stopped = await rest(app, "POST", "/sessions",
-                               {"chargerId": "CP002", "connectorId": 0})
+    code, stopped = await rest(app, "POST", "/sessions", {"chargerId": "CP002", "connectorId": 0})
     await rest(app, "POST", f"/sessions/{stopped['sessionId']}/stop", {"consumedEnergy": 12})
     ocpp_session = app.station.by_transaction(tx)
     assert ocpp_session is not None
@@ -122,8 +135,9 @@ async def test_resent_transaction_messages_after_restart_are_recognised(
     resent = await charger.call(start_request(1, meter_start=500))
     assert resent.transaction_id == first.transaction_id
     assert len([s for s in again.station.active_sessions()]) == 1
-    stop = StopTransactionRequest(transaction_id=first.transaction_id, meter_stop=20500,
-                                  timestamp=T0)  # type: ignore[arg-type]
+    stop = StopTransactionRequest(
+        transaction_id=first.transaction_id, meter_stop=20500, timestamp=T0
+    )  # type: ignore[arg-type]
     await charger.call(stop)
     await charger.close()
     await again.stop()
@@ -132,6 +146,7 @@ async def test_resent_transaction_messages_after_restart_are_recognised(
     charger = await FakeCharger(ocpp_url(third), "CP001").connect()
     await charger.call(stop)  # resent after yet another restart: answered, recorded once
     code, history = await rest(third, "GET", "/sessions?status=stopped")
+    assert code == 200
     assert len(history) == 1 and history[0]["consumedEnergy"] == 20
     code, events = await rest(third, "GET", "/station/events?since=0&limit=1000")
     stops = [e for e in events if e["kind"] == "session.stopped"]
@@ -153,17 +168,15 @@ async def test_limits_held_before_a_restart_count_until_confirmed(
     again: ControllerApp = await start_controller()
     # CP001 has not reconnected: it may still be drawing 200 kW on its last profile.
     assert again.station.held == {next(iter(again.pusher.sessions)): 200}
-    code, session = await rest(again, "POST", "/sessions",
-                               {"chargerId": "CP003", "connectorId": 0})
+    code, session = await rest(again, "POST", "/sessions", {"chargerId": "CP003", "connectorId": 0})
+    assert code == 201
     assert session["allocatedPower"] == 300  # 500 - 200 still booked for CP001
     cp1 = await FakeCharger(ocpp_url(again), "CP001").connect()  # no boot: a reconnect
     await cp1.wait_until(lambda: cp1.tx_limits() == [(1, 200000)])
     await cp1.close()
 
 
-async def test_battery_energy_survives_a_restart(
-    start_controller: Any, clock: ManualClock
-) -> None:
+async def test_battery_energy_survives_a_restart(start_controller: Any, clock: ManualClock) -> None:
     app: ControllerApp = await start_controller()
     for charger in ("CP001", "CP002", "CP003"):
         await rest(app, "POST", "/sessions", {"chargerId": charger, "connectorId": 0})
@@ -182,8 +195,13 @@ async def test_meter_readings_are_written_behind(start_controller: Any) -> None:
     charger = await FakeCharger(ocpp_url(app), "CP001").connect()
     await charger.boot()
     tx = (await charger.call(start_request(1, meter_start=0))).transaction_id
-    await charger.call(MeterValuesRequest(connector_id=1, transaction_id=tx, meter_value=[
-        MeterValue(timestamp=T0, sampled_value=[SampledValue(value="7250")])]))  # type: ignore[arg-type]
+    await charger.call(
+        MeterValuesRequest(
+            connector_id=1,
+            transaction_id=tx,
+            meter_value=[MeterValue(timestamp=T0, sampled_value=[SampledValue(value="7250")])],
+        )
+    )  # type: ignore[arg-type]
     await app.service.flush()
     await charger.close()
     await app.stop()
@@ -214,8 +232,7 @@ async def test_a_charger_offline_too_long_is_budgeted_at_its_failsafe(
     assert session.limited_by == "pinned"
     # Its queued StopTransaction arrives later and closes it with the right energy.
     charger = await FakeCharger(ocpp_url(app), "CP003").connect()
-    await charger.call(StopTransactionRequest(transaction_id=tx, meter_stop=31000,
-                                              timestamp=T0))  # type: ignore[arg-type]
+    await charger.call(StopTransactionRequest(transaction_id=tx, meter_stop=31000, timestamp=T0))  # type: ignore[arg-type]
     assert not session.active and session.consumed_energy == 30
     await charger.close()
 
@@ -223,8 +240,9 @@ async def test_a_charger_offline_too_long_is_budgeted_at_its_failsafe(
 async def test_events_journal(start_controller: Any) -> None:
     app: ControllerApp = await start_controller()
     code, session = await rest(app, "POST", "/sessions", {"chargerId": "CP001", "connectorId": 0})
-    await rest(app, "POST", f"/sessions/{session['sessionId']}/power-update",
-               {"vehicleMaxPower": 20})
+    await rest(
+        app, "POST", f"/sessions/{session['sessionId']}/power-update", {"vehicleMaxPower": 20}
+    )
     await rest(app, "POST", f"/sessions/{session['sessionId']}/stop", {"consumedEnergy": 1})
     code, events = await rest(app, "GET", "/station/events")
     kinds = [e["kind"] for e in events]

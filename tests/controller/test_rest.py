@@ -64,10 +64,17 @@ async def test_worked_example_over_rest(api: Api) -> None:
     assert c["allocatedPower"] == 300
     status = await api.status()
     limits = {s["sessionId"]: s["allocatedPower"] for s in status["sessions"]}
-    assert [limits[a["sessionId"]], limits[b["sessionId"]], limits[c["sessionId"]]] == [150, 50, 300]
+    assert [limits[a["sessionId"]], limits[b["sessionId"]], limits[c["sessionId"]]] == [
+        150,
+        50,
+        300,
+    ]
     cp001 = next(ch for ch in status["chargers"] if ch["id"] == "CP001")
     assert cp001["allocatedPower"] == 200
-    assert [con["sessionId"] for con in cp001["connectorStatus"]] == [a["sessionId"], b["sessionId"]]
+    assert [con["sessionId"] for con in cp001["connectorStatus"]] == [
+        a["sessionId"],
+        b["sessionId"],
+    ]
 
 
 async def test_stop_frees_power_for_the_others_at_once(api: Api) -> None:
@@ -285,8 +292,14 @@ async def test_station_without_battery(start_api: Any) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 field_values = st.fixed_dictionaries(
@@ -301,7 +314,9 @@ field_values = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=field_values | json_values, target=st.sampled_from(["start", "stop", "update"]))
 async def test_no_client_input_gets_a_500(api: Api, body: Any, target: str) -> None:
     # One session exists to aim stop/update at; the body decides the rest.

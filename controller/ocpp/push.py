@@ -99,6 +99,8 @@ class LimitPusher:
         self.on_book_change: Callable[[ProfileBook], None] = lambda book: None
         self.on_event: Callable[..., None] = lambda *args, **kwargs: None
         self.clock: Callable[[], float] = lambda: 0.0
+        # True while a reallocation is scheduled: its plan will supersede the current one.
+        self.reallocation_pending: Callable[[], bool] = lambda: False
         for charger in station.chargers.values():
             config = charger.config
             self.chargers[config.id] = ChargerBook(
@@ -248,14 +250,18 @@ class LimitPusher:
                 await self._install_default(link, book)
                 return True
             self._wake_at(charger_id, book.default_retry_at)
-        job = self._next_job(book, now)
+        job = self._next_job(book, now, lowerings_only=self.reallocation_pending())
         if job is None:
             return False
         session, kw = job
         await self._send_limit(link, book, session, kw)
         return True
 
-    def _next_job(self, book: ChargerBook, now: float) -> tuple[ProfileBook, int] | None:
+    def _next_job(
+        self, book: ChargerBook, now: float, *, lowerings_only: bool = False
+    ) -> tuple[ProfileBook, int] | None:
+        """The next limit to send on this charger: lowerings first. With a newer plan on
+        its way, raises wait for it (they would be sent again a moment later)."""
         plan = self.station.plan
         if plan is None:
             return None
@@ -275,7 +281,7 @@ class LimitPusher:
             (lowerings if held is not None and kw < held else raises).append((session, kw))
         if earliest_retry is not None:
             self._wake_at(book.charger_id, earliest_retry)
-        for queue in (lowerings, raises):
+        for queue in (lowerings, [] if lowerings_only else raises):
             if queue:
                 return queue[0]
         return None

@@ -37,8 +37,8 @@ from protocol.messages import ChargingProfileStatus, SetChargingProfileRequest
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
-# After this many rejections in a row with none ever accepted, a charger is
-# taken for one that cannot be limited (ocpp.md, last rule).
+# After this many refusals (rejected, CALLERROR or no answer) with none ever
+# accepted, a charger is taken for one that cannot be limited (ocpp.md, last rule).
 REJECTIONS_BEFORE_UNLIMITABLE = 3
 
 
@@ -296,6 +296,8 @@ class LimitPusher:
         if _accepted(outcome):
             book.default_installed = True
             book.default_failures = 0
+            book.ever_accepted = True
+            book.rejections = 0
         else:
             book.default_failures += 1
             book.default_retry_at = asyncio.get_running_loop().time() + backoff(
@@ -358,14 +360,17 @@ class LimitPusher:
         return await link.call(request)
 
     def _note_rejection(self, charger_id: str, book: ChargerBook, outcome: CallOutcome) -> None:
-        if not isinstance(outcome, CallAnswered):
-            return
+        """A charger that has never accepted a profile and keeps refusing (or never
+        answers) may be drawing anything its hardware allows: budget it so."""
+        if isinstance(outcome, CallCancelled):
+            return  # the connection went away; that says nothing about the charger
         book.rejections += 1
         if not book.ever_accepted and book.rejections >= REJECTIONS_BEFORE_UNLIMITABLE:
             log.warning(
-                "%s rejects every charging profile: budgeting it at its maximum", charger_id
+                "%s accepts no charging profile: budgeting it at its maximum", charger_id
             )
             self.station.chargers[charger_id].smart_charging = False
+            self.on_event(self.clock(), "charger.unlimitable", charger_id=charger_id)
             self._request_reallocation()
 
 

@@ -48,16 +48,19 @@ class Tracker:
     chargers: list[FakeCharger] = field(default_factory=list)
     highest: float = 0.0
     violations: list[float] = field(default_factory=list)
+    # The TxProfile limit of each received call, parsed once.
+    _limits: dict[int, Any] = field(default_factory=dict)
 
     def may_apply(self, charger: FakeCharger) -> float:
         by_connector: dict[int, float] = {}
         for item in charger.received:
-            found = tx_limit_kw(item)
+            found = self._limits.get(id(item), ())
+            if found == ():
+                found = self._limits[id(item)] = tx_limit_kw(item)
             if found is None:
                 continue
             connector, kw = found
-            accepted = item.answered and item.response == ACCEPTED
-            if accepted:
+            if item.answered and getattr(item.response, "status", None) == "Accepted":
                 # Accepted: from now on this is the limit; anything still pending stays possible.
                 by_connector[connector] = kw
             elif not item.answered:

@@ -366,9 +366,7 @@ class LimitPusher:
             return  # the connection went away; that says nothing about the charger
         book.rejections += 1
         if not book.ever_accepted and book.rejections >= REJECTIONS_BEFORE_UNLIMITABLE:
-            log.warning(
-                "%s accepts no charging profile: budgeting it at its maximum", charger_id
-            )
+            log.warning("%s accepts no charging profile: budgeting it at its maximum", charger_id)
             self.station.chargers[charger_id].smart_charging = False
             self.on_event(self.clock(), "charger.unlimitable", charger_id=charger_id)
             self._request_reallocation()

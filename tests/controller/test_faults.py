@@ -26,8 +26,7 @@ T0 = "2026-01-01T10:00:00Z"
 
 
 def start_request(connector: int) -> StartTransactionRequest:
-    return StartTransactionRequest(connector_id=connector, id_tag="T", meter_start=0,
-                                   timestamp=T0)  # type: ignore[arg-type]
+    return StartTransactionRequest(connector_id=connector, id_tag="T", meter_start=0, timestamp=T0)  # type: ignore[arg-type]
 
 
 def never_answer_profiles(call: CallReceived) -> OcppModel | None:
@@ -74,9 +73,13 @@ async def test_a_charger_that_accepts_nothing_is_budgeted_at_its_maximum(
 
 def core_only(call: CallReceived) -> OcppModel | None:
     if isinstance(call.request, GetConfigurationRequest):
-        return GetConfigurationResponse(configuration_key=[
-            KeyValue(key="SupportedFeatureProfiles", readonly=True, value="Core,FirmwareManagement")
-        ])
+        return GetConfigurationResponse(
+            configuration_key=[
+                KeyValue(
+                    key="SupportedFeatureProfiles", readonly=True, value="Core,FirmwareManagement"
+                )
+            ]
+        )
     return accept_everything(call)
 
 
@@ -120,8 +123,14 @@ async def test_duplicated_and_reordered_frames_change_nothing_twice(
     app: ControllerApp = await start_controller()
     charger = await FakeCharger(ocpp_url(app), "CP001").connect()
     await charger.boot()
-    frame = json.dumps([2, "dup-1", "StartTransaction",
-                        {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": T0}])
+    frame = json.dumps(
+        [
+            2,
+            "dup-1",
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": T0},
+        ]
+    )
     await charger.send_raw(frame)
     await charger.send_raw(frame)  # the same frame again (a retransmission)
     await charger.wait_until(lambda: len(app.station.sessions) == 1)
@@ -129,12 +138,26 @@ async def test_duplicated_and_reordered_frames_change_nothing_twice(
     # A MeterValues for a transaction that does not exist yet, then the real stop, then
     # a late MeterValues: only the stop counts.
     for payload in (
-        ["MeterValues", {"connectorId": 1, "transactionId": 999,
-                         "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "1"}]}]}],
-        ["StopTransaction", {"transactionId": session.transaction_id, "meterStop": 4000,
-                             "timestamp": T0}],
-        ["MeterValues", {"connectorId": 1, "transactionId": session.transaction_id,
-                         "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "9000"}]}]}],
+        [
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": 999,
+                "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "1"}]}],
+            },
+        ],
+        [
+            "StopTransaction",
+            {"transactionId": session.transaction_id, "meterStop": 4000, "timestamp": T0},
+        ],
+        [
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": session.transaction_id,
+                "meterValue": [{"timestamp": T0, "sampledValue": [{"value": "9000"}]}],
+            },
+        ],
     ):
         await charger.send_raw(json.dumps([2, f"m-{payload[0]}-{len(payload[1])}", *payload]))
     await charger.wait_until(lambda: not session.active)
@@ -160,17 +183,20 @@ async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: 
     await asyncio.gather(*(c.connect() for c in chargers))
     await asyncio.gather(*(c.boot() for c in chargers))
     await asyncio.gather(*(c.call(start_request(1)) for c in chargers))
-    await asyncio.gather(*(c.wait_until(lambda c=c: last_limit(c, 1) == 4000, timeout=30)
-                           for c in chargers))
+    await asyncio.gather(
+        *(c.wait_until(lambda c=c: last_limit(c, 1) == 4000, timeout=30) for c in chargers)
+    )
 
     await asyncio.gather(*(c.close() for c in chargers))
     await app.pusher.wait_for(lambda: not any(s.connected for s in app.station.chargers.values()))
     before = [len(c.tx_limits()) for c in chargers]
     await asyncio.gather(*(c.connect() for c in chargers))  # no boot: a reconnect
-    await asyncio.gather(*(
-        c.wait_until(lambda c=c, n=n: len(c.tx_limits()) > n, timeout=30)
-        for c, n in zip(chargers, before, strict=True)
-    ))
+    await asyncio.gather(
+        *(
+            c.wait_until(lambda c=c, n=n: len(c.tx_limits()) > n, timeout=30)
+            for c, n in zip(chargers, before, strict=True)
+        )
+    )
     await asyncio.wait_for(app.wait_settled(), 30)
     assert all(s.connected for s in app.station.chargers.values())
     assert all(last_limit(c, 1) == 4000 for c in chargers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from importlib import resources
 
 from aiohttp import web
 
@@ -168,10 +169,19 @@ async def power_update(request: web.Request) -> web.Response:
     return web.json_response(session_view(session))
 
 
+DASHBOARD = resources.files("controller").joinpath("static/dashboard.html")
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """A live page for the operator: it polls /station/status every second."""
+    return web.Response(text=DASHBOARD.read_text(encoding="utf-8"), content_type="text/html")
+
+
 def create_app(service: StationService) -> web.Application:
     # A request body above 1 MiB is refused by aiohttp with a 413 before it reaches us.
     app = web.Application(middlewares=[json_errors], client_max_size=1024 * 1024)
     app[SERVICE] = service
+    app.router.add_get("/", dashboard)
     app.router.add_get("/station/status", station_status)
     app.router.add_get("/station/events", station_events)
     app.router.add_get("/sessions", list_sessions)

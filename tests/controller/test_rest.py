@@ -336,3 +336,11 @@ async def test_no_client_input_gets_a_500(api: Api, body: Any, target: str) -> N
     if code >= 400:
         assert set(answer) == {"error", "message", "details"}
     check_status_invariants(await api.status())
+
+
+async def test_dashboard_is_served(api: Api) -> None:
+    async with api.http.get(api.base + "/") as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        page = await response.text()
+    assert 'fetch("station/status"' in page

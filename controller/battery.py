@@ -10,11 +10,17 @@ moment instead of polling; integration is exact between events.
 Hysteresis: once empty the battery may not discharge again before it holds
 5 % of ``initial_capacity``, otherwise it would toggle between "may discharge"
 and "empty" every few seconds and the chargers' limits with it.
+
+Reserve: the allocator stops counting on the battery when it is down to
+``reserve`` kWh, not at zero. Lowered limits take a moment to be accepted by
+the chargers; meanwhile the battery keeps covering the load above the grid
+(it discharges whenever it holds energy and the load needs it), so the grid
+connection is not overdrawn during that moment. The station sets the reserve
+to the battery's full power for one OCPP call timeout.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -55,26 +61,31 @@ class Battery:
         now: float,
         stored_energy: float | None = None,
         may_discharge: bool | None = None,
+        reserve: float = 0.0,
     ) -> None:
         self.initial_capacity = initial_capacity
         self.power = power
         self.grid_capacity = grid_capacity
+        self.reserve = max(reserve, 0.0)
         stored = initial_capacity if stored_energy is None else stored_energy
         self.stored_energy = min(max(stored, 0.0), initial_capacity)
         self.may_discharge = (
-            self.stored_energy > EPSILON_KWH if may_discharge is None else may_discharge
+            self.stored_energy > self.reserve + EPSILON_KWH
+            if may_discharge is None
+            else may_discharge
         )
         self.updated_at = now
         self._load = 0.0
 
     @property
     def rearm_energy(self) -> float:
-        return REARM_FRACTION * self.initial_capacity
+        # Well above the reserve, or re-arming would be followed by emptying at once.
+        return max(REARM_FRACTION * self.initial_capacity, 2 * self.reserve)
 
     @property
     def available_power(self) -> float:
         """What the allocator may count on from the battery right now (kW)."""
-        return self.power if self.may_discharge and self.stored_energy > EPSILON_KWH else 0.0
+        return self.power if self.may_discharge else 0.0
 
     @property
     def load(self) -> float:
@@ -83,7 +94,7 @@ class Battery:
     def flow(self) -> Flow:
         """The battery's power at the current load."""
         load = self._load
-        if load > self.grid_capacity and self.available_power > 0:
+        if load > self.grid_capacity and self.stored_energy > EPSILON_KWH:
             return Flow(min(load - self.grid_capacity, self.power))
         if load < self.grid_capacity and self.stored_energy < self.initial_capacity - EPSILON_KWH:
             return Flow(-min(self.grid_capacity - load, self.power))
@@ -118,7 +129,8 @@ class Battery:
         """When the flow will next change on its own (empty, re-armed or full)."""
         flow = self.flow().power
         if flow > 0:
-            return self.updated_at + self.stored_energy / flow * HOUR
+            floor = self.reserve if self.may_discharge else 0.0
+            return self.updated_at + max(self.stored_energy - floor, 0.0) / flow * HOUR
         if flow < 0:
             rate = -flow
             target = self.initial_capacity
@@ -132,10 +144,9 @@ class Battery:
         # so that a wake-up scheduled at the predicted moment sees the event.
         if self.stored_energy <= EPSILON_KWH:
             self.stored_energy = 0.0
+        if self.stored_energy <= self.reserve + EPSILON_KWH:
             self.may_discharge = False
         if self.initial_capacity - self.stored_energy <= EPSILON_KWH:
             self.stored_energy = self.initial_capacity
         if not self.may_discharge and self.stored_energy >= self.rearm_energy - EPSILON_KWH:
-            self.may_discharge = self.stored_energy > 0 and not math.isclose(
-                self.initial_capacity, 0.0
-            )
+            self.may_discharge = self.stored_energy > self.reserve + EPSILON_KWH

@@ -42,6 +42,9 @@ class _Model(BaseModel):
 class BatteryConfig(_Model):
     initial_capacity: NonNegativeKw
     power: NonNegativeKw
+    # kWh at which the allocator stops counting on the battery (see controller.battery);
+    # default: its full power for one OCPP call timeout.
+    reserve: NonNegativeKw | None = None
 
 
 class ChargerConfig(_Model):
@@ -102,6 +105,14 @@ class StationConfig(_Model):
     server: ServerConfig = ServerConfig()
     ocpp: OcppConfig = OcppConfig()
     database: DatabaseConfig = DatabaseConfig()
+
+    @property
+    def battery_reserve(self) -> float:
+        if self.battery is None:
+            return 0.0
+        if self.battery.reserve is not None:
+            return self.battery.reserve
+        return self.battery.power * self.ocpp.call_timeout / 3600.0
 
     def charger(self, charger_id: str) -> ChargerConfig | None:
         for charger in self.chargers:

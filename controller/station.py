@@ -113,6 +113,7 @@ class Station:
                 power=config.battery.power,
                 grid_capacity=config.grid_capacity,
                 now=now,
+                reserve=config.battery_reserve,
             )
         self.battery = battery
         self.available_power = self._root_limit()

@@ -132,3 +132,26 @@ def test_energy_stays_within_bounds_and_grid_draw_within_capacity_while_charging
         now += dt
         b.advance(now)
         assert 0 <= b.stored_energy <= 200
+
+
+def test_reserve_stops_the_allocation_early_but_still_covers_the_load() -> None:
+    b = Battery(initial_capacity=200, power=100, grid_capacity=400, now=T0, reserve=1.0)
+    b.set_load(500, T0)
+    counted_until = b.next_event_at()
+    assert counted_until == pytest.approx(T0 + 199 / 100 * HOUR)
+    assert b.advance(counted_until) is True
+    assert b.available_power == 0
+    assert b.stored_energy == pytest.approx(1.0)
+    # The chargers have not yet accepted their lowered limits: the battery covers them.
+    assert b.flow().power == 100
+    assert b.grid_power() == 400
+    empty_at = b.next_event_at()
+    assert empty_at == pytest.approx(counted_until + 1 / 100 * HOUR)
+    b.set_load(400, counted_until + 5)  # the lowerings were accepted 5 s later
+    assert b.flow().power == 0
+    assert b.stored_energy == pytest.approx(1.0 - 100 * 5 / HOUR)
+
+
+def test_rearming_stays_well_above_the_reserve() -> None:
+    b = Battery(initial_capacity=10, power=100, grid_capacity=400, now=T0, reserve=0.4)
+    assert b.rearm_energy == pytest.approx(0.8)  # 5 % of 10 kWh would be only 0.5

@@ -17,11 +17,22 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from allocator import ChargerNode, GroupNode, StationTree, Strategy
+from allocator import (
+    BOUND_CHARGER,
+    BOUND_PINNED,
+    BOUND_STATION,
+    BOUND_VEHICLE,
+    ChargerNode,
+    GroupNode,
+    StationTree,
+    Strategy,
+)
 
 CONFIG_ENV_VAR = "EV_CONTROLLER_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.json")
 DEFAULT_DB_PATH = Path("data/controller.db")
+
+RESERVED_GROUP_IDS = frozenset({BOUND_VEHICLE, BOUND_CHARGER, BOUND_STATION, BOUND_PINNED})
 
 PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -244,6 +255,9 @@ def cross_field_problems(config: StationConfig) -> list[str]:
     for path, group in _walk_groups(config.groups, "groups"):
         if group.id in group_ids or group.id in charger_ids:
             problems.append(f"{path}.id: duplicate id {group.id!r}")
+        elif group.id in RESERVED_GROUP_IDS:
+            # A session's limitedBy is a group id or one of these words: keep them apart.
+            problems.append(f"{path}.id: {group.id!r} is reserved, choose another id")
         group_ids.add(group.id)
         for index, charger_id in enumerate(group.chargers):
             if charger_id not in charger_ids:

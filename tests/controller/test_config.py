@@ -158,6 +158,10 @@ def test_every_problem_is_reported_at_once() -> None:
             "groups[0].groups[0].id: duplicate id 'g'",
         ),
         ([{"id": "g", "maxPower": 0}], "groups[0].maxPower: must be greater than 0"),
+        (
+            [{"id": "station", "maxPower": 10}],
+            "groups[0].id: 'station' is reserved, choose another id",
+        ),
     ],
 )
 def test_invalid_groups(groups: list[dict[str, Any]], expected: str) -> None:

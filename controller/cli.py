@@ -67,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as error:
         print(f"ev-controller: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:
+        # A configuration the allocator cannot take that validation did not catch.
+        print(f"ev-controller: invalid configuration in {path}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         asyncio.run(app.serve_forever())
     except OSError as error:

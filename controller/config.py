@@ -34,8 +34,10 @@ DEFAULT_DB_PATH = Path("data/controller.db")
 
 RESERVED_GROUP_IDS = frozenset({BOUND_VEHICLE, BOUND_CHARGER, BOUND_STATION, BOUND_PINNED})
 
-PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Bounded so that sums stay exact in the allocator: no site connection is a TW.
+MAX_KW = 1_000_000
+PositiveKw = Annotated[float, Field(gt=0, le=MAX_KW, allow_inf_nan=False)]
+NonNegativeKw = Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=64)]
 

@@ -72,6 +72,7 @@ def test_groups_and_strategy_extensions() -> None:
         ({"gridCapacity": 0}, "gridCapacity: must be greater than 0"),
         ({"gridCapacity": "400"}, "gridCapacity: must be a number"),
         ({"gridCapacity": True}, "gridCapacity: must be a number"),
+        ({"gridCapacity": 1e300}, "gridCapacity: must be at most 1000000"),
         ({"stationId": ""}, "stationId: must have at least 1 character(s)"),
         ({"chargers": []}, "chargers: must list at least one charger"),
         (

@@ -418,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     soft = raise_fd_limit()
     print(f"OCPP benchmark: python {sys.version.split()[0]}, {multiprocessing.cpu_count()} cores,"
           f" open files limit {soft}{', quick run' if args.quick else ''}")
+    needed = max(args.chargers, args.latency_chargers, args.memory_chargers) + FD_MARGIN
+    if soft < needed:
+        print(f"note: {needed} open files needed for the largest part but the hard limit allows"
+              f" {soft}; raise it (ulimit -Hn) or expect refused connections")
     print(f"code: {source_revision()}")
     print(f"machine: load average {os.getloadavg()[0]:.2f} before the run; a pure-Python loop"
           f" of 10^6 additions takes {python_loop_ms():.0f} ms here (compare across machines)")

@@ -151,11 +151,14 @@ class ChargePoint:
         reconnect_delay: float = 1.0,
         boot_retry: float = 60.0,
         open_timeout: float = 10.0,
+        meter_on_change_w: float | None = None,
     ) -> None:
         """``url`` is the central system's OCPP base, e.g. ``ws://127.0.0.1:9000/ocpp``;
         ``reconnect_delay`` is real time between connection attempts (transport back-off, not
         simulated time); ``boot_retry`` is the wait (charger clock) when a BootNotification got
-        no usable answer."""
+        no usable answer. With ``meter_on_change_w``, a connector whose draw moved by at least
+        that much when its limit changed sends a MeterValues sample at once (context Other), as
+        chargers that report on change do; otherwise only the periodic samples go out."""
         self.spec = spec
         self.url = f"{url.rstrip('/')}/{quote(spec.charge_point_id, safe='')}"
         self.clock: Clock = clock or RealClock()
@@ -172,6 +175,7 @@ class ChargePoint:
         self._reconnect_delay = reconnect_delay
         self._boot_retry = boot_retry
         self._open_timeout = open_timeout
+        self.meter_on_change_w = meter_on_change_w
         self._link: OcppLink | None = None
         self._ready = False  # booted (or carrying on) on the current link
         self._reboot = False
@@ -577,6 +581,7 @@ class ChargePoint:
                 )
             )
         sample = MeterValue(timestamp=at, sampled_value=values)
+        tx.reported_w = connector.power_w
 
         def build() -> MeterValuesRequest:
             # The transactionId is known by the time the message leaves: the outbox is in order.
@@ -585,6 +590,19 @@ class ChargePoint:
             )
 
         self._queue(_Outgoing(build, True))
+
+    def _report_draw_changes(self) -> None:
+        """A sample for each transaction whose draw moved since its last report (see
+        ``meter_on_change_w``)."""
+        threshold = self.meter_on_change_w
+        if threshold is None:
+            return
+        for connector_id, connector in self.model.connectors.items():
+            tx = connector.transaction
+            if tx is None:
+                continue
+            if tx.reported_w is None or abs(connector.power_w - tx.reported_w) >= threshold:
+                self._queue_meter_values(connector_id, tx, ReadingContext.OTHER)
 
     def _stop(self, connector_id: int, reason: Reason) -> LocalTransaction:
         tx = self.model.end_transaction(connector_id, self.clock.now())
@@ -622,6 +640,7 @@ class ChargePoint:
                 self._require_smart_charging(event.action)
                 cleared = self.model.clear_charging_profile(request, self.clock.now())
                 self._after_model_change()
+                self._report_draw_changes()
                 return Reply(ClearChargingProfileResponse(status=cleared))
             case GetCompositeScheduleRequest():
                 return Reply(self._composite_schedule(event.action, request))
@@ -679,6 +698,7 @@ class ChargePoint:
                 )
             )
             self._after_model_change()
+            self._report_draw_changes()
         return SetChargingProfileResponse(status=status)
 
     def _composite_schedule(

@@ -87,6 +87,8 @@ class LocalTransaction:
     meter_stop: int | None = None
     # A TxProfile that came with RemoteStartTransaction, installed once the id is known.
     pending_profile: ChargingProfile | None = None
+    # The power (W) the last MeterValues sample of this transaction reported.
+    reported_w: float | None = None
 
 
 @dataclass(slots=True)

@@ -106,6 +106,7 @@ class OcppLink:
         self._waiting: dict[str, asyncio.Future[OcppModel]] = {}
         self._outgoing: asyncio.Queue[str] = asyncio.Queue()
         self._deadline_moved = asyncio.Event()
+        self._deadline_sleep: asyncio.Future[None] | None = None
         self._silenced: set[str] = set()  # the peer's CALLs whose answer must not leave
         self._group: asyncio.TaskGroup | None = None
         self._children: set[asyncio.Task[None]] = set()
@@ -150,7 +151,7 @@ class OcppLink:
         future: asyncio.Future[OcppModel] = asyncio.get_running_loop().create_future()
         self._waiting[unique_id] = future
         self._flush()
-        self._deadline_moved.set()
+        self._move_deadline()
         return await future
 
     async def close(self) -> None:
@@ -164,7 +165,7 @@ class OcppLink:
                 self.stats["received"] += 1
                 events = self._conn.receive(message, self._clock.now())
                 self._flush()
-                self._deadline_moved.set()
+                self._move_deadline()
                 self._dispatch(events)
 
     async def _write_loop(self) -> None:
@@ -186,11 +187,23 @@ class OcppLink:
                 continue
             delay = deadline - self._clock.now()
             if delay > 0:
-                await self._first_of(self._clock.sleep(delay), self._deadline_moved.wait())
+                sleep = asyncio.ensure_future(self._clock.sleep(delay))
+                self._deadline_sleep = sleep
+                try:
+                    await self._first_of(sleep, self._deadline_moved.wait())
+                finally:
+                    self._deadline_sleep = None
                 continue
             events = self._conn.expire(self._clock.now())
             self._flush()
             self._dispatch(events)
+
+    def _move_deadline(self) -> None:
+        self._deadline_moved.set()
+        # Cancelled here and now rather than when the timer loop next runs: on a virtual
+        # clock a forgotten deadline would otherwise still show as the clock's next wakeup.
+        if self._deadline_sleep is not None:
+            self._deadline_sleep.cancel()
 
     async def _run_session(self, session: Callable[[OcppLink], Awaitable[None]]) -> None:
         with contextlib.suppress(LinkClosed):

@@ -1,0 +1,236 @@
+"""``ev-sim``: run a scenario day against the controller and report what it delivered.
+
+    ev-sim motorway                                  # a shipped scenario, virtual time
+    ev-sim my-day.json --strategy even-split --report out.json --plot day.png
+    ev-sim --compare fair,even-split depot           # the same arrivals under both strategies
+    ev-sim carpark --url ws://127.0.0.1:9000/ocpp    # real time, against a running controller
+
+Exit status: 0 after a run, 1 when the run itself failed (chargers could not connect, the
+station did not settle), 2 for a bad command line or scenario (one line per problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from allocator import Strategy
+from simulators.plot import PlotUnavailable, require_matplotlib, write_plot
+from simulators.report import build_report, format_table
+from simulators.runner import DayRecord, RunError, run_day
+from simulators.scenarios import SCENARIO_DIR, Scenario, ScenarioError, load_scenario
+
+__all__ = ["main"]
+
+PROG = "ev-sim"
+STRATEGIES = [s.value for s in Strategy]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _shipped() -> str:
+    return ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.json")))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Simulate a station day (chargers and vehicles over OCPP) against the "
+        "controller and report energy delivered within the grid limit.",
+    )
+    parser.add_argument(
+        "scenario", help=f"a scenario file, or the name of a shipped one ({_shipped()})"
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--strategy", choices=STRATEGIES, help="override the scenario's allocation strategy"
+    )
+    which.add_argument(
+        "--compare",
+        metavar="S1,S2",
+        help="run each strategy on the same arrivals and print them side by side",
+    )
+    parser.add_argument(
+        "--url",
+        help="a running controller's OCPP base (ws://host:9000/ocpp): run in real time; its "
+        "config must match the scenario's station",
+    )
+    parser.add_argument(
+        "--rest-url",
+        help="with --url: the controller's REST base (http://host:4567), for --announce-vehicles",
+    )
+    parser.add_argument(
+        "--announce-vehicles",
+        action="store_true",
+        help="tell the controller each vehicle's maximum power as its session starts (REST "
+        "power-update, as a backend that knows the car would); plain OCPP 1.6 never carries "
+        "it, so by default every session is capped at its charger's maxPower",
+    )
+    parser.add_argument("--hours", type=float, help="simulate only the first HOURS of the scenario")
+    parser.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PATH",
+        help="write a PNG of the day (with --compare, one per strategy: PATH-<strategy>.png)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the chargers do")
+    return parser
+
+
+def _strategies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str | None]:
+    if args.compare is None:
+        return [args.strategy]
+    names = [n.strip() for n in args.compare.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        parser.error(
+            f"--compare: unknown strategy {', '.join(unknown) or '(none)'}; "
+            f"choose from {', '.join(STRATEGIES)}"
+        )
+    if len(set(names)) != len(names):
+        parser.error("--compare: a strategy is named twice")
+    if args.url is not None:
+        parser.error("--compare runs the in-process controller; a running one has one strategy")
+    return list(names)
+
+
+def plot_path(path: Path, strategy: str, several: bool) -> Path:
+    if not several:
+        return path
+    suffix = path.suffix or ".png"
+    return path.with_name(f"{path.stem}-{strategy}{suffix}")
+
+
+class _Bar:
+    """A progress bar on stderr: tqdm when it is installed, else a plain one."""
+
+    def __init__(self, label: str, hours: float) -> None:
+        self.label = label
+        self.total = hours
+        self._tqdm: Any = None
+        self._shown = -1
+        try:
+            tqdm = importlib.import_module("tqdm").tqdm  # optional, and untyped
+        except ImportError:
+            return
+        self._tqdm = tqdm(total=round(hours, 2), desc=label, unit="h", leave=False, file=sys.stderr)
+
+    def __call__(self, done_s: float, total_s: float) -> None:
+        hours = round(done_s / 3600, 2)
+        if self._tqdm is not None:
+            self._tqdm.update(hours - self._tqdm.n)
+            return
+        percent = int(100 * done_s / total_s) if total_s else 100
+        if percent != self._shown:
+            self._shown = percent
+            filled = percent * 30 // 100
+            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {percent}%")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+        elif self._shown >= 0:
+            sys.stderr.write("\r" + " " * (len(self.label) + 40) + "\r")
+            sys.stderr.flush()
+
+
+async def _run_all(
+    scenario: Scenario,
+    strategies: Sequence[str | None],
+    args: argparse.Namespace,
+    bar: Callable[[str, float], _Bar] | None,
+) -> list[DayRecord]:
+    records = []
+    for strategy in strategies:
+        day = scenario if strategy is None else scenario.with_strategy(strategy)
+        label = f"{day.name} {day.station.allocation.strategy}"
+        hours = day.duration_hours if args.hours is None else min(args.hours, day.duration_hours)
+        progress = None if bar is None else bar(label, hours)
+        try:
+            records.append(
+                await run_day(
+                    day,
+                    url=args.url,
+                    rest_url=args.rest_url,
+                    hours=args.hours,
+                    announce_vehicles=args.announce_vehicles,
+                    progress=progress,
+                )
+            )
+        finally:
+            if progress is not None:
+                progress.close()
+    return records
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    strategies = _strategies(parser, args)
+    if args.hours is not None and not args.hours > 0:
+        parser.error("--hours must be greater than 0")
+    if args.url is not None and not args.url.startswith(("ws://", "wss://")):
+        parser.error("--url must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:9000/ocpp")
+    if args.rest_url is not None and args.url is None:
+        parser.error("--rest-url goes with --url (the in-process controller needs none)")
+    if args.announce_vehicles and args.url is not None and args.rest_url is None:
+        parser.error("--announce-vehicles with --url needs --rest-url")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.plot is not None:
+            require_matplotlib()
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as error:
+        for problem in error.problems:
+            where = "" if problem.startswith(args.scenario) else f"{args.scenario}: "
+            print(f"{PROG}: {where}{problem}", file=sys.stderr)
+        if not Path(args.scenario).exists():
+            print(f"{PROG}: shipped scenarios: {_shipped()}", file=sys.stderr)
+        return 2
+    except PlotUnavailable as error:
+        print(f"{PROG}: --plot: {error}", file=sys.stderr)
+        return 2
+
+    bar = None if args.no_progress else _Bar
+    try:
+        records = asyncio.run(_run_all(scenario, strategies, args, bar))
+    except RunError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+    reports = [build_report(r) for r in records]
+    print(format_table(reports))
+    for record in records:
+        for problem in record.problems[:10]:
+            print(f"{PROG}: {record.strategy}: {problem}", file=sys.stderr)
+    if args.report is not None:
+        payload: Any = reports if args.compare is not None else reports[0]
+        args.report.write_text(json.dumps(payload, indent=2) + "\n")
+    if args.plot is not None:
+        for record in records:
+            write_plot(record, plot_path(args.plot, record.strategy, len(records) > 1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""The controller end of a simulated day: what the runner needs from the controller it drives.
+
+* :class:`LocalController`: a :class:`controller.app.ControllerApp` in this process on the
+  runner's virtual clock, with a throwaway database. Its battery, allocations, session energy
+  and profile count are read directly.
+* :class:`RemoteController`: a running controller seen only through the chargers; its battery
+  is modelled locally from the measured load with the controller's own
+  :class:`controller.battery.Battery` (the peak-shaving rule of behaviour spec section 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from controller.app import ControllerApp
+from controller.battery import Battery
+from controller.config import DatabaseConfig, StationConfig
+from simulators.clock import Clock
+
+__all__ = [
+    "BatteryReading",
+    "ControllerEnd",
+    "LocalController",
+    "RemoteController",
+    "RunError",
+    "VehicleAnnouncer",
+]
+
+
+class RunError(Exception):
+    """The day could not be run (chargers could not connect, the station did not settle)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryReading:
+    stored_kwh: float
+    power_kw: float  # positive discharging, negative charging
+
+
+class ControllerEnd(Protocol):
+    """What the runner needs from the controller it drives."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def profiles_sent(self) -> int | None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def settle(self) -> None:
+        """Return once the controller has nothing left to do (nothing pending, limits held)."""
+        ...
+
+    def settled(self) -> bool: ...
+
+    def advance(self, now: float, load_kw: float) -> None:
+        """Bring the controller's time-driven state (its battery) up to ``now``."""
+        ...
+
+    def next_wakeup(self) -> float | None: ...
+
+    def battery(self) -> BatteryReading | None: ...
+
+    def allocated_kw(self, transaction_id: int) -> float | None: ...
+
+    def total_allocated_kw(self) -> float | None: ...
+
+    def consumed_energy_kwh(self, transaction_id: int) -> float | None: ...
+
+    async def announce_vehicle(self, transaction_id: int, max_kw: float) -> None:
+        """Tell the controller what the vehicle of a transaction can take (REST)."""
+        ...
+
+
+class VehicleAnnouncer:
+    """Tells the controller a vehicle's maximum power through its REST API
+    (``POST /sessions/{id}/power-update``), as a backend that knows the car would: OCPP 1.6
+    itself never carries it, so without this every OCPP session is capped at its charger."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http: aiohttp.ClientSession | None = None
+
+    async def announce(self, transaction_id: int, max_kw: float) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(raise_for_status=True)
+        async with self._http.get(
+            f"{self.base_url}/sessions", params={"status": "active"}
+        ) as response:
+            sessions = await response.json()
+        ids = [s["sessionId"] for s in sessions if s.get("transactionId") == transaction_id]
+        if not ids:
+            return  # already stopped
+        async with self._http.post(
+            f"{self.base_url}/sessions/{ids[0]}/power-update", json={"vehicleMaxPower": max_kw}
+        ):
+            pass
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+class LocalController:
+    """The controller in this process, on the runner's virtual clock, with a throwaway
+    database."""
+
+    def __init__(self, station: StationConfig, clock: Clock, workdir: Path) -> None:
+        database = DatabaseConfig(path=str(workdir / "controller.db"), synchronous="NORMAL")
+        self.config = station.model_copy(update={"database": database})
+        self.app = ControllerApp(
+            self.config,
+            clock=clock,
+            host="127.0.0.1",
+            rest_port=0,
+            ocpp_port=0,
+            db_path=workdir / "controller.db",
+        )
+        self._announcer: VehicleAnnouncer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.app.ocpp_port}{self.config.server.ocpp_path}"
+
+    @property
+    def profiles_sent(self) -> int:
+        return self.app.pusher.profiles_sent
+
+    async def start(self) -> None:
+        await self.app.start()
+        self._announcer = VehicleAnnouncer(f"http://127.0.0.1:{self.app.rest_port}")
+
+    async def stop(self) -> None:
+        if self._announcer is not None:
+            await self._announcer.close()
+        await self.app.stop()
+
+    async def announce_vehicle(self, transaction_id: int, max_kw: float) -> None:
+        assert self._announcer is not None, "start() first"
+        await self._announcer.announce(transaction_id, max_kw)
+
+    async def wait_chargers_ready(self) -> None:
+        """Until every charger that takes profiles has its failsafe default installed.
+
+        The push layer signals answered limits but not an installed default, so this one
+        condition is polled (only while the station starts)."""
+        station, books = self.app.station, self.app.pusher.chargers
+        while not all(
+            books[charger_id].default_installed
+            for charger_id, charger in station.chargers.items()
+            if charger.smart_charging
+        ):
+            await asyncio.sleep(0.002)
+
+    async def settle(self) -> None:
+        await self.app.pusher.wait_for(self.settled)
+
+    def settled(self) -> bool:
+        """``app.wait_settled()``'s condition, and no limit waiting for a retry: a profile the
+        charger rejected is sent again after a back-off on the loop's own clock, and until
+        then the charger does not hold its limit."""
+        app = self.app
+        return (
+            not app.service.reallocation_pending
+            and app.pusher.idle()
+            and all(app.pusher.limits_confirmed(charger_id) for charger_id in app.pusher.chargers)
+        )
+
+    def advance(self, now: float, load_kw: float) -> None:
+        self.app.station.refresh(now)
+
+    def next_wakeup(self) -> float | None:
+        return self.app.station.next_wakeup()
+
+    def battery(self) -> BatteryReading | None:
+        battery = self.app.station.battery
+        if battery is None:
+            return None
+        return BatteryReading(battery.stored_energy, battery.flow().power)
+
+    def allocated_kw(self, transaction_id: int) -> float | None:
+        session = self.app.station.by_transaction(transaction_id)
+        return None if session is None else float(session.allocated_power)
+
+    def total_allocated_kw(self) -> float:
+        return float(self.app.station.allocated_power())
+
+    def consumed_energy_kwh(self, transaction_id: int) -> float | None:
+        session = self.app.station.by_transaction(transaction_id)
+        return None if session is None else session.consumed_energy
+
+
+class RemoteController:
+    """A controller elsewhere, seen only through the chargers: its battery is modelled
+    locally from the measured load (the station's peak-shaving rule, behaviour spec 4)."""
+
+    def __init__(
+        self, url: str, station: StationConfig, now: float, rest_url: str | None = None
+    ) -> None:
+        self._url = url
+        self._announcer = None if rest_url is None else VehicleAnnouncer(rest_url)
+        self._battery = (
+            None
+            if station.battery is None
+            else Battery(
+                initial_capacity=station.battery.initial_capacity,
+                power=station.battery.power,
+                grid_capacity=station.grid_capacity,
+                now=now,
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def profiles_sent(self) -> None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        if self._announcer is not None:
+            await self._announcer.close()
+
+    async def settle(self) -> None:
+        return None
+
+    async def announce_vehicle(self, transaction_id: int, max_kw: float) -> None:
+        if self._announcer is None:
+            raise RunError("announcing vehicles to a running controller needs its REST URL")
+        await self._announcer.announce(transaction_id, max_kw)
+
+    def settled(self) -> bool:
+        return True
+
+    def advance(self, now: float, load_kw: float) -> None:
+        if self._battery is not None:
+            self._battery.set_load(load_kw, now)
+
+    def next_wakeup(self) -> float | None:
+        return None
+
+    def battery(self) -> BatteryReading | None:
+        if self._battery is None:
+            return None
+        return BatteryReading(self._battery.stored_energy, self._battery.flow().power)
+
+    def allocated_kw(self, transaction_id: int) -> float | None:
+        return None
+
+    def total_allocated_kw(self) -> float | None:
+        return None
+
+    def consumed_energy_kwh(self, transaction_id: int) -> float | None:
+        return None

@@ -1,0 +1,106 @@
+"""A picture of a simulated day: grid draw against ``gridCapacity``, the battery's energy, and
+each session's power. matplotlib is optional (``pip install 'ev-station-controller[sim]'``);
+it is imported only here, and only when a plot is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from simulators.records import DayRecord
+
+__all__ = ["PlotUnavailable", "require_matplotlib", "write_plot"]
+
+INSTALL_HINT = "pip install 'ev-station-controller[sim]' (or: pip install matplotlib)"
+
+
+class PlotUnavailable(Exception):
+    """matplotlib is not installed."""
+
+
+def require_matplotlib() -> None:
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlotUnavailable(f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}")
+
+
+def write_plot(record: DayRecord, path: Path | str) -> None:
+    """Write the day as a PNG (three panels over the hours of the day)."""
+    require_matplotlib()
+    # The object API with the Agg canvas: no pyplot state, no display needed.
+    from matplotlib.figure import Figure
+
+    hours = [s.at / 3600 for s in record.samples]
+    end_h = record.duration_s / 3600
+    figure = Figure(figsize=(11, 9), layout="constrained")
+    grid_ax, battery_ax, sessions_ax = figure.subplots(3, 1, sharex=True)
+    figure.suptitle(
+        f"{record.scenario}: strategy {record.strategy}, {len(record.sessions)} vehicles"
+    )
+
+    grid_ax.step(
+        hours,
+        [s.load_kw for s in record.samples],
+        where="post",
+        color="0.6",
+        linewidth=0.8,
+        label="station load (vehicles)",
+    )
+    grid_ax.step(
+        hours,
+        [s.grid_kw for s in record.samples],
+        where="post",
+        color="tab:blue",
+        linewidth=1.2,
+        label="grid draw",
+    )
+    grid_ax.axhline(
+        record.grid_capacity_kw,
+        color="tab:red",
+        linestyle="--",
+        linewidth=1,
+        label=f"gridCapacity {record.grid_capacity_kw:g} kW",
+    )
+    grid_ax.set_ylabel("kW")
+    grid_ax.set_ylim(bottom=0)
+    grid_ax.legend(loc="upper left", fontsize="small")
+    grid_ax.set_title("Grid draw and station load", loc="left", fontsize="medium")
+
+    stored = [s.battery_kwh for s in record.samples]
+    if record.battery_capacity_kwh is not None and all(v is not None for v in stored):
+        battery_ax.plot(hours, stored, color="tab:green", linewidth=1.2, label="stored energy")
+        battery_ax.axhline(
+            record.battery_capacity_kwh,
+            color="tab:green",
+            linestyle=":",
+            linewidth=1,
+            label=f"initialCapacity {record.battery_capacity_kwh:g} kWh",
+        )
+        battery_ax.set_ylim(0, record.battery_capacity_kwh * 1.08)
+        battery_ax.legend(loc="lower left", fontsize="small")
+    else:
+        battery_ax.text(
+            0.5, 0.5, "no battery", ha="center", va="center", transform=battery_ax.transAxes
+        )
+    battery_ax.set_ylabel("kWh")
+    battery_ax.set_title("Battery energy", loc="left", fontsize="medium")
+
+    for session in record.sessions:
+        if not session.power:
+            continue
+        xs = [at / 3600 for at, _ in session.power]
+        ys = [kw for _, kw in session.power]
+        if session.left_at is not None:
+            xs.append(session.left_at / 3600)
+            ys.append(0.0)
+        sessions_ax.step(xs, ys, where="post", linewidth=0.8, alpha=0.85)
+    sessions_ax.set_ylabel("kW")
+    sessions_ax.set_ylim(bottom=0)
+    sessions_ax.set_xlabel("hour of the day")
+    sessions_ax.set_title("Power per session", loc="left", fontsize="medium")
+    sessions_ax.set_xlim(0, end_h)
+    step = 1 if end_h <= 12 else 2 if end_h <= 36 else 6
+    sessions_ax.set_xticks([h for h in range(0, int(end_h) + 1, step)])
+    for ax in (grid_ax, battery_ax, sessions_ax):
+        ax.grid(True, linewidth=0.3, alpha=0.6)
+    figure.savefig(path, dpi=110)

@@ -1,0 +1,84 @@
+"""What a simulated day leaves behind: the station at each step and each driver's visit.
+
+Plain data (no I/O, no controller): :mod:`simulators.report` and :mod:`simulators.plot` read
+it, :mod:`simulators.runner` fills it. Times count in seconds from the start of the day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DayRecord", "Sample", "SessionRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The station at one step, after things settled. ``at`` counts from the day's start."""
+
+    at: float
+    load_kw: float  # what the vehicles draw
+    grid_kw: float  # load - battery discharge + battery charge
+    battery_kwh: float | None
+    battery_kw: float  # positive discharging, negative charging
+    allocated_kw: float | None  # the controller's sum of session limits (in-process only)
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """One driver's visit as the runner saw it. Times count from the day's start."""
+
+    vehicle_id: str
+    arrival: float
+    departure: float
+    max_kw: float
+    requested_kwh: float
+    # What it would have taken on its own curve over its whole stay, with no limit or wait.
+    achievable_kwh: float
+    charger_id: str | None = None
+    connector_id: int | None = None
+    plugged_at: float | None = None
+    left_at: float | None = None
+    done_at: float | None = None  # when the vehicle reached its target
+    delivered_kwh: float = 0.0  # what the vehicle took
+    meter_kwh: float | None = None  # (meterStop - meterStart) / 1000 on its charger
+    controller_kwh: float | None = None  # consumedEnergy the controller recorded
+    transaction_id: int | None = None
+    constrained_s: float = 0.0  # time its limit was below what it could take
+    power: list[tuple[float, float]] = field(default_factory=list)  # (at, kW) per step
+
+    @property
+    def plugged(self) -> bool:
+        return self.plugged_at is not None
+
+    @property
+    def short_kwh(self) -> float:
+        return max(0.0, self.requested_kwh - self.delivered_kwh)
+
+    @property
+    def charging_s(self) -> float:
+        """Plugged-in time while it still wanted energy."""
+        if self.plugged_at is None:
+            return 0.0
+        end = self.left_at if self.left_at is not None else self.plugged_at
+        if self.done_at is not None:
+            end = min(end, self.done_at)
+        return max(0.0, end - self.plugged_at)
+
+
+@dataclass(slots=True)
+class DayRecord:
+    """Everything a report or a plot needs about one simulated day."""
+
+    scenario: str
+    strategy: str
+    mode: str  # "virtual" | "realtime"
+    duration_s: float
+    grid_capacity_kw: float
+    battery_capacity_kwh: float | None
+    samples: list[Sample] = field(default_factory=list)
+    sessions: list[SessionRecord] = field(default_factory=list)
+    profiles_sent: int = 0
+    runtime_s: float = 0.0
+    steps: int = 0
+    # Breaches the runner saw at a step: a draw above a limit, an allocation above its cap.
+    problems: list[str] = field(default_factory=list)

@@ -1,0 +1,248 @@
+"""What a simulated day shows, as a JSON-ready report and as a table (pure; no I/O).
+
+The figures (camelCase keys, kW and kWh):
+
+* ``peakGridPowerKw``: the highest grid draw at any step; grid draw is what the vehicles
+  actually drew minus the battery's discharge plus its charge. ``gridCapacityExceeded`` allows
+  ``GRID_TOLERANCE_KW`` for the meters' resolution (each reports its power to 0.1 W).
+* ``energyRequestedKwh``: what every arriving driver wanted (up to their target);
+  ``energyDeliveredKwh``: what the chargers' meters measured.
+* ``driversShort``: drivers who left with less than they wanted (by more than
+  ``SHORT_TOLERANCE_KWH``), ``driversShortList`` says by how much each. ``stationShortKwh`` is
+  the part of a shortfall the station caused: what the vehicle could have taken on its own
+  curve over its stay, with no limit and no wait, minus what it got.
+* ``jainFairness``: Jain's index ``(sum x)^2 / (n * sum x^2)`` over the constrained sessions
+  (those whose limit was, for some time, below what their vehicle could take), ``x`` being each
+  one's average power while it still wanted energy. 1 is perfectly even; None without any
+  constrained session.
+* ``profilesSent``: SetChargingProfile calls the controller sent (against a remote controller:
+  the ones the simulated chargers received).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from simulators.records import DayRecord, Sample, SessionRecord
+
+__all__ = [
+    "GRID_TOLERANCE_KW",
+    "SHORT_TOLERANCE_KWH",
+    "battery_series",
+    "build_report",
+    "drivers_short",
+    "format_table",
+    "jain_index",
+]
+
+GRID_TOLERANCE_KW = 0.001
+SHORT_TOLERANCE_KWH = 0.05
+# Battery energy in the report: one value per this many seconds.
+SERIES_STEP_S = 900.0
+# Meter registers are whole Wh: the controller's energy and the meter's may differ by this.
+ENERGY_TOLERANCE_KWH = 0.001
+
+
+def jain_index(values: Iterable[float]) -> float | None:
+    """Jain's fairness index of non-negative values; None for none, 1.0 when all are 0."""
+    xs = list(values)
+    if not xs:
+        return None
+    if any(x < 0 for x in xs):
+        raise ValueError("Jain's index is defined for non-negative values")
+    total = sum(xs)
+    squares = sum(x * x for x in xs)
+    if squares == 0:
+        return 1.0
+    return total * total / (len(xs) * squares)
+
+
+def average_power_kw(session: SessionRecord) -> float | None:
+    """Average power while the vehicle still wanted energy; None if it never charged."""
+    hours = session.charging_s / 3600
+    return session.delivered_kwh / hours if hours > 0 else None
+
+
+def constrained_sessions(sessions: Iterable[SessionRecord]) -> list[SessionRecord]:
+    return [s for s in sessions if s.plugged and s.constrained_s > 0]
+
+
+def drivers_short(
+    sessions: Iterable[SessionRecord], tolerance_kwh: float = SHORT_TOLERANCE_KWH
+) -> list[dict[str, Any]]:
+    """Every driver who left with less than they asked for, most short first."""
+    short: list[dict[str, Any]] = []
+    for s in sessions:
+        if s.short_kwh <= tolerance_kwh:
+            continue
+        station_short = max(0.0, min(s.requested_kwh, s.achievable_kwh) - s.delivered_kwh)
+        short.append(
+            {
+                "vehicleId": s.vehicle_id,
+                "chargerId": s.charger_id,
+                "connectorId": s.connector_id,
+                "plugged": s.plugged,
+                "requestedKwh": _r(s.requested_kwh),
+                "deliveredKwh": _r(s.delivered_kwh),
+                "shortKwh": _r(s.short_kwh),
+                "stationShortKwh": _r(station_short),
+            }
+        )
+    short.sort(key=lambda d: (-float(d["shortKwh"]), str(d["vehicleId"])))
+    return short
+
+
+def battery_series(samples: Sequence[Sample], duration_s: float) -> list[list[float]]:
+    """``[hour, kWh]`` every SERIES_STEP_S: the battery as the last step before each mark
+    left it (the battery's energy is piecewise linear between steps, so this is a sample,
+    not an average)."""
+    points: list[list[float]] = []
+    index = -1
+    mark = 0.0
+    while mark <= duration_s + 1e-9:
+        while index + 1 < len(samples) and samples[index + 1].at <= mark + 1e-9:
+            index += 1
+        if index >= 0 and samples[index].battery_kwh is not None:
+            stored = samples[index].battery_kwh
+            assert stored is not None
+            points.append([round(mark / 3600, 4), _r(stored)])
+        mark += SERIES_STEP_S
+    return points
+
+
+def build_report(record: DayRecord) -> dict[str, Any]:
+    samples = record.samples
+    peak = max(samples, key=lambda s: s.grid_kw, default=None)
+    plugged = [s for s in record.sessions if s.plugged]
+    delivered = sum(s.meter_kwh if s.meter_kwh is not None else s.delivered_kwh for s in plugged)
+    requested = sum(s.requested_kwh for s in record.sessions)
+    short = drivers_short(record.sessions)
+    constrained = constrained_sessions(record.sessions)
+    averages = [a for a in map(average_power_kw, constrained) if a is not None]
+    jain = jain_index(averages)
+    mismatches = [
+        s.vehicle_id
+        for s in plugged
+        if s.controller_kwh is not None
+        and s.meter_kwh is not None
+        and abs(s.controller_kwh - s.meter_kwh) > ENERGY_TOLERANCE_KWH
+    ]
+    stored = [s.battery_kwh for s in samples if s.battery_kwh is not None]
+    battery: dict[str, Any] | None = None
+    if record.battery_capacity_kwh is not None and stored:
+        battery = {
+            "initialCapacityKwh": _r(record.battery_capacity_kwh),
+            "minKwh": _r(min(stored)),
+            "maxKwh": _r(max(stored)),
+            "endKwh": _r(stored[-1]),
+            "series": battery_series(samples, record.duration_s),
+        }
+    peak_kw = peak.grid_kw if peak is not None else 0.0
+    return {
+        "scenario": record.scenario,
+        "strategy": record.strategy,
+        "mode": record.mode,
+        "durationHours": _r(record.duration_s / 3600),
+        "gridCapacityKw": _r(record.grid_capacity_kw),
+        "peakGridPowerKw": _r(peak_kw),
+        "peakGridAtHours": None if peak is None else _r(peak.at / 3600),
+        "gridCapacityExceeded": peak_kw > record.grid_capacity_kw + GRID_TOLERANCE_KW,
+        "peakLoadKw": _r(max((s.load_kw for s in samples), default=0.0)),
+        "energyRequestedKwh": _r(requested),
+        "energyDeliveredKwh": _r(delivered),
+        "energyShortKwh": _r(sum(d["shortKwh"] for d in short)),
+        "driversShort": len(short),
+        "driversShortByStation": sum(
+            1 for d in short if d["stationShortKwh"] > SHORT_TOLERANCE_KWH
+        ),
+        "driversNeverPlugged": sum(1 for s in record.sessions if not s.plugged),
+        "driversShortList": short,
+        "jainFairness": None if jain is None else round(jain, 4),
+        "constrainedSessions": len(constrained),
+        "profilesSent": record.profiles_sent,
+        "vehicles": len(record.sessions),
+        "sessions": len(plugged),
+        "battery": battery,
+        "limitBreaches": len(record.problems),
+        "energyMismatches": len(mismatches),
+        "steps": record.steps,
+        "runtimeSeconds": round(record.runtime_s, 2),
+    }
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+def _r(value: float) -> float:
+    """Three decimals: Wh and W resolution, enough for every figure in the report."""
+    return float(round(value, 3))
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _battery(report: dict[str, Any], key: str) -> Any:
+    battery = report.get("battery")
+    return None if battery is None else battery[key]
+
+
+_ROWS: list[tuple[str, Any]] = [
+    ("grid capacity (kW)", lambda r: _num(r["gridCapacityKw"])),
+    ("peak grid draw (kW)", lambda r: _num(r["peakGridPowerKw"])),
+    ("peak station load (kW)", lambda r: _num(r["peakLoadKw"])),
+    ("energy requested (kWh)", lambda r: _num(r["energyRequestedKwh"])),
+    ("energy delivered (kWh)", lambda r: _num(r["energyDeliveredKwh"])),
+    ("delivered / requested", lambda r: _share(r)),
+    ("drivers short", lambda r: _num(r["driversShort"])),
+    ("  short because of the station", lambda r: _num(r["driversShortByStation"])),
+    ("  never got a connector", lambda r: _num(r["driversNeverPlugged"])),
+    ("energy short (kWh)", lambda r: _num(r["energyShortKwh"])),
+    ("constrained sessions", lambda r: _num(r["constrainedSessions"])),
+    ("Jain fairness (constrained)", lambda r: _num(r["jainFairness"], 3)),
+    ("battery min / end (kWh)", lambda r: _battery_text(r)),
+    ("SetChargingProfile sent", lambda r: _num(r["profilesSent"])),
+    ("sessions", lambda r: _num(r["sessions"])),
+    ("limit breaches", lambda r: _num(r["limitBreaches"])),
+    ("run time (s)", lambda r: _num(r["runtimeSeconds"])),
+]
+
+
+def _share(report: dict[str, Any]) -> str:
+    requested = report["energyRequestedKwh"]
+    if not requested:
+        return "-"
+    return f"{100 * report['energyDeliveredKwh'] / requested:.1f} %"
+
+
+def _battery_text(report: dict[str, Any]) -> str:
+    low, end = _battery(report, "minKwh"), _battery(report, "endKwh")
+    if low is None:
+        return "-"
+    return f"{low:.1f} / {end:.1f}"
+
+
+def format_table(reports: Sequence[dict[str, Any]]) -> str:
+    """One column per report (a strategy), one row per figure."""
+    if not reports:
+        return ""
+    first = reports[0]
+    title = f"{first['scenario']} ({_num(first['durationHours'])} h, {first['mode']})"
+    header = [title] + [str(r["strategy"]) for r in reports]
+    rows = [header] + [[label] + [cell(r) for r in reports] for label, cell in _ROWS]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(rows):
+        label = row[0].ljust(widths[0])
+        rest = "  ".join(cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True))
+        lines.append(f"{label}  {rest}".rstrip())
+        if n == 0:
+            lines.append("-" * len(lines[0]))
+    return "\n".join(lines)

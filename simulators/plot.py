@@ -5,7 +5,7 @@ it is imported only here, and only when a plot is asked for.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 from simulators.records import DayRecord
@@ -20,8 +20,12 @@ class PlotUnavailable(Exception):
 
 
 def require_matplotlib() -> None:
-    if importlib.util.find_spec("matplotlib") is None:
-        raise PlotUnavailable(f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}")
+    try:
+        importlib.import_module("matplotlib")
+    except ImportError:
+        raise PlotUnavailable(
+            f"plotting needs matplotlib, which is not installed: {INSTALL_HINT}"
+        ) from None
 
 
 def write_plot(record: DayRecord, path: Path | str) -> None:

@@ -1,0 +1,67 @@
+"""``ev-sim --url``: the same chargers and vehicles against a controller that runs on its own,
+in real time. The day is a few seconds long; nothing here depends on how long anything takes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controller.app import ControllerApp
+from simulators.report import build_report
+from simulators.runner import run_day
+from simulators.scenarios import parse_scenario
+
+STATION = {
+    "stationId": "REMOTE",
+    "gridCapacity": 50,
+    "chargers": [{"id": "CP1", "maxPower": 50, "connectors": 2}],
+    "battery": {"initialCapacity": 10, "power": 20},
+}
+
+
+async def test_a_running_controller_is_driven_in_real_time(tmp_path: Path) -> None:
+    scenario = parse_scenario(
+        json.dumps(
+            {
+                "name": "remote",
+                "durationHours": 3 / 3600,
+                "meterInterval": 1,
+                "station": STATION,
+                "arrivals": [
+                    {
+                        "arrival": 0.2,
+                        "departure": 2.5,
+                        "batteryKwh": 40,
+                        "soc": 0.5,
+                        "maxPowerKw": 40,
+                    },
+                    {
+                        "arrival": 0.4,
+                        "departure": 2.5,
+                        "batteryKwh": 40,
+                        "soc": 0.5,
+                        "maxPowerKw": 40,
+                    },
+                ],
+            }
+        )
+    )
+    app = ControllerApp(scenario.station, rest_port=0, ocpp_port=0, db_path=tmp_path / "c.db")
+    await app.start()
+    try:
+        url = f"ws://127.0.0.1:{app.ocpp_port}/ocpp"
+        record = await run_day(scenario, url=url)
+    finally:
+        await app.stop()
+    assert record.mode == "realtime"
+    assert record.problems == []
+    sessions = [s for s in record.sessions if s.plugged]
+    assert len(sessions) == 2
+    for session in sessions:
+        assert session.meter_kwh is not None and session.meter_kwh > 0
+        assert session.controller_kwh is None  # a remote controller is seen only via chargers
+        stopped = app.station.by_transaction(session.transaction_id or -1)
+        assert stopped is not None and stopped.consumed_energy == session.meter_kwh
+    report = build_report(record)
+    assert report["profilesSent"] >= 2  # the failsafe default, then the sessions' limits
+    assert report["battery"]["initialCapacityKwh"] == 10

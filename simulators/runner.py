@@ -57,6 +57,8 @@ SETTLE_TIMEOUT = 60.0
 STARTUP_TIMEOUT = 30.0
 # Real time: how often the runner measures when nothing else happens (seconds).
 REALTIME_SAMPLE = 5.0
+# Virtual time between two drivers who would plug in at the same instant (seconds).
+START_STAGGER_S = 0.001
 # A vehicle counts as held back when its limit is this much below what it could take (kW).
 CONSTRAINED_MARGIN_KW = 0.05
 # Draws may exceed limits by float noise only (W).
@@ -240,9 +242,13 @@ class StationDay:
         await self.quiet()
         if self.announce_vehicles and await self._announce():
             await self.quiet()
+        at = self._elapsed()  # later than planned if plug-ins were staggered
         self._measure(at)
         if self.progress is not None:
             self.progress(min(at, self.duration_s), self.duration_s)
+
+    def _elapsed(self) -> float:
+        return self.clock.now() - self.origin
 
     async def _drivers(self, at: float) -> None:
         for visit in list(self.plugged):
@@ -267,13 +273,24 @@ class StationDay:
         self.plugged.remove(visit)
 
     async def _start_arrivals(self, at: float) -> None:
+        """Plug in whoever waits and finds a free connector. In virtual time, drivers who would
+        plug in at the same instant do so START_STAGGER_S apart, each once the last start has
+        settled: the allocation breaks ties by start time, then by session id, and the
+        controller's session ids are random, so simultaneous starts would make runs differ."""
         still_waiting: list[_Visit] = []
+        started = 0
         for visit in self.waiting:
             planned = visit.planned
             place = self.pool.acquire(planned.charger_id, planned.connector_id, planned.chargers)
             if place is None:
                 still_waiting.append(visit)
                 continue
+            if started and self.virtual:
+                await self.quiet()
+                await self._move_to(self._elapsed() + START_STAGGER_S)
+                self.controller.advance(self.clock.now(), self._load_kw())
+            started += 1
+            at = self._elapsed()
             charger_id, connector_id = place
             cp = self.charge_points[charger_id]
             visit.charge_point, visit.connector_id = cp, connector_id

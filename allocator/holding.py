@@ -68,18 +68,24 @@ def allocate_holding(
     """
     target = allocate(tree, demands, root_limit, strategy)
     movable = {d.session_id for d in demands if d.fixed is None and d.session_id in held}
-    pins = {s: held[s] for s in movable if target[s].power < held[s]}
-    if not pins:
-        return HoldingPlan(target, target)
+    # Every session that is not going up is pinned at its hold at once. Pinning a
+    # session above its target leaves the others less room than the target
+    # allocation had, and max-min fair shares only shrink when room shrinks, so
+    # such a session could end no higher than its target anyway: at or below its
+    # hold, i.e. held (squeezed) or lowered. Only raise candidates remain to check.
+    pins = {s: held[s] for s in movable if target[s].power <= held[s]}
+    if not any(target[s].power < held[s] for s in pins):
+        return HoldingPlan(target, target, frozenset(pins))
+    candidates = movable - pins.keys()
     while True:
         pinned = [
             d if d.session_id not in pins else dataclasses.replace(d, fixed=pins[d.session_id])
             for d in demands
         ]
         effective = allocate(tree, pinned, root_limit, strategy)
-        squeezed = {s: held[s] for s in movable - pins.keys() if effective[s].power < held[s]}
+        squeezed = {s: held[s] for s in candidates if effective[s].power < held[s]}
         if not squeezed:
             return HoldingPlan(target, effective, frozenset(pins))
-        # Each round pins at least one more session, so this ends within n rounds;
-        # in practice one or two.
+        # Each round pins at least one more raise candidate; usually there is one round.
         pins.update(squeezed)
+        candidates -= squeezed.keys()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.alias_generators import to_camel
 
 from allocator import (
@@ -127,15 +127,20 @@ class StationConfig(_Model):
             return self.battery.reserve
         return self.battery.power * self.ocpp.call_timeout / 3600.0
 
+    # Derived once: a boot storm of thousands of chargers looks these up per message.
+    _by_id: dict[str, ChargerConfig] = PrivateAttr(default_factory=dict)
+    _total_connectors: int = PrivateAttr(default=0)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._by_id = {c.id: c for c in self.chargers}
+        self._total_connectors = sum(c.connectors for c in self.chargers)
+
     def charger(self, charger_id: str) -> ChargerConfig | None:
-        for charger in self.chargers:
-            if charger.id == charger_id:
-                return charger
-        return None
+        return self._by_id.get(charger_id)
 
     @property
     def total_connectors(self) -> int:
-        return sum(c.connectors for c in self.chargers)
+        return self._total_connectors
 
     def failsafe_power_per_connector(self, charger: ChargerConfig) -> float:
         """kW per connector that a charger applies while the controller is away.

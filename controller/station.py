@@ -105,6 +105,7 @@ class Station:
         self.plan: HoldingPlan | None = None
         self.next_transaction_id = 1
         self.allocation_version = 0
+        self._load = 0.0
         self._last_run = now
         self._listeners: list[Listener] = []
         if battery is None and config.battery is not None:
@@ -145,8 +146,12 @@ class Station:
         return sum(s.allocated_power for s in self._active.values())
 
     def load(self) -> float:
-        """Station load for the battery: reported power where known, else the limit."""
-        return sum(_session_load(s) for s in self._active.values())
+        """Station load for the battery: reported power where known, else the limit.
+
+        Kept as a running total (a MeterValues must not cost a pass over every
+        session) and summed afresh at each reallocation, so rounding cannot drift.
+        """
+        return self._load
 
     def grid_power(self) -> float:
         if self.battery is None:
@@ -240,6 +245,7 @@ class Station:
         session.status = SessionStatus.STOPPED
         session.stopped_at = now
         session.stop_reason = reason
+        self._load -= _session_load(session)
         session.consumed_power = None
         del self._active[(session.charger_id, session.connector_id)]
         self.pins.pop(session_id, None)
@@ -267,6 +273,7 @@ class Station:
             raise SessionAlreadyStopped(f"session {session_id!r} is stopped")
         battery_flipped = self._advance(now)
         if consumed_power is not None:
+            self._load += consumed_power - _session_load(session)
             session.consumed_power = consumed_power
         if consumed_energy is not None:
             session.consumed_energy = consumed_energy
@@ -367,6 +374,7 @@ class Station:
             session.allocated_power = limit.power
             session.limited_by = limit.bound
         self.plan = plan
+        self._load = sum(_session_load(s) for s in self._active.values())
         self._set_battery_load(now)
         self.allocation_version += 1
         for listener in self._listeners:

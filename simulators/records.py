@@ -78,6 +78,7 @@ class DayRecord:
     samples: list[Sample] = field(default_factory=list)
     sessions: list[SessionRecord] = field(default_factory=list)
     profiles_sent: int = 0
+    profiles_rejected: int = 0  # SetChargingProfile the simulated chargers did not accept
     runtime_s: float = 0.0
     steps: int = 0
     # Breaches the runner saw at a step: a draw above a limit, an allocation above its cap.

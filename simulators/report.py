@@ -16,7 +16,8 @@ The figures (camelCase keys, kW and kWh):
   one's average power while it still wanted energy. 1 is perfectly even; None without any
   constrained session.
 * ``profilesSent``: SetChargingProfile calls the controller sent (against a remote controller:
-  the ones the simulated chargers received).
+  the ones the simulated chargers received); ``profilesRejected``: how many of them a charger
+  did not accept (e.g. a TxProfile for a transaction whose id the charger does not know yet).
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def build_report(record: DayRecord) -> dict[str, Any]:
         "jainFairness": None if jain is None else round(jain, 4),
         "constrainedSessions": len(constrained),
         "profilesSent": record.profiles_sent,
+        "profilesRejected": record.profiles_rejected,
         "vehicles": len(record.sessions),
         "sessions": len(plugged),
         "battery": battery,
@@ -209,6 +211,7 @@ _ROWS: list[tuple[str, Any]] = [
     ("Jain fairness (constrained)", lambda r: _num(r["jainFairness"], 3)),
     ("battery min / end (kWh)", lambda r: _battery_text(r)),
     ("SetChargingProfile sent", lambda r: _num(r["profilesSent"])),
+    ("  rejected by the charger", lambda r: _num(r["profilesRejected"])),
     ("sessions", lambda r: _num(r["sessions"])),
     ("limit breaches", lambda r: _num(r["limitBreaches"])),
     ("run time (s)", lambda r: _num(r["runtimeSeconds"])),

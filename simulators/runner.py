@@ -57,6 +57,10 @@ SETTLE_TIMEOUT = 60.0
 STARTUP_TIMEOUT = 30.0
 # Real time: how often the runner measures when nothing else happens (seconds).
 REALTIME_SAMPLE = 5.0
+# The chargers send a MeterValues sample as soon as a new limit moves a draw by this much (W):
+# the controller's battery follows the reported load, so a raise it has not heard of yet would
+# otherwise be drawn from the grid until the next periodic sample.
+METER_ON_CHANGE_W = 1.0
 # Virtual time between two drivers who would plug in at the same instant (seconds).
 START_STAGGER_S = 0.001
 # A vehicle counts as held back when its limit is this much below what it could take (kW).
@@ -95,9 +99,11 @@ class StationDay:
         hours: float | None = None,
         progress: Progress | None = None,
         announce_vehicles: bool = False,
+        meter_on_change_w: float | None = METER_ON_CHANGE_W,
     ) -> None:
         self.scenario = scenario
         self.announce_vehicles = announce_vehicles
+        self.meter_on_change_w = meter_on_change_w
         self.station = scenario.station
         self.controller = controller
         self.clock = clock
@@ -150,7 +156,7 @@ class StationDay:
                 clock=self.clock,
                 password=None if password is None else password.password,
                 reconnect_delay=0.05,
-                meter_on_change_w=1.0,
+                meter_on_change_w=self.meter_on_change_w,
             )
         for cp in self.charge_points.values():
             await cp.start()
@@ -201,6 +207,9 @@ class StationDay:
         if sent is None:
             sent = sum(len(cp.profile_log) for cp in self.charge_points.values())
         self.record.profiles_sent = sent
+        self.record.profiles_rejected = sum(
+            not entry.accepted for cp in self.charge_points.values() for entry in cp.profile_log
+        )
         return self.record
 
     def _next_event(self, now: float) -> float:

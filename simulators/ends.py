@@ -25,10 +25,10 @@ from simulators.clock import Clock
 __all__ = [
     "BatteryReading",
     "ControllerEnd",
+    "ControllerRest",
     "LocalController",
     "RemoteController",
     "RunError",
-    "VehicleAnnouncer",
 ]
 
 
@@ -55,6 +55,10 @@ class ControllerEnd(Protocol):
 
     async def stop(self) -> None: ...
 
+    async def wait_ready(self) -> None:
+        """Return once every charger that came online is fully set up (failsafe installed)."""
+        ...
+
     async def settle(self) -> None:
         """Return once the controller has nothing left to do (nothing pending, limits held)."""
         ...
@@ -80,34 +84,77 @@ class ControllerEnd(Protocol):
         ...
 
 
-class VehicleAnnouncer:
-    """Tells the controller a vehicle's maximum power through its REST API
-    (``POST /sessions/{id}/power-update``), as a backend that knows the car would: OCPP 1.6
-    itself never carries it, so without this every OCPP session is capped at its charger."""
+class ControllerRest:
+    """The controller's REST API, for what OCPP does not carry.
+
+    * :meth:`announce`: a vehicle's maximum power (``POST /sessions/{id}/power-update``), as a
+      backend that knows the car would. OCPP 1.6 never carries it, so without this every OCPP
+      session is capped at its charger's maxPower.
+    * :meth:`station_differences`: how a running controller's station differs from the
+      scenario's (``GET /station/status``)."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self._http: aiohttp.ClientSession | None = None
 
-    async def announce(self, transaction_id: int, max_kw: float) -> None:
+    def _client(self) -> aiohttp.ClientSession:
         if self._http is None:
             self._http = aiohttp.ClientSession(raise_for_status=True)
-        async with self._http.get(
-            f"{self.base_url}/sessions", params={"status": "active"}
-        ) as response:
-            sessions = await response.json()
+        return self._http
+
+    async def announce(self, transaction_id: int, max_kw: float) -> None:
+        http = self._client()
+        async with http.get(f"{self.base_url}/sessions", params={"status": "active"}) as answer:
+            sessions = await answer.json()
         ids = [s["sessionId"] for s in sessions if s.get("transactionId") == transaction_id]
         if not ids:
             return  # already stopped
-        async with self._http.post(
+        async with http.post(
             f"{self.base_url}/sessions/{ids[0]}/power-update", json={"vehicleMaxPower": max_kw}
         ):
             pass
+
+    async def station_differences(self, station: StationConfig) -> list[str]:
+        async with self._client().get(f"{self.base_url}/station/status") as answer:
+            status = await answer.json()
+        differences = []
+        if status["gridCapacity"] != station.grid_capacity:
+            differences.append(
+                f"gridCapacity {status['gridCapacity']} (scenario: {station.grid_capacity:g})"
+            )
+        if status.get("strategy") != str(station.allocation.strategy):
+            differences.append(
+                f"strategy {status.get('strategy')} (scenario: {station.allocation.strategy})"
+            )
+        running = {
+            c["id"]: (float(c["maxPower"]), int(c["connectors"])) for c in status["chargers"]
+        }
+        wanted = {c.id: (c.max_power, c.connectors) for c in station.chargers}
+        for charger_id in sorted(running.keys() | wanted.keys()):
+            have, want = running.get(charger_id), wanted.get(charger_id)
+            if have != want:
+                differences.append(
+                    f"charger {charger_id}: {_charger(have)} (scenario: {_charger(want)})"
+                )
+        battery = status.get("battery")
+        have_battery = None if battery is None else (battery["initialCapacity"], battery["power"])
+        want_battery = (
+            None
+            if station.battery is None
+            else (station.battery.initial_capacity, station.battery.power)
+        )
+        if have_battery != want_battery:
+            differences.append(f"battery {have_battery} (scenario: {want_battery})")
+        return differences
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def _charger(spec: tuple[float, int] | None) -> str:
+    return "absent" if spec is None else f"{spec[0]:g} kW, {spec[1]} connector(s)"
 
 
 class LocalController:
@@ -125,7 +172,7 @@ class LocalController:
             ocpp_port=0,
             db_path=workdir / "controller.db",
         )
-        self._announcer: VehicleAnnouncer | None = None
+        self._rest: ControllerRest | None = None
 
     @property
     def url(self) -> str:
@@ -137,18 +184,18 @@ class LocalController:
 
     async def start(self) -> None:
         await self.app.start()
-        self._announcer = VehicleAnnouncer(f"http://127.0.0.1:{self.app.rest_port}")
+        self._rest = ControllerRest(f"http://127.0.0.1:{self.app.rest_port}")
 
     async def stop(self) -> None:
-        if self._announcer is not None:
-            await self._announcer.close()
+        if self._rest is not None:
+            await self._rest.close()
         await self.app.stop()
 
     async def announce_vehicle(self, transaction_id: int, max_kw: float) -> None:
-        assert self._announcer is not None, "start() first"
-        await self._announcer.announce(transaction_id, max_kw)
+        assert self._rest is not None, "start() first"
+        await self._rest.announce(transaction_id, max_kw)
 
-    async def wait_chargers_ready(self) -> None:
+    async def wait_ready(self) -> None:
         """Until every charger that takes profiles has its failsafe default installed.
 
         The push layer signals answered limits but not an installed default, so this one
@@ -207,7 +254,8 @@ class RemoteController:
         self, url: str, station: StationConfig, now: float, rest_url: str | None = None
     ) -> None:
         self._url = url
-        self._announcer = None if rest_url is None else VehicleAnnouncer(rest_url)
+        self._station = station
+        self._rest = None if rest_url is None else ControllerRest(rest_url)
         self._battery = (
             None
             if station.battery is None
@@ -228,19 +276,34 @@ class RemoteController:
         return None
 
     async def start(self) -> None:
-        return None
+        """With the REST URL, refuse to run against a station unlike the scenario's."""
+        if self._rest is None:
+            return
+        try:
+            differences = await self._rest.station_differences(self._station)
+        except (aiohttp.ClientError, KeyError, TypeError, ValueError) as error:
+            await self._rest.close()
+            raise RunError(f"cannot read {self._rest.base_url}/station/status: {error}") from None
+        if differences:
+            await self._rest.close()
+            raise RunError(
+                "the running controller's station is not the scenario's: " + "; ".join(differences)
+            )
 
     async def stop(self) -> None:
-        if self._announcer is not None:
-            await self._announcer.close()
+        if self._rest is not None:
+            await self._rest.close()
+
+    async def wait_ready(self) -> None:
+        return None
 
     async def settle(self) -> None:
         return None
 
     async def announce_vehicle(self, transaction_id: int, max_kw: float) -> None:
-        if self._announcer is None:
+        if self._rest is None:
             raise RunError("announcing vehicles to a running controller needs its REST URL")
-        await self._announcer.announce(transaction_id, max_kw)
+        await self._rest.announce(transaction_id, max_kw)
 
     def settled(self) -> bool:
         return True

@@ -54,7 +54,7 @@ __all__ = ["DayRecord", "Progress", "RunError", "Sample", "SessionRecord", "Stat
 # Real seconds that one settling of the station may take before the run is called stuck
 # (a safety net against a wedged peer, never a timing assumption).
 SETTLE_TIMEOUT = 60.0
-STARTUP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 10.0
 # Real time: how often the runner measures when nothing else happens (seconds).
 REALTIME_SAMPLE = 5.0
 # The chargers send a MeterValues sample as soon as a new limit moves a draw by this much (W):
@@ -149,12 +149,12 @@ class StationDay:
         await self.controller.start()
         for spec in charger_specs(self.station):
             spec = dataclasses.replace(spec, meter_interval=self.scenario.meter_interval)
-            password = self.station.charger(spec.charge_point_id)
+            config = self.station.charger(spec.charge_point_id)
             self.charge_points[spec.charge_point_id] = ChargePoint(
                 self.controller.url,
                 spec,
                 clock=self.clock,
-                password=None if password is None else password.password,
+                password=None if config is None else config.password,
                 reconnect_delay=0.05,
                 meter_on_change_w=self.meter_on_change_w,
             )
@@ -164,18 +164,18 @@ class StationDay:
             async with asyncio.timeout(STARTUP_TIMEOUT):
                 for cp in self.charge_points.values():
                     await cp.wait_online()
-                if isinstance(self.controller, LocalController):
-                    await self.controller.wait_chargers_ready()
+                await self.controller.wait_ready()
         except TimeoutError:
-            offline = [
-                f"{cp.spec.charge_point_id} ({cp.last_error or 'no answer'})"
-                for cp in self.charge_points.values()
-                if not cp.online
-            ]
+            failures: dict[str, list[str]] = {}
+            for cp in self.charge_points.values():
+                if not cp.online:
+                    reason = str(cp.last_error or "no answer")
+                    failures.setdefault(reason, []).append(cp.spec.charge_point_id)
+            detail = "; ".join(f"{', '.join(ids)}: {why}" for why, ids in failures.items())
             raise RunError(
-                f"chargers could not come online at {self.controller.url} within "
-                f"{STARTUP_TIMEOUT:g} s: {', '.join(offline) or 'limits never installed'}; "
-                "does the controller's config list the scenario's chargers?"
+                f"chargers not set up at {self.controller.url} within {STARTUP_TIMEOUT:g} s "
+                f"({detail or 'failsafe limits never installed'}); is the controller running, "
+                "and does its config list the scenario's chargers?"
             ) from None
         await self.quiet()
         self.origin = self.clock.now()

@@ -27,4 +27,11 @@ gone to sleep yet.
 
 :mod:`simulators.scenarios` reads scenario files (a station in the controller's config format
 plus listed or generated arrivals); ``scenarios/`` ships a motorway stop, a depot and a car park.
+
+A whole day: :mod:`simulators.runner` plays a scenario against the controller, in process on a
+virtual clock (stepping from event to event and waiting, after each step, until both ends are
+quiet) or against a running controller in real time (:mod:`simulators.ends` holds both kinds
+of controller end). It fills a :class:`simulators.records.DayRecord`, which
+:mod:`simulators.report` turns into figures and a table and :mod:`simulators.plot` into a PNG;
+:mod:`simulators.cli` is the ``ev-sim`` command.
 """

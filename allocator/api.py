@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -21,8 +21,13 @@ def allocate(
     demands: Sequence[Demand],
     root_limit: float,
     strategy: Strategy = Strategy.FAIR,
+    pins: Mapping[str, int] | None = None,
 ) -> dict[str, Limit]:
     """One whole-kW limit per demand, keyed by session id (behaviour spec section 3).
+
+    ``pins`` overrides ``fixed`` for the sessions it names: the same as passing
+    demands with those ``fixed`` values, without building new demands (the
+    controller reruns the allocation with pins after every start).
 
     ``root_limit`` is the station's available power (grid plus battery); its
     floor is the root limit, never below 0 (``inf`` means no station limit).
@@ -44,7 +49,7 @@ def allocate(
     compiled = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
     if math.isnan(root_limit):
         raise ValueError("root_limit must not be NaN")
-    ids, sessions = read_demands(compiled, demands)
+    ids, sessions = read_demands(compiled, demands, pins)
     node = sessions.node
     pinned = sessions.pinned
 

@@ -21,7 +21,6 @@ Confirmations shrink the holds; the next run then lets the raises through.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,14 +59,21 @@ def allocate_holding(
     root_limit: float,
     strategy: Strategy,
     held: Mapping[str, int],
+    fixed: Mapping[str, int] | None = None,
 ) -> HoldingPlan:
     """``held[session_id]``: the most that session's charger may be applying now.
 
     Sessions absent from ``held`` (new ones still on the failsafe default,
-    sessions with no charger to profile) are not pinned.
+    sessions with no charger to profile) are not pinned. ``fixed`` pins
+    sessions regardless of holds, like ``Demand.fixed``.
     """
-    target = allocate(tree, demands, root_limit, strategy)
-    movable = {d.session_id for d in demands if d.fixed is None and d.session_id in held}
+    fixed = fixed or {}
+    target = allocate(tree, demands, root_limit, strategy, fixed)
+    movable = {
+        d.session_id
+        for d in demands
+        if d.fixed is None and d.session_id in held and d.session_id not in fixed
+    }
     # Every session that is not going up is pinned at its hold at once. Pinning a
     # session above its target leaves the others less room than the target
     # allocation had, and max-min fair shares only shrink when room shrinks, so
@@ -78,11 +84,7 @@ def allocate_holding(
         return HoldingPlan(target, target, frozenset(pins))
     candidates = movable - pins.keys()
     while True:
-        pinned = [
-            d if d.session_id not in pins else dataclasses.replace(d, fixed=pins[d.session_id])
-            for d in demands
-        ]
-        effective = allocate(tree, pinned, root_limit, strategy)
+        effective = allocate(tree, demands, root_limit, strategy, {**fixed, **pins})
         squeezed = {s: held[s] for s in candidates if effective[s].power < held[s]}
         if not squeezed:
             return HoldingPlan(target, effective, frozenset(pins))

@@ -9,7 +9,7 @@ alone, without sorting again.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
@@ -36,8 +36,10 @@ class Sessions:
     fixed: IntArray
 
 
-def read_demands(tree: CompiledTree, demands: Sequence[Demand]) -> tuple[list[str], Sessions]:
-    """Validate ``demands`` and sort them by priority.
+def read_demands(
+    tree: CompiledTree, demands: Sequence[Demand], pins: Mapping[str, int] | None = None
+) -> tuple[list[str], Sessions]:
+    """Validate ``demands`` and sort them by priority; ``pins`` overrides ``fixed``.
 
     Returns the session ids in the caller's order and the arrays. Duplicate
     session ids are not checked here: the result dict reveals them for free.
@@ -66,6 +68,8 @@ def read_demands(tree: CompiledTree, demands: Sequence[Demand]) -> tuple[list[st
         raise ValueError("vehicle_max_power must not be NaN")
 
     fixed_values = [d.fixed for d in demands]
+    if pins:
+        fixed_values = [pins.get(i, f) for i, f in zip(ids, fixed_values, strict=True)]
     fixed = np.zeros(count, dtype=np.int64)
     pinned = np.zeros(count, dtype=np.bool_)
     if fixed_values.count(None) != count:

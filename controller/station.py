@@ -94,6 +94,8 @@ class Station:
         self.sessions: dict[str, Session] = {}
         self._recent_stopped: deque[str] = deque()
         self._active: dict[tuple[str, int], Session] = {}
+        # One allocator demand per active session, rebuilt only when its cap changes.
+        self._demands: dict[str, Demand] = {}
         self._by_transaction: dict[int, Session] = {}
         # Fixed budgets, recomputed at every run: sessions of chargers that
         # cannot be limited (at what they can physically draw) and of chargers
@@ -209,6 +211,7 @@ class Station:
             self._by_transaction[session.transaction_id] = session
         self.sessions[session.session_id] = session
         self._active[(charger_id, connector_id)] = session
+        self._demands[session.session_id] = _demand(session)
         if reallocate:
             self.reallocate(now)
         return session
@@ -220,6 +223,7 @@ class Station:
             self._by_transaction[session.transaction_id] = session
         if session.active:
             self._active[(session.charger_id, session.connector_id)] = session
+            self._demands[session.session_id] = _demand(session)
 
     def issue_transaction_id(self) -> int:
         """A transaction id never given before (OCPP transaction ids are unique and stable)."""
@@ -248,6 +252,7 @@ class Station:
         self._load -= _session_load(session)
         session.consumed_power = None
         del self._active[(session.charger_id, session.connector_id)]
+        del self._demands[session_id]
         self.pins.pop(session_id, None)
         self.held.pop(session_id, None)
         self._forget_old_history(session_id)
@@ -284,6 +289,8 @@ class Station:
         )
         if vehicle_max_power is not None:
             session.vehicle_max_power = vehicle_max_power
+        if cap_changed:
+            self._demands[session_id] = _demand(session)
         if cap_changed or battery_flipped:
             self.reallocate(now)
         else:
@@ -358,17 +365,14 @@ class Station:
         self._last_run = now
         self.available_power = self._root_limit()
         self.pins = self._structural_pins(now)
-        demands = [
-            Demand(
-                session_id=s.session_id,
-                charger_id=s.charger_id,
-                started_at=s.started_at,
-                vehicle_max_power=s.vehicle_max_power,
-                fixed=self.pins.get(s.session_id),
-            )
-            for s in self._active.values()
-        ]
-        plan = allocate_holding(self.tree, demands, self.available_power, self.strategy, self.held)
+        plan = allocate_holding(
+            self.tree,
+            list(self._demands.values()),
+            self.available_power,
+            self.strategy,
+            self.held,
+            self.pins,
+        )
         for session in self._active.values():
             limit = plan.effective[session.session_id]
             session.allocated_power = limit.power
@@ -409,6 +413,15 @@ def _physical_maximum(charger: ChargerConfig, sessions: list[Session]) -> dict[s
     ]
     limits = allocate(tree, demands, math.inf)
     return {session_id: limit.power for session_id, limit in limits.items()}
+
+
+def _demand(session: Session) -> Demand:
+    return Demand(
+        session_id=session.session_id,
+        charger_id=session.charger_id,
+        started_at=session.started_at,
+        vehicle_max_power=session.vehicle_max_power,
+    )
 
 
 def _session_load(session: Session) -> float:

@@ -79,3 +79,25 @@ def test_sum_of_what_chargers_may_apply_never_exceeds_a_limit(
         assert sum(may_apply[s.session_id] for s in on) <= max(limit, before)
     if prior_total <= root:
         assert sum(plan.effective[s].power for s in may_apply) <= root
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    caps=st.lists(st.one_of(st.none(), st.integers(1, 250)), min_size=1, max_size=8),
+    pins=st.lists(st.one_of(st.none(), st.integers(0, 300)), min_size=8, max_size=8),
+    root=st.integers(0, 700),
+)
+def test_pins_argument_equals_fixed_demands(
+    caps: list[int | None], pins: list[int | None], root: int
+) -> None:
+    from allocator import allocate
+
+    demands = [demand(f"s{i}", "ABC"[i % 3], float(i), cap) for i, cap in enumerate(caps)]
+    mapping = {f"s{i}": p for i, p in enumerate(pins[: len(caps)]) if p is not None}
+    rebuilt = [
+        Demand(
+            d.session_id, d.charger_id, d.started_at, d.vehicle_max_power, mapping.get(d.session_id)
+        )
+        for d in demands
+    ]
+    assert allocate(TREE, demands, root, Strategy.FAIR, mapping) == allocate(TREE, rebuilt, root)

@@ -109,7 +109,7 @@ class LimitPusher:
                     amps=config.rate_unit == "A", voltage=config.voltage, phases=config.phases
                 ),
             )
-        station.add_listener(self.wake_all)
+        station.add_listener(self._on_reallocated)
 
     # -- books -----------------------------------------------------------
 
@@ -199,6 +199,23 @@ class LimitPusher:
     def wake_all(self) -> None:
         for event in self._work.values():
             event.set()
+        self._note_progress()
+
+    def _on_reallocated(self) -> None:
+        """Wake only the workers of chargers whose limits changed: with a thousand
+        chargers connected, waking every one after each reallocation costs more
+        than the reallocation itself."""
+        plan = self.station.plan
+        if plan is not None:
+            to_wake = {
+                book.charger_id
+                for book in self.sessions.values()
+                if book.in_flight is None
+                and book.session_id in plan.effective
+                and (book.resend or plan.to_send(book.session_id, book.held) != book.confirmed)
+            }
+            for charger_id in to_wake:
+                self.wake(charger_id)
         self._note_progress()
 
     def idle(self) -> bool:

@@ -185,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--hours must be greater than 0")
     if args.url is not None and not args.url.startswith(("ws://", "wss://")):
         parser.error("--url must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:9000/ocpp")
+    for option, path in (("--report", args.report), ("--plot", args.plot)):
+        if path is not None and not path.resolve().parent.is_dir():
+            parser.error(f"{option}: no directory {str(path.parent)!r} to write {path.name} in")
     if args.rest_url is not None and args.url is None:
         parser.error("--rest-url goes with --url (the in-process controller needs none)")
     if args.announce_vehicles and args.url is not None and args.rest_url is None:

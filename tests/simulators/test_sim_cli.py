@@ -87,6 +87,8 @@ def test_not_json_at_all(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> 
         ),
         (["motorway", "--rest-url", "http://x:4567"], "--rest-url goes with --url"),
         (["motorway", "--url", "ws://x/ocpp", "--announce-vehicles"], "needs --rest-url"),
+        (["motorway", "--report", "no/such/dir/r.json"], "--report: no directory 'no/such/dir'"),
+        (["motorway", "--plot", "no/such/dir/p.png"], "--plot: no directory 'no/such/dir'"),
         ([], "required: scenario"),
     ],
 )

@@ -83,13 +83,14 @@ async def _serve(kind: str, config_path: str | None, conn: Connection,
 
     stopper: Callable[[], Awaitable[None]]
     if kind == CONTROLLER:
-        from controller.app import ControllerApp
+        from controller.app import ControllerApp, tune_gc
         from controller.config import load_config
 
         assert config_path is not None
         app = ControllerApp(load_config(Path(config_path)), host="127.0.0.1",
                             rest_port=0, ocpp_port=0)
         await app.start()
+        tune_gc()  # as ``ev-controller`` does once it is serving
         port, stopper = app.ocpp_port, app.stop
     elif kind == ECHO:
         port, stopper = await start_echo("127.0.0.1", 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import io
 import logging
 import signal
@@ -39,6 +40,21 @@ class Endpoints:
     host: str
     rest_port: int
     ocpp_port: int
+
+
+def tune_gc() -> None:
+    """Garbage collection for a long-running server, called once it has started.
+
+    Collection pauses are the tail of the time from a StartTransaction to the
+    last profile sent. What exists at start (code, config, recovered state)
+    lives as long as the process: frozen, it is never scanned again. Fewer,
+    larger young-generation collections than the defaults (700, 10, 10), which
+    collect every few hundred messages and promote the allocator's per-run
+    tables into the old generation, making full collections long. Cyclic
+    garbage is still collected.
+    """
+    gc.set_threshold(20_000, 20, 20)
+    gc.freeze()
 
 
 class ControllerApp:
@@ -158,6 +174,7 @@ class ControllerApp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        tune_gc()
         try:
             await stop.wait()
             log.info("stopping")

@@ -78,7 +78,7 @@ class CentralSystem:
         self.recorder = recorder
         self.start_keys: dict[StartKey, tuple[int, str]] = {}
         self._handlers: dict[
-            type[OcppModel], Callable[[ChargerLink, Any], Awaitable[OcppModel]]
+            type[OcppModel], Callable[[ChargerLink, Any], OcppModel | Awaitable[OcppModel]]
         ] = {
             BootNotificationRequest: self.boot_notification,
             HeartbeatRequest: self.heartbeat,
@@ -92,13 +92,19 @@ class CentralSystem:
             FirmwareStatusNotificationRequest: self.firmware_status,
         }
 
-    async def handle(self, link: ChargerLink, request: OcppModel) -> OcppModel:
+    def handle(self, link: ChargerLink, request: OcppModel) -> OcppModel | Awaitable[OcppModel]:
+        """The answer to a charger's request, or an awaitable of it when the answer
+        must wait for the store (acknowledged means committed)."""
         charger = self.station.charger(link.charger_id)
         charger.last_seen = self.service.now()
         handler = self._handlers.get(type(request))
         if handler is None:
             raise NotImplementedCall(f"{type(request).__name__} is not handled")
-        return await handler(link, request)
+        return handler(link, request)
+
+    async def _after_commit(self, response: OcppModel) -> OcppModel:
+        await self.recorder.commit()
+        return response
 
     def _now_utc(self) -> datetime:
         return datetime.fromtimestamp(self.service.now(), tz=UTC)
@@ -115,7 +121,7 @@ class CentralSystem:
 
     # -- connection-level ------------------------------------------------
 
-    async def boot_notification(
+    def boot_notification(
         self, link: ChargerLink, request: BootNotificationRequest
     ) -> BootNotificationResponse:
         charger = self.station.charger(link.charger_id)
@@ -165,10 +171,10 @@ class CentralSystem:
             self.pusher.set_rate_unit(charger_id, amps="Power" not in units and "Current" in units)
         self.recorder.charger(charger_id)
 
-    async def heartbeat(self, link: ChargerLink, request: HeartbeatRequest) -> HeartbeatResponse:
+    def heartbeat(self, link: ChargerLink, request: HeartbeatRequest) -> HeartbeatResponse:
         return HeartbeatResponse(current_time=self._now_utc())
 
-    async def status_notification(
+    def status_notification(
         self, link: ChargerLink, request: StatusNotificationRequest
     ) -> StatusNotificationResponse:
         charger = self.station.charger(link.charger_id)
@@ -186,21 +192,21 @@ class CentralSystem:
             )
         return StatusNotificationResponse()
 
-    async def authorize(self, link: ChargerLink, request: AuthorizeRequest) -> AuthorizeResponse:
+    def authorize(self, link: ChargerLink, request: AuthorizeRequest) -> AuthorizeResponse:
         return AuthorizeResponse(id_tag_info=IdTagInfo(status=self._id_tag_status(request.id_tag)))
 
-    async def data_transfer(
+    def data_transfer(
         self, link: ChargerLink, request: DataTransferRequest
     ) -> DataTransferResponse:
         return DataTransferResponse(status=DataTransferStatus.UNKNOWN_VENDOR_ID)
 
-    async def diagnostics_status(
+    def diagnostics_status(
         self, link: ChargerLink, request: DiagnosticsStatusNotificationRequest
     ) -> DiagnosticsStatusNotificationResponse:
         log.info("%s: diagnostics %s", link.charger_id, request.status.value)
         return DiagnosticsStatusNotificationResponse()
 
-    async def firmware_status(
+    def firmware_status(
         self, link: ChargerLink, request: FirmwareStatusNotificationRequest
     ) -> FirmwareStatusNotificationResponse:
         log.info("%s: firmware %s", link.charger_id, request.status.value)
@@ -208,9 +214,9 @@ class CentralSystem:
 
     # -- transactions ----------------------------------------------------
 
-    async def start_transaction(
+    def start_transaction(
         self, link: ChargerLink, request: StartTransactionRequest
-    ) -> StartTransactionResponse:
+    ) -> Awaitable[OcppModel]:
         charger = self.station.charger(link.charger_id)
         key: StartKey = (
             link.charger_id,
@@ -223,10 +229,12 @@ class CentralSystem:
         if known is not None:
             # A resend (the charger never saw our answer): same answer, nothing new.
             transaction_id, known_status = known
-            await self.recorder.commit()  # the first answer may still be on its way to disk
-            return StartTransactionResponse(
-                transaction_id=transaction_id,
-                id_tag_info=IdTagInfo(status=AuthorizationStatus(known_status)),
+            # The first answer may still be on its way to disk.
+            return self._after_commit(
+                StartTransactionResponse(
+                    transaction_id=transaction_id,
+                    id_tag_info=IdTagInfo(status=AuthorizationStatus(known_status)),
+                )
             )
         status = self._id_tag_status(request.id_tag)
         connector = request.connector_id - 1
@@ -243,9 +251,10 @@ class CentralSystem:
         self.start_keys[key] = (transaction_id, status.value)
         self.recorder.start_key(key, transaction_id, status.value, self.service.now())
         # Acknowledged means durable: the answer leaves only after the commit.
-        await self.recorder.commit()
-        return StartTransactionResponse(
-            transaction_id=transaction_id, id_tag_info=IdTagInfo(status=status)
+        return self._after_commit(
+            StartTransactionResponse(
+                transaction_id=transaction_id, id_tag_info=IdTagInfo(status=status)
+            )
         )
 
     def _open_session(
@@ -310,9 +319,7 @@ class CentralSystem:
         self.pusher.forget(session.session_id)
         self.service.request_reallocation()
 
-    async def meter_values(
-        self, link: ChargerLink, request: MeterValuesRequest
-    ) -> MeterValuesResponse:
+    def meter_values(self, link: ChargerLink, request: MeterValuesRequest) -> MeterValuesResponse:
         session = self._session_for(link.charger_id, request.connector_id, request.transaction_id)
         if session is None:
             return MeterValuesResponse()  # late, unknown or for the whole charger: nothing to do
@@ -341,20 +348,19 @@ class CentralSystem:
             session = self.station.active_on(charger_id, connector_id - 1)
         return session if session is not None and session.active else None
 
-    async def stop_transaction(
+    def stop_transaction(
         self, link: ChargerLink, request: StopTransactionRequest
-    ) -> StopTransactionResponse:
+    ) -> Awaitable[OcppModel]:
         status = self._id_tag_status(request.id_tag)
         info = None if request.id_tag is None else IdTagInfo(status=status)
         session = self.station.by_transaction(request.transaction_id)
         if session is None or session.charger_id != link.charger_id or not session.active:
             # Unknown, -1, or already stopped (a resend): answered, nothing changes.
-            await self.recorder.commit()  # the first stop may still be on its way to disk
-            return StopTransactionResponse(id_tag_info=info)
+            # The first stop may still be on its way to disk.
+            return self._after_commit(StopTransactionResponse(id_tag_info=info))
         energy = None
         if session.meter_start_wh is not None:
             energy = max(0.0, (request.meter_stop - session.meter_start_wh) / 1000.0)
         reason = request.reason.value if request.reason is not None else "Local"
         self._close(session, self.service.now(), reason=reason, consumed_energy=energy)
-        await self.recorder.commit()
-        return StopTransactionResponse(id_tag_info=info)
+        return self._after_commit(StopTransactionResponse(id_tag_info=info))

@@ -11,15 +11,14 @@ A second connection for the same id replaces the first.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Sequence
 from http import HTTPStatus
 from urllib.parse import unquote
 
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -27,6 +26,7 @@ from controller.config import StationConfig
 from controller.ocpp.central import CentralSystem
 from controller.ocpp.link import ChargerLink
 from controller.ocpp.push import LimitPusher
+from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +68,15 @@ class OcppServer:
         self.pusher = pusher
         self.station = central.station
         self.links: dict[str, ChargerLink] = {}
-        self._server: Server | None = None
+        self._channels: set[WebSocketChannel] = set()
+        self._server: asyncio.Server | None = None
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await serve(
-            self._serve_charger,
-            host,
-            port,
-            process_request=self._check_request,
-            select_subprotocol=self._select_subprotocol,
-            subprotocols=[SUBPROTOCOL],
-            compression=None,  # per-connection memory matters with thousands of chargers
-            ping_interval=30,
-            ping_timeout=30,
-        )
-        self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else port
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._new_channel, host, port, backlog=1024)
+        sockets = self._server.sockets
+        self.port = sockets[0].getsockname()[1] if sockets else port
         log.info(
             "OCPP 1.6J on ws://%s:%d%s/{chargePointId}",
             host,
@@ -92,18 +85,38 @@ class OcppServer:
         )
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Refuse new connections, close every charger's (1001 going away), wait for them."""
+        if self._server is None:
+            return
+        self._server.close()
+        channels = list(self._channels)
+        for channel in channels:
+            channel.close(1001, "controller shutting down")
+        if channels:
+            await asyncio.wait([c.closed for c in channels], timeout=CLOSE_TIMEOUT)
+            for channel in channels:
+                if not channel.closed.done():
+                    channel.abort()
+        await self._server.wait_closed()
+        self._server = None
+
+    def _new_channel(self) -> WebSocketChannel:
+        channel = WebSocketChannel(
+            subprotocols=[SUBPROTOCOL],
+            check_request=self._check_request,
+            on_open=self._open,
+        )
+        self._channels.add(channel)
+        channel.closed.add_done_callback(lambda _: self._channels.discard(channel))
+        return channel
 
     # -- handshake -------------------------------------------------------
 
-    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _check_request(self, channel: WebSocketChannel, request: Request) -> Response | None:
         charger_id = charger_id_from_path(request.path, self.config.server.ocpp_path)
         charger = None if charger_id is None else self.config.charger(charger_id)
         if charger is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+            return channel.protocol.reject(HTTPStatus.NOT_FOUND, "unknown charge point\n")
         if charger.password is not None:
             credentials = basic_credentials(request.headers.get("Authorization"))
             if (
@@ -111,37 +124,31 @@ class OcppServer:
                 or credentials[0] != charger.id
                 or not hmac.compare_digest(credentials[1].encode(), charger.password.encode())
             ):
-                response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+                response = channel.protocol.reject(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
                 response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
                 return response
         return None
 
-    @staticmethod
-    def _select_subprotocol(
-        connection: ServerConnection, subprotocols: Sequence[Subprotocol]
-    ) -> Subprotocol | None:
-        return SUBPROTOCOL if SUBPROTOCOL in subprotocols else None
-
     # -- a charger's connection ------------------------------------------
 
-    async def _serve_charger(self, websocket: ServerConnection) -> None:
-        if websocket.subprotocol is None:
-            await websocket.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp1.6 required")
-            return
-        assert websocket.request is not None
-        charger_id = charger_id_from_path(websocket.request.path, self.config.server.ocpp_path)
+    def _open(self, channel: WebSocketChannel) -> ChargerLink | None:
+        if channel.subprotocol is None:
+            channel.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp1.6 required")
+            return None
+        charger_id = charger_id_from_path(channel.path, self.config.server.ocpp_path)
         assert charger_id is not None  # checked before the upgrade
         link = ChargerLink(
             charger_id,
-            websocket,
+            channel,
             self.central.handle,
             call_timeout=self.config.ocpp.call_timeout,
+            on_closed=self._closed,
         )
         previous = self.links.get(charger_id)
         self.links[charger_id] = link
         if previous is not None:
             log.info("%s: new connection replaces the previous one", charger_id)
-            await previous.close("replaced by a new connection")
+            previous.close("replaced by a new connection")
         charger = self.station.charger(charger_id)
         charger.connected = True
         charger.last_seen = self.central.service.now()
@@ -149,12 +156,13 @@ class OcppServer:
         if charger.booted:
             # OCPP-J 5.4: a charger that reconnects need not boot again.
             self.pusher.attach(link)
-        try:
-            await link.run()
-        finally:
-            self.pusher.detach(link)
-            if self.links.get(charger_id) is link:
-                del self.links[charger_id]
-                charger.connected = False
-                charger.disconnected_at = self.central.service.now()
-                self.central.service.request_reallocation()
+        return link
+
+    def _closed(self, link: ChargerLink) -> None:
+        self.pusher.detach(link)
+        if self.links.get(link.charger_id) is link:
+            del self.links[link.charger_id]
+            charger = self.station.charger(link.charger_id)
+            charger.connected = False
+            charger.disconnected_at = self.central.service.now()
+            self.central.service.request_reallocation()

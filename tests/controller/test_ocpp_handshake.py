@@ -86,7 +86,7 @@ async def test_second_connection_replaces_the_first(start_controller: Any) -> No
     await first.closed.wait()
     await second.boot()
     assert app.station.chargers["CP001"].connected
-    assert app.ocpp.links["CP001"].websocket is not None
+    assert app.ocpp.links["CP001"].channel.open
     await second.close()
     await second.closed.wait()
 

@@ -55,6 +55,12 @@ from protocol.messages.timestamps import UnparsedTimestamp
 
 log = logging.getLogger(__name__)
 
+# Empty answers are immutable: built once, not validated again on every message.
+NO_METER_VALUES_ANSWER = MeterValuesResponse()
+NO_STATUS_ANSWER = StatusNotificationResponse()
+NO_DIAGNOSTICS_ANSWER = DiagnosticsStatusNotificationResponse()
+NO_FIRMWARE_ANSWER = FirmwareStatusNotificationResponse()
+
 # GetConfiguration keys (OCPP 1.6 section 9.1) read after boot, best effort.
 FEATURE_PROFILES_KEY = "SupportedFeatureProfiles"
 RATE_UNIT_KEY = "ChargingScheduleAllowedChargingRateUnit"
@@ -190,7 +196,7 @@ class CentralSystem:
             log.info(
                 "%s: status for unknown connector %d ignored", link.charger_id, request.connector_id
             )
-        return StatusNotificationResponse()
+        return NO_STATUS_ANSWER
 
     def authorize(self, link: ChargerLink, request: AuthorizeRequest) -> AuthorizeResponse:
         return AuthorizeResponse(id_tag_info=IdTagInfo(status=self._id_tag_status(request.id_tag)))
@@ -204,13 +210,13 @@ class CentralSystem:
         self, link: ChargerLink, request: DiagnosticsStatusNotificationRequest
     ) -> DiagnosticsStatusNotificationResponse:
         log.info("%s: diagnostics %s", link.charger_id, request.status.value)
-        return DiagnosticsStatusNotificationResponse()
+        return NO_DIAGNOSTICS_ANSWER
 
     def firmware_status(
         self, link: ChargerLink, request: FirmwareStatusNotificationRequest
     ) -> FirmwareStatusNotificationResponse:
         log.info("%s: firmware %s", link.charger_id, request.status.value)
-        return FirmwareStatusNotificationResponse()
+        return NO_FIRMWARE_ANSWER
 
     # -- transactions ----------------------------------------------------
 
@@ -322,7 +328,7 @@ class CentralSystem:
     def meter_values(self, link: ChargerLink, request: MeterValuesRequest) -> MeterValuesResponse:
         session = self._session_for(link.charger_id, request.connector_id, request.transaction_id)
         if session is None:
-            return MeterValuesResponse()  # late, unknown or for the whole charger: nothing to do
+            return NO_METER_VALUES_ANSWER  # late, unknown or for the whole charger: nothing to do
         reading = read_meter_values(request.meter_value)
         energy = None
         if reading.energy_register_kwh is not None and session.meter_start_wh is not None:
@@ -335,7 +341,7 @@ class CentralSystem:
             state_of_charge=reading.soc_percent,
         )
         self.recorder.session(session)  # written behind: meter readings need no acknowledgement
-        return MeterValuesResponse()
+        return NO_METER_VALUES_ANSWER
 
     def _session_for(
         self, charger_id: str, connector_id: int, transaction_id: int | None

@@ -36,7 +36,7 @@ class MeterReading:
 
 
 def _number(sample: SampledValue) -> float | None:
-    if sample.effective_format is ValueFormat.SIGNED_DATA:
+    if sample.format is ValueFormat.SIGNED_DATA:
         return None
     try:
         value = float(sample.value)
@@ -45,18 +45,16 @@ def _number(sample: SampledValue) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _power_kw(sample: SampledValue, value: float) -> float | None:
-    unit = sample.unit or UnitOfMeasure.W
-    if unit is UnitOfMeasure.W:
+def _power_kw(unit: UnitOfMeasure | None, value: float) -> float | None:
+    if unit is None or unit is UnitOfMeasure.W:
         return value / 1000.0
     if unit is UnitOfMeasure.KW:
         return value
     return None
 
 
-def _energy_kwh(sample: SampledValue, value: float) -> float | None:
-    unit = sample.effective_unit
-    if unit is UnitOfMeasure.WH:
+def _energy_kwh(unit: UnitOfMeasure | None, value: float) -> float | None:
+    if unit is None or unit is UnitOfMeasure.WH:  # the spec's default unit
         return value / 1000.0
     if unit is UnitOfMeasure.KWH:
         return value
@@ -64,7 +62,11 @@ def _energy_kwh(sample: SampledValue, value: float) -> float | None:
 
 
 def read_meter_values(meter_values: Iterable[MeterValue]) -> MeterReading:
-    """The latest power, energy register and SoC found in the samples, in order given."""
+    """The latest power, energy register and SoC found in the samples, in order given.
+
+    Runs for every MeterValues, so the spec defaults are applied inline (an absent
+    measurand is the energy register, an absent location the outlet).
+    """
     power: float | None = None
     energy: float | None = None
     soc: float | None = None
@@ -72,14 +74,15 @@ def read_meter_values(meter_values: Iterable[MeterValue]) -> MeterReading:
         total_power: float | None = None
         phase_power: dict[str, float] = {}
         for sample in meter_value.sampled_value:
-            if sample.effective_location is not Location.OUTLET:
+            location = sample.location
+            if location is not None and location is not Location.OUTLET:
                 continue
             value = _number(sample)
             if value is None:
                 continue
-            measurand = sample.effective_measurand
+            measurand = sample.measurand or Measurand.ENERGY_ACTIVE_IMPORT_REGISTER
             if measurand is Measurand.POWER_ACTIVE_IMPORT:
-                kw = _power_kw(sample, value)
+                kw = _power_kw(sample.unit, value)
                 if kw is None:
                     continue
                 if sample.phase is None:
@@ -87,7 +90,7 @@ def read_meter_values(meter_values: Iterable[MeterValue]) -> MeterReading:
                 elif sample.phase.value in _SUMMED_PHASES:
                     phase_power[sample.phase.value] = kw
             elif measurand is Measurand.ENERGY_ACTIVE_IMPORT_REGISTER and sample.phase is None:
-                kwh = _energy_kwh(sample, value)
+                kwh = _energy_kwh(sample.unit, value)
                 if kwh is not None:
                     energy = kwh
             elif measurand is Measurand.SOC:

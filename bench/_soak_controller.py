@@ -126,6 +126,19 @@ class ControllerProcess:
             return []
         return [line for line in text.splitlines() if " ERROR " in line or " CRITICAL " in line]
 
+    def last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def log_count(self, text: str) -> int:
+        try:
+            return self.log_path.read_text(errors="replace").count(text)
+        except OSError:
+            return 0
+
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the controller process so far."""
         if self.process is None or self.process.returncode is not None:

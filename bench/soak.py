@@ -55,6 +55,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +84,8 @@ from simulators.link import OcppLink  # noqa: E402
 POLL_INTERVAL = 0.5  # s between status polls
 LEDGER_LAG = 5.0  # s the ledger stays behind real time, so that every record is in
 LAG_PROBE = 0.05  # s between two probes of this process's event loop
+SIGTERM_GRACE = 30.0  # s the controller gets to stop cleanly at the end
+STALE_AFTER = 3.0  # s after a charger closed its socket, the status must say it is not connected
 METER_INTERVAL = 10  # s between MeterValues samples
 REST_SHARE = 20  # every 20th charger is driven over REST
 POWERS_KW = (22, 22, 50, 75, 100, 150)
@@ -251,6 +254,9 @@ class Soak:
         self.rest_starts: list[RestStart] = []
         self.session_ids: dict[int, str] = {}  # transactionId -> sessionId, seen in polls
         self.held: set[str] = set()
+        self.held_since: dict[str, float] = {}
+        # Chargers the status still called connected well after their socket had closed.
+        self.stale_connected: set[str] = set()
         self.tally = Tally()
         self.rss: dict[str, int | None] = {}
         self.rss_peak = 0
@@ -347,7 +353,7 @@ class Soak:
                 self.controller_cpu_s += self.ctl.cpu_seconds() or 0.0
                 self.load_average = (self.load_average[0], os.getloadavg()[0])
                 stopping = time.time()
-                self.tally.sigterm_exit = await self.ctl.terminate()
+                self.tally.sigterm_exit = await self.ctl.terminate(SIGTERM_GRACE)
                 self.tally.sigterm_s = time.time() - stopping
             finally:
                 self.harvest_links(final=True)
@@ -499,11 +505,13 @@ class Soak:
                 self.tally.disconnects += 1
                 self.held.add(charger_id)
                 await cp.disconnect(hold=True)
+                self.held_since[charger_id] = time.time()
                 load.create_task(self.reconnect_later(charger_id, rnd.uniform(1, 20)))
 
     async def reconnect_later(self, charger_id: str, seconds: float) -> None:
         await self.pause(seconds)
         self.held.discard(charger_id)
+        self.held_since.pop(charger_id, None)
         self.cps[charger_id].reconnect()
 
     # -- the restart ----------------------------------------------------------------------------
@@ -645,6 +653,10 @@ class Soak:
                 if tx_id is not None:
                     self.session_ids.setdefault(tx_id, session["sessionId"])
             self.rss_peak = max(self.rss_peak, self.ctl.rss_kib() or 0)
+            for charger in status["chargers"]:
+                since = self.held_since.get(charger["id"])
+                if charger["connected"] and since is not None and sent - since > STALE_AFTER:
+                    self.stale_connected.add(charger["id"])
             await self.idle(POLL_INTERVAL)
 
     def watermark(self) -> float:
@@ -789,24 +801,18 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     )
 
 
-def report(soak: Soak) -> int:
+Row = tuple[str, str, str]  # figure, value, detail
+
+
+def figures(soak: Soak) -> list[Row]:
     tally, ledger, station = soak.tally, soak.ledger, soak.station
     ocpp_acked = sum(s.tx.transaction_id is not None for s in soak.ocpp_starts)
     rest_acked = sum(s.session_id is not None for s in soak.rest_starts)
-    started = len(soak.ocpp_starts) + len(soak.rest_starts)
-    exceeded = ledger.exceeded()
-    highest = ledger.highest()
-    worst = ledger.worst()
-    waits = ledger.wait_quantiles()
     total_s = time.time() - soak.started_at
-    client_cpu = sum(os.times()[:2])
-    lag = quantiles(soak.loop_lags)
-    load_s = soak.load_ended_at - soak.load_started_at
-    config = station.config
-    rows: list[tuple[str, str, str]] = [
+    rows: list[Row] = [
         (
             "sessions started",
-            n(started),
+            n(len(soak.ocpp_starts) + len(soak.rest_starts)),
             f"OCPP transactions {n(len(soak.ocpp_starts))}"
             f" + REST starts {n(len(soak.rest_starts))}",
         ),
@@ -830,23 +836,23 @@ def report(soak: Soak) -> int:
             "sessions recorded twice or transactionIds given twice (must be 0)",
         ),
     ]
+    highest, worst = ledger.highest(), ledger.worst()
     if highest is not None and worst is not None:
         rows.append(
             (
                 "highest sum of limits / root limit",
                 f"{n(highest.total_kw)} / {n(highest.root_kw)} kW",
                 f"chargers' TxProfiles {n(highest.chargers_kw)} + REST {n(highest.rest_kw)}; "
-                f"over the root in {len(exceeded)} of {n(len(ledger.verdicts))} polls"
+                f"over the root in {len(ledger.exceeded())} of {n(len(ledger.verdicts))} polls"
                 f" (closest: {worst.total_kw - worst.root_kw:+,.0f} kW)",
             )
         )
-    roots = sorted(soak.roots_seen)
     rows += [
         (
             "root limit",
             f"{n(station.root_kw)} kW",
             f"grid {n(station.grid_kw)} + battery {n(station.battery_kw)}; availablePower polled: "
-            + ", ".join(n(r) for r in roots),
+            + ", ".join(n(r) for r in sorted(soak.roots_seen)),
         ),
         (
             "chargers' TxProfiles alone, peak",
@@ -854,6 +860,7 @@ def report(soak: Soak) -> int:
             f"at any instant, at {mmss(ledger.highest_sum_at - soak.load_started_at)}",
         ),
     ]
+    waits = ledger.wait_quantiles()
     if waits is not None:
         rows.append(
             (
@@ -864,6 +871,9 @@ def report(soak: Soak) -> int:
                 "the failsafe default at once",
             )
         )
+    lag = quantiles(soak.loop_lags)
+    load_s = soak.load_ended_at - soak.load_started_at
+    stop = "killed" if tally.sigterm_exit is None else f"exit {tally.sigterm_exit}"
     rows += [
         (
             "TxProfiles accepted / refused",
@@ -907,8 +917,8 @@ def report(soak: Soak) -> int:
             "CPU",
             f"{n(soak.controller_cpu_s)} s controller",
             f"{soak.controller_cpu_s / max(total_s, 1):.0%} of a core over the run; this "
-            f"process {n(client_cpu)} s; load average {soak.load_average[0]:.1f} at the start, "
-            f"{soak.load_average[1]:.1f} at the end (2 cores, shared with whatever else runs)",
+            f"process {n(sum(os.times()[:2]))} s; load average {soak.load_average[0]:.1f} at "
+            f"the start, {soak.load_average[1]:.1f} at the end (2 cores, shared)",
         ),
         (
             "client event loop lag",
@@ -923,60 +933,100 @@ def report(soak: Soak) -> int:
         ),
         (
             "controller stop (SIGTERM)",
-            "-" if tally.sigterm_exit is None else f"exit {tally.sigterm_exit}",
-            f"in {tally.sigterm_s:.1f} s",
+            stop,
+            f"after {tally.sigterm_s:.1f} s"
+            + (f" (no exit within {SIGTERM_GRACE:.0f} s: SIGKILL)" if stop == "killed" else ""),
         ),
     ]
-    groups = ", ".join(g["id"] for g in config["groups"])
-    print(
-        f"soak: {len(config['chargers'])} chargers ({len(station.ocpp)} OCPP, "
-        f"{len(station.rest)} REST), {2 * len(config['chargers'])} connectors, "
-        f"grid {n(station.grid_kw)} kW, battery {n(station.battery_kw)} kW / "
-        f"{n(config['battery']['initialCapacity'])} kWh, groups {groups} > cable-B1; "
-        f"seed {soak.seed}"
-    )
-    label_w = max(len(r[0]) for r in rows)
-    value_w = max(len(r[1]) for r in rows)
-    print(f"{'':{label_w}}  {'':>{value_w}}")
-    for label, value, detail in rows:
-        print(f"{label:{label_w}}  {value:>{value_w}}  {detail}")
-    problems = [*tally.lost, *tally.duplicated]
-    problems += [
+    return rows
+
+
+def problems(soak: Soak) -> list[str]:
+    """What makes the run fail."""
+    tally = soak.tally
+    found = [*tally.lost, *tally.duplicated]
+    found += [
         f"over the root limit at {mmss(v.at - soak.load_started_at)}: TxProfiles "
         f"{v.chargers_kw:,.1f} + REST {v.rest_kw:,.0f} > {v.root_kw:,.0f} kW"
-        for v in exceeded[:10]
+        for v in soak.ledger.exceeded()
     ]
-    notes = list(tally.notes)
+    if tally.energy_wrong:
+        found.append(f"{tally.energy_wrong} stopped sessions with the wrong energy")
+    return found
+
+
+def notes(soak: Soak) -> list[str]:
+    """What is worth knowing but does not fail the run."""
+    tally, ledger = soak.tally, soak.ledger
+    found = list(tally.notes)
     if tally.never_acknowledged:
-        notes.append(f"{tally.never_acknowledged} charger transactions never got a transactionId")
+        found.append(f"{tally.never_acknowledged} charger transactions never got a transactionId")
     if tally.rest_recorded_without_ack:
-        notes.append(
+        found.append(
             f"{tally.rest_recorded_without_ack} REST sessions recorded whose 201 never arrived "
             "(committed just before the kill): stopped by the soak"
         )
     if tally.rest_stop_already_stopped:
-        notes.append(f"{tally.rest_stop_already_stopped} REST stops answered 409 already stopped")
+        found.append(f"{tally.rest_stop_already_stopped} REST stops answered 409 already stopped")
     if tally.left_active:
-        notes.append(f"{tally.left_active} sessions still active at the end")
+        found.append(f"{tally.left_active} sessions still active at the end")
     if ledger.late_events:
-        notes.append(f"{ledger.late_events} ledger events recorded late")
+        found.append(f"{ledger.late_events} ledger events recorded late")
     if soak.warnings.count:
-        notes.append(
+        found.append(
             f"{soak.warnings.count} simulator warnings, first: " + " | ".join(soak.warnings.first)
         )
+    if soak.stale_connected:
+        found.append(
+            f"{len(soak.stale_connected)} chargers still shown connected more than "
+            f"{STALE_AFTER:.0f} s after their socket closed: {sorted(soak.stale_connected)[:8]}"
+        )
+    replaced = soak.ctl.log_count("new connection replaces the previous one")
+    if replaced:
+        found.append(f"{replaced} reconnections found the charger's previous connection open")
     errors = soak.ctl.log_errors()
     if errors:
-        notes.append(f"{len(errors)} ERROR lines in the controller log, first: {errors[0]}")
+        found.append(f"{len(errors)} ERROR lines in the controller log, first: {errors[0]}")
     if soak.polls_failed:
-        notes.append(f"{soak.polls_failed} status polls unanswered (the controller was down)")
-    for line in problems[:20]:
+        found.append(f"{soak.polls_failed} status polls unanswered (the controller was down)")
+    if tally.sigterm_exit is None:
+        found.append(
+            f"the controller did not exit within {SIGTERM_GRACE:.0f} s of SIGTERM; its log ends "
+            f"with: {soak.ctl.last_log_line()}"
+        )
+    return found
+
+
+def keep_files(soak: Soak, failures: list[str]) -> bool:
+    """The database and the controller's log are kept when there is something to look into."""
+    hung = soak.tally.sigterm_exit is None
+    return bool(failures or soak.args.keep or soak.ctl.log_errors() or hung)
+
+
+def report(soak: Soak) -> int:
+    station, config = soak.station, soak.station.config
+    print(
+        f"soak: {len(config['chargers'])} chargers ({len(station.ocpp)} OCPP, "
+        f"{len(station.rest)} REST), {2 * len(config['chargers'])} connectors, "
+        f"grid {n(station.grid_kw)} kW, battery {n(station.battery_kw)} kW / "
+        f"{n(config['battery']['initialCapacity'])} kWh, groups feeder-A, feeder-B > cable-B1; "
+        f"seed {soak.seed}"
+    )
+    rows = figures(soak)
+    label_w = max(len(r[0]) for r in rows)
+    value_w = max(len(r[1]) for r in rows)
+    print(f"{'figure':{label_w}}  {'value':>{value_w}}  detail")
+    print(f"{'-' * label_w}  {'-' * value_w}  {'-' * 40}")
+    for label, value, detail in rows:
+        print(f"{label:{label_w}}  {value:>{value_w}}  {detail}")
+    failures = problems(soak)
+    for line in failures[:20]:
         print(f"PROBLEM: {line}")
-    for line in notes:
+    for line in notes(soak):
         print(f"note: {line}")
-    failed = bool(tally.lost or tally.duplicated or exceeded or tally.energy_wrong)
-    kept = f" (controller log: {soak.ctl.log_path})" if failed or soak.args.keep else ""
-    print(f"result: {'FAILED' if failed else 'ok'}{kept}")
-    return 1 if failed else 0
+    kept = f" (files in {soak.workdir})" if keep_files(soak, failures) else ""
+    print(f"result: {'FAILED' if failures else 'ok'}{kept}")
+    return 1 if failures else 0
 
 
 def main() -> int:
@@ -996,10 +1046,8 @@ def main() -> int:
         print(f"soak: the run could not be carried out: {error} (files in {folder})")
         return 2
     status = report(soak)
-    if status == 0 and not args.keep:
-        for path in sorted(Path(folder).iterdir()):
-            path.unlink()
-        os.rmdir(folder)
+    if not keep_files(soak, problems(soak)):
+        shutil.rmtree(folder)
     return status
 
 

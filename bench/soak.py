@@ -809,6 +809,11 @@ def figures(soak: Soak) -> list[Row]:
     ocpp_acked = sum(s.tx.transaction_id is not None for s in soak.ocpp_starts)
     rest_acked = sum(s.session_id is not None for s in soak.rest_starts)
     total_s = time.time() - soak.started_at
+    unanswered_at_kill = [s for s in soak.ocpp_starts if not s.acked_before_kill]
+    before_kill = [s.tx.started_at < tally.killed_at for s in unanswered_at_kill]
+    during_downtime = [
+        tally.killed_at <= s.tx.started_at < tally.back_at for s in unanswered_at_kill
+    ]
     rows: list[Row] = [
         (
             "sessions started",
@@ -828,6 +833,13 @@ def figures(soak: Soak) -> list[Row]:
             f"of {n(tally.acked_before_kill)} acknowledged before the kill "
             f"({n(tally.recovered_active)} active, the rest history); "
             f"sessionId also compared for {n(tally.checked_session_ids)}",
+        ),
+        (
+            "answered only by the new process",
+            n(sum(before_kill) + sum(during_downtime)),
+            f"StartTransactions from the chargers' queues: {n(sum(before_kill))} begun before "
+            f"the kill and not answered by then, {n(sum(during_downtime))} begun while the "
+            "controller was down",
         ),
         ("lost", n(len(tally.lost)), "acknowledged, then missing or wrong (must be 0)"),
         (

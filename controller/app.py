@@ -7,7 +7,7 @@ run the real thing in-process and read the ports it got.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import faulthandler
 import gc
 import io
 import logging
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # No shutdown step may hold the process up longer than this (SIGTERM must stop it).
 SHUTDOWN_STEP_TIMEOUT = 5.0
+# Nor the whole shutdown.
+STOP_DEADLINE = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,14 @@ class Endpoints:
     host: str
     rest_port: int
     ocpp_port: int
+
+
+def _log_running_tasks() -> None:
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            stack = io.StringIO()
+            task.print_stack(file=stack)
+            log.error("still running: %s\n%s", task.get_name(), stack.getvalue())
 
 
 def tune_gc() -> None:
@@ -137,21 +147,18 @@ class ControllerApp:
         self._stopped = True
         log.debug("closing charger connections")
         try:
-            await asyncio.wait_for(self.ocpp.stop(), SHUTDOWN_STEP_TIMEOUT)
+            async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT):
+                await self.ocpp.stop()
         except TimeoutError:
             log.error("charger connections did not close in time")
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    stack = io.StringIO()
-                    task.print_stack(file=stack)
-                    log.error("still running: %s\n%s", task.get_name(), stack.getvalue())
+            _log_running_tasks()
         log.debug("charger connections closed")
         self.service.cancel_pending()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # gather, not "suppress(CancelledError): await task": that would also swallow
+        # a cancellation of stop() itself.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -179,4 +186,10 @@ class ControllerApp:
             await stop.wait()
             log.info("stopping")
         finally:
+            # Every acknowledged change is already committed, so a stop that hangs
+            # can lose nothing that matters: after STOP_DEADLINE it is cut short,
+            # with the stacks of every thread and task in the log to say why.
+            loop.call_later(STOP_DEADLINE - 1, _log_running_tasks)
+            faulthandler.dump_traceback_later(STOP_DEADLINE, exit=True)
             await self.stop()
+            faulthandler.cancel_dump_traceback_later()

@@ -45,9 +45,14 @@ def config_path(flag: Path | None) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.getLevelName(args.log_level.upper())
+    if not isinstance(level, int):
+        print(f"ev-controller: unknown --log-level {args.log_level!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.DEBUG:
+        # One line per WebSocket opened or closed is noise with thousands of chargers.
+        logging.getLogger("controller.ocpp.wire").setLevel(max(level, logging.WARNING))
     path = config_path(args.config)
     try:
         config = load_config(path)

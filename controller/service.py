@@ -219,8 +219,12 @@ class StationService:
             self._wake.clear()
             wakeup = self.station.next_wakeup()
             timeout = None if wakeup is None else max(0.0, wakeup - self.now())
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the event fires, and the task would then
+            # outlive the controller's stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             if not self._wake.is_set():
                 self.station.refresh(self.now())
 

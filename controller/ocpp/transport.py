@@ -28,6 +28,8 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
 log = logging.getLogger(__name__)
+# websockets' own messages (one per connection opened or closed): at INFO only when asked.
+wire_log = logging.getLogger("controller.ocpp.wire")
 
 MAX_MESSAGE = 1024 * 1024
 # A charger that sends nothing for this long is pinged; if it still says
@@ -75,7 +77,7 @@ class WebSocketChannel(asyncio.Protocol):
             subprotocols=self._subprotocols,
             select_subprotocol=_first_offered,
             max_size=MAX_MESSAGE,
-            logger=log,
+            logger=wire_log,
         )
         self._check_request = check_request
         self._on_open = on_open

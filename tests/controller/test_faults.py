@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from controller.app import ControllerApp
@@ -203,3 +204,26 @@ async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: 
     assert tracker.violations == []
     assert tracker.highest <= 2000
     await asyncio.gather(*(c.close() for c in chargers))
+
+
+async def test_stop_is_prompt_with_many_chargers_and_a_battery(tmp_path: Path) -> None:
+    # Closing 150 connections reallocates while the battery timer (on the real clock,
+    # waiting for the battery's next event) is being cancelled: the timer must not
+    # swallow its cancellation and hold the stop up.
+    config = config_from_dict(
+        {
+            **many_chargers(150),
+            "battery": {"initialCapacity": 500, "power": 100},
+        }
+    )
+    app = ControllerApp(
+        config, host="127.0.0.1", rest_port=0, ocpp_port=0, db_path=tmp_path / "c.db"
+    )
+    await app.start()
+    chargers = [FakeCharger(ocpp_url(app), f"C{i:03d}") for i in range(150)]
+    await asyncio.gather(*(c.connect() for c in chargers))
+    await asyncio.gather(*(c.boot() for c in chargers))
+    await asyncio.gather(*(c.call(start_request(1)) for c in chargers))
+    async with asyncio.timeout(15):
+        await app.stop()
+    await asyncio.gather(*(c.closed.wait() for c in chargers))

@@ -9,6 +9,8 @@ charger does not retry them forever.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -108,8 +110,14 @@ class CentralSystem:
             raise NotImplementedCall(f"{type(request).__name__} is not handled")
         return handler(link, request)
 
-    async def _after_commit(self, response: OcppModel) -> OcppModel:
+    async def _after_commit(
+        self, response: OcppModel, then: Callable[[], None] | None = None
+    ) -> OcppModel:
         await self.recorder.commit()
+        if then is not None:
+            # Runs once the link has written this answer: it writes it in the same
+            # step as this coroutine returns, and call_soon waits for that step.
+            asyncio.get_running_loop().call_soon(then)
         return response
 
     def _now_utc(self) -> datetime:
@@ -246,6 +254,7 @@ class CentralSystem:
         connector = request.connector_id - 1
         if not 0 <= connector < charger.config.connectors:
             status = AuthorizationStatus.INVALID
+        announce: Callable[[], None] | None = None
         if status is not AuthorizationStatus.ACCEPTED:
             # Answered with a fresh id so the charger can end the transaction cleanly;
             # no session is created and a later StopTransaction finds nothing.
@@ -254,13 +263,15 @@ class CentralSystem:
             session = self._open_session(link, charger, connector, request)
             assert session.transaction_id is not None
             transaction_id = session.transaction_id
+            announce = functools.partial(self.pusher.announce, session.session_id)
         self.start_keys[key] = (transaction_id, status.value)
         self.recorder.start_key(key, transaction_id, status.value, self.service.now())
         # Acknowledged means durable: the answer leaves only after the commit.
         return self._after_commit(
             StartTransactionResponse(
                 transaction_id=transaction_id, id_tag_info=IdTagInfo(status=status)
-            )
+            ),
+            then=announce,
         )
 
     def _open_session(
@@ -304,7 +315,11 @@ class CentralSystem:
             meterStart=request.meter_start,
         )
         self.pusher.track(
-            session.session_id, link.charger_id, request.connector_id, session.transaction_id
+            session.session_id,
+            link.charger_id,
+            request.connector_id,
+            session.transaction_id,
+            announced=False,
         )
         self.service.request_reallocation()
         return session

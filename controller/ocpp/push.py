@@ -55,6 +55,9 @@ class ProfileBook:
     failures: int = 0
     retry_at: float = 0.0
     resend: bool = False
+    # The charger has been told the transaction id (StartTransaction.conf sent): a
+    # TxProfile naming it before then would be rejected (OCPP 1.6 section 5.16).
+    announced: bool = True
 
     @property
     def held(self) -> int | None:
@@ -120,13 +123,24 @@ class LimitPusher:
         connector_id: int,
         transaction_id: int,
         confirmed: int | None = None,
+        *,
+        announced: bool = True,
     ) -> None:
-        book = ProfileBook(session_id, charger_id, connector_id, transaction_id, confirmed)
+        book = ProfileBook(
+            session_id, charger_id, connector_id, transaction_id, confirmed, announced=announced
+        )
         self.sessions[session_id] = book
         self.chargers[charger_id].sessions[session_id] = book
         self._sync_held(book)
         self.on_book_change(book)
         self.wake(charger_id)
+
+    def announce(self, session_id: str) -> None:
+        """The StartTransaction.conf has gone out: the transaction's limits may follow."""
+        book = self.sessions.get(session_id)
+        if book is not None and not book.announced:
+            book.announced = True
+            self.wake(book.charger_id)
 
     def forget(self, session_id: str) -> None:
         book = self.sessions.pop(session_id, None)
@@ -211,6 +225,7 @@ class LimitPusher:
                 book.charger_id
                 for book in self.sessions.values()
                 if book.in_flight is None
+                and book.announced
                 and book.session_id in plan.effective
                 and (book.resend or plan.to_send(book.session_id, book.held) != book.confirmed)
             }
@@ -286,7 +301,11 @@ class LimitPusher:
         raises: list[tuple[ProfileBook, int]] = []
         earliest_retry: float | None = None
         for session in book.sessions.values():
-            if session.session_id not in plan.effective or session.in_flight is not None:
+            if (
+                session.session_id not in plan.effective
+                or session.in_flight is not None
+                or not session.announced
+            ):
                 continue
             kw = plan.to_send(session.session_id, session.held)
             if kw == session.confirmed and not session.resend:

@@ -57,6 +57,8 @@ class FakeCharger:
     policy: Policy = accept_everything
     subprotocols: list[str] = field(default_factory=lambda: ["ocpp1.6"])
     received: list[Received] = field(default_factory=list)
+    # Everything that arrived, in order: ("call", action) or ("answer", action).
+    arrivals: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.connection = Connection(Role.CHARGE_POINT, call_timeout=WAIT)
@@ -157,6 +159,7 @@ class FakeCharger:
             async for message in self.ws:
                 for event in self.connection.receive(message, 0.0):
                     if isinstance(event, CallReceived):
+                        self.arrivals.append(("call", event.action))
                         item = Received(event)
                         self.received.append(item)
                         response = self.policy(event)
@@ -165,6 +168,7 @@ class FakeCharger:
                             item.answered = True
                             item.response = response
                     elif isinstance(event, CallAnswered | CallErrored):
+                        self.arrivals.append(("answer", event.action))
                         future = self._answers.pop(event.unique_id, None)
                         if future is not None and not future.done():
                             future.set_result(event)

@@ -238,3 +238,26 @@ async def test_a_burst_of_starts_is_one_or_a_few_reallocations(start_controller:
         assert all(x != y for x, y in itertools.pairwise(limits)), limits
         assert len(limits) <= 3, limits
     assert tracker.violations == []
+
+
+async def test_a_transaction_id_is_known_to_the_charger_before_its_first_profile(
+    start_controller: Any,
+) -> None:
+    # The StartTransaction.conf waits for the commit; the first TxProfile must wait for
+    # it too, or the charger rejects a profile naming a transaction it does not know.
+    app: ControllerApp = await start_controller(config_from_dict(many_chargers(30)))
+    chargers = [FakeCharger(ocpp_url(app), f"C{i:03d}") for i in range(30)]
+    await asyncio.gather(*(c.connect() for c in chargers))
+    await asyncio.gather(*(c.boot() for c in chargers))
+    await asyncio.gather(*(start_tx(c, 1) for c in chargers))
+    await asyncio.wait_for(app.wait_settled(), 10)
+    for charger in chargers:
+        start_answer = charger.arrivals.index(("answer", "StartTransaction"))
+        profiles = [
+            i
+            for i, (kind, action) in enumerate(charger.arrivals)
+            if (kind, action) == ("call", "SetChargingProfile")
+        ]
+        # The first profile is the failsafe default; every later one follows the answer.
+        assert all(i > start_answer for i in profiles[1:]), charger.arrivals
+        assert len(charger.tx_limits()) >= 1

@@ -100,6 +100,7 @@ class ControllerApp:
         self.pusher.on_book_change = self.recorder.limit
         self.pusher.on_event = self.recorder.event
         self.pusher.clock = self.clock.now
+        self.pusher.commit = self.recorder.commit
         self.pusher.reallocation_pending = lambda: self.service.reallocation_pending
         self.central = CentralSystem(self.service, self.pusher, self.recorder)
         self.ocpp = OcppServer(config, self.central, self.pusher)

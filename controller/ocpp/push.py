@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from controller.ocpp.link import CallOutcome, ChargerLink
 from controller.ocpp.profiles import RateUnit, failsafe_profile, tx_profile
 from controller.station import Station
+from controller.store import StoreError
 from protocol import CallAnswered, CallCancelled, CallErrored
 from protocol.messages import ChargingProfileStatus, SetChargingProfileRequest
 
@@ -102,6 +103,7 @@ class LimitPusher:
         self.on_book_change: Callable[[ProfileBook], None] = lambda book: None
         self.on_event: Callable[..., None] = lambda *args, **kwargs: None
         self.clock: Callable[[], float] = lambda: 0.0
+        self.commit: Callable[[], Awaitable[None]] = _nothing_to_commit
         # True while a reallocation is scheduled: its plan will supersede the current one.
         self.reallocation_pending: Callable[[], bool] = lambda: False
         for charger in station.chargers.values():
@@ -345,10 +347,13 @@ class LimitPusher:
     async def _send_limit(
         self, link: ChargerLink, book: ChargerBook, session: ProfileBook, kw: int
     ) -> None:
+        raising = kw > (session.held or 0)
         session.in_flight = kw
         session.resend = False
         self._sync_held(session)
         self.on_book_change(session)
+        if raising and not await self._made_durable(link, session):
+            return
         request = tx_profile(session.connector_id, session.transaction_id, kw, book.rate)
         self.on_event(
             self.clock(),
@@ -391,6 +396,22 @@ class LimitPusher:
                 self._request_reallocation()
         self._note_progress()
 
+    async def _made_durable(self, link: ChargerLink, session: ProfileBook) -> bool:
+        """Before a charger may apply a higher limit, the store must know it: after a
+        crash the books must not count the charger at less than it may be drawing."""
+        try:
+            await self.commit()
+        except StoreError:
+            log.exception("cannot store a raise for %s; retrying later", link.charger_id)
+            session.in_flight = None
+            session.resend = True
+            session.failures += 1
+            session.retry_at = asyncio.get_running_loop().time() + backoff(session.failures)
+            self._wake_at(link.charger_id, session.retry_at)
+            self._sync_held(session)
+            return False
+        return True
+
     async def _call(self, link: ChargerLink, request: SetChargingProfileRequest) -> CallOutcome:
         self.profiles_sent += 1
         return await link.call(request)
@@ -406,6 +427,10 @@ class LimitPusher:
             self.station.chargers[charger_id].smart_charging = False
             self.on_event(self.clock(), "charger.unlimitable", charger_id=charger_id)
             self._request_reallocation()
+
+
+async def _nothing_to_commit() -> None:
+    return None
 
 
 def _outcome_name(outcome: CallOutcome) -> str:

@@ -17,15 +17,18 @@ import pytest
 from controller.app import ControllerApp
 from controller.clock import ManualClock
 from controller.store import SCHEMA_VERSION, Store, StoreError
+from protocol import CallReceived
 from protocol.messages import (
     MeterValue,
     MeterValuesRequest,
     SampledValue,
+    SetChargingProfileRequest,
     StartTransactionRequest,
     StopTransactionRequest,
 )
+from protocol.messages.base import OcppModel
 from tests.controller.conftest import ocpp_url
-from tests.controller.ocpp_client import FakeCharger
+from tests.controller.ocpp_client import FakeCharger, accept_everything
 
 T0 = "2026-01-01T10:00:00Z"
 
@@ -254,3 +257,24 @@ async def test_events_journal(start_controller: Any) -> None:
     assert [e["seq"] for e in later] == seqs[2:]
     code, error = await rest(app, "GET", "/station/events?since=abc")
     assert code == 400 and error["details"][0]["field"] == "since"
+
+
+async def test_a_raise_is_on_disk_before_the_charger_can_apply_it(
+    start_controller: Any, db_path: Path
+) -> None:
+    app: ControllerApp = await start_controller()
+
+    def hold_tx_profiles(call: CallReceived) -> OcppModel | None:
+        request = call.request
+        if isinstance(request, SetChargingProfileRequest) and request.connector_id > 0:
+            return None  # the charger has it, the controller does not know yet
+        return accept_everything(call)
+
+    charger = await FakeCharger(ocpp_url(app), "CP002", policy=hold_tx_profiles).connect()
+    await charger.boot()
+    await charger.call(start_request(1))
+    await charger.wait_until(lambda: len(charger.pending()) == 1)
+    # Were the process killed now, the restarted controller must count 200 kW here.
+    row = sqlite3.connect(db_path).execute("SELECT confirmed, in_flight FROM limits").fetchone()
+    assert row == (None, 200)
+    await charger.close()

@@ -151,14 +151,19 @@ class WebSocketChannel(asyncio.Protocol):
         for timer in (self._ping_timer, self._close_timer):
             if timer is not None:
                 timer.cancel()
+        self._release_handler()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def _release_handler(self) -> None:
+        """The charger is gone for OCPP as soon as the WebSocket stops being open,
+        which may be seconds before the TCP connection is finally closed."""
         handler, self._handler = self._handler, None
         if handler is not None:
             try:
                 handler.on_closed()
             except Exception:
                 log.exception("closing the handler of %s failed", self.path)
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def pause_writing(self) -> None:
         # The peer reads slower than we write; past the limit it is cut off.
@@ -207,6 +212,8 @@ class WebSocketChannel(asyncio.Protocol):
             self._handler.on_text(text)
 
     def _write(self) -> None:
+        if self._handler is not None and self.protocol.state is not State.OPEN:
+            self._release_handler()
         transport = self._transport
         if transport is None or transport.is_closing():
             return

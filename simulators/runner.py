@@ -181,9 +181,14 @@ class StationDay:
         self.origin = self.clock.now()
 
     async def close(self) -> None:
-        for cp in self.charge_points.values():
-            await cp.stop()
-        await self.controller.stop()
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                for cp in self.charge_points.values():
+                    await cp.stop()
+        except TimeoutError:
+            raise RunError(f"the chargers did not stop within {SETTLE_TIMEOUT:g} s") from None
+        finally:
+            await self.controller.stop()
 
     # -- the run --------------------------------------------------------------------------------
 

@@ -22,11 +22,7 @@ from controller.battery import Battery
 from controller.config import DatabaseConfig, StationConfig
 from simulators.clock import Clock
 
-# Real seconds: a REST call, and how long app.stop() may take before the runner helps it.
-REST_TIMEOUT = 30.0
-STOP_GRACE = 3.0
-STOP_ATTEMPTS = 5
-BATTERY_TASK = "battery"  # the name ControllerApp gives its battery timer task
+REST_TIMEOUT = 30.0  # real seconds for one REST call
 
 __all__ = [
     "BatteryReading",
@@ -197,19 +193,7 @@ class LocalController:
     async def stop(self) -> None:
         if self._rest is not None:
             await self._rest.close()
-        stopping = asyncio.ensure_future(self.app.stop())
-        for _ in range(STOP_ATTEMPTS):
-            done, _ = await asyncio.wait({stopping}, timeout=STOP_GRACE)
-            if done:
-                stopping.result()
-                return
-            # On Python 3.11 asyncio.wait_for() swallows a cancellation that arrives just as
-            # the event it waits for is set; the controller's battery timer waits that way, can
-            # miss the cancel from app.stop() and leave app.stop() waiting for it. Cancel again.
-            for task in asyncio.all_tasks():
-                if task.get_name() == BATTERY_TASK and not task.done():
-                    task.cancel()
-        raise RunError("the in-process controller did not stop")
+        await self.app.stop()
 
     async def announce_vehicle(self, transaction_id: int, max_kw: float) -> None:
         assert self._rest is not None, "start() first"

@@ -12,6 +12,7 @@ import gc
 import io
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from controller.ocpp.server import OcppServer
 from controller.persistence import Recorder, load_start_keys, recover
 from controller.rest import create_app
 from controller.service import StationService
-from controller.station import Station
+from controller.station import Station, default_session_id
 from controller.store import Store
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,18 @@ class ControllerApp:
         rest_port: int | None = None,
         ocpp_port: int | None = None,
         db_path: str | Path | None = None,
+        session_id_factory: Callable[[], str] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.host = host if host is not None else config.server.host
         self._rest_port = rest_port if rest_port is not None else config.server.rest_port
         self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
-        self.station = Station(config, now=self.clock.now())
+        self.station = Station(
+            config,
+            now=self.clock.now(),
+            session_id_factory=session_id_factory or default_session_id,
+        )
         self.service = StationService(self.station, self.clock)
         self.pusher = LimitPusher(
             self.station,

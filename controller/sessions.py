@@ -6,7 +6,7 @@ connector ids are 0-based; OCPP's are 1-based and converted at the OCPP edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -39,7 +39,9 @@ class Session:
     meter_start_wh: float | None = None
     state_of_charge: float | None = None
     stop_reason: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    # The limit went up after the last reading: the vehicle may already draw more
+    # than it reported, so the load counts it at its limit until it reports again.
+    reading_stale: bool = False
 
     @property
     def active(self) -> bool:

@@ -278,8 +278,10 @@ class Station:
             raise SessionAlreadyStopped(f"session {session_id!r} is stopped")
         battery_flipped = self._advance(now)
         if consumed_power is not None:
-            self._load += consumed_power - _session_load(session)
+            before = _session_load(session)
             session.consumed_power = consumed_power
+            session.reading_stale = False
+            self._load += consumed_power - before
         if consumed_energy is not None:
             session.consumed_energy = consumed_energy
         if state_of_charge is not None:
@@ -375,6 +377,8 @@ class Station:
         )
         for session in self._active.values():
             limit = plan.effective[session.session_id]
+            if limit.power > session.allocated_power and session.consumed_power is not None:
+                session.reading_stale = True
             session.allocated_power = limit.power
             session.limited_by = limit.bound
         self.plan = plan
@@ -425,6 +429,11 @@ def _demand(session: Session) -> Demand:
 
 
 def _session_load(session: Session) -> float:
-    if session.consumed_power is not None:
-        return session.consumed_power
-    return float(session.allocated_power)
+    """What a session counts for in the station load (behaviour spec section 4): its
+    reading, or its limit while it has none or its limit went up since the reading."""
+    consumed = session.consumed_power
+    if consumed is None:
+        return float(session.allocated_power)
+    if session.reading_stale:
+        return max(consumed, float(session.allocated_power))
+    return consumed

@@ -236,7 +236,8 @@ class LimitPusher:
         self._note_progress()
 
     def idle(self) -> bool:
-        """Nothing on the wire and nothing due for any connected charger."""
+        """Nothing on the wire and nothing due now for any connected charger. A limit
+        waiting for its retry after a refusal does not count: see limits_confirmed."""
         now = asyncio.get_running_loop().time()
         for charger_id in self._links:
             book = self.chargers[charger_id]
@@ -343,6 +344,7 @@ class LimitPusher:
             )
             self._wake_at(link.charger_id, book.default_retry_at)
             self._note_rejection(link.charger_id, book, outcome)
+        self._note_progress()
 
     async def _send_limit(
         self, link: ChargerLink, book: ChargerBook, session: ProfileBook, kw: int

@@ -42,6 +42,7 @@ class Session:
     # The limit went up after the last reading: the vehicle may already draw more
     # than it reported, so the load counts it at its limit until it reports again.
     reading_stale: bool = False
+    reading_at: float | None = None
 
     @property
     def active(self) -> bool:

@@ -281,6 +281,7 @@ class Station:
             before = _session_load(session)
             session.consumed_power = consumed_power
             session.reading_stale = False
+            session.reading_at = now
             self._load += consumed_power - before
         if consumed_energy is not None:
             session.consumed_energy = consumed_energy
@@ -377,7 +378,11 @@ class Station:
         )
         for session in self._active.values():
             limit = plan.effective[session.session_id]
-            if limit.power > session.allocated_power and session.consumed_power is not None:
+            if (
+                limit.power > session.allocated_power
+                and session.reading_at is not None
+                and session.reading_at < now  # a reading taken this instant already knows
+            ):
                 session.reading_stale = True
             session.allocated_power = limit.power
             session.limited_by = limit.bound

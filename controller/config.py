@@ -81,6 +81,8 @@ class GroupConfig(_Model):
 
 class AllocationConfig(_Model):
     strategy: Strategy = Strategy.FAIR
+    # Learn what OCPP vehicles can take from what they draw (controller.demand).
+    learn_demand: bool = True
 
 
 class ServerConfig(_Model):

@@ -43,6 +43,15 @@ class Session:
     # than it reported, so the load counts it at its limit until it reports again.
     reading_stale: bool = False
     reading_at: float | None = None
+    # What the vehicle was seen to take, when OCPP does not say (controller.demand).
+    learned_max_power: float | None = None
+
+    @property
+    def cap(self) -> float | None:
+        """The vehicle's limit for the allocator: declared, else learned, else unknown."""
+        if self.vehicle_max_power is not None:
+            return self.vehicle_max_power
+        return self.learned_max_power
 
     @property
     def active(self) -> bool:

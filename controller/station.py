@@ -24,6 +24,7 @@ from allocator import ChargerNode, Demand, StationTree, allocate, compile_tree
 from allocator.holding import HoldingPlan, allocate_holding
 from controller.battery import Battery
 from controller.config import ChargerConfig, StationConfig
+from controller.demand import learned_cap
 from controller.sessions import (
     ConnectorBusy,
     InvalidConnector,
@@ -107,6 +108,7 @@ class Station:
         self.plan: HoldingPlan | None = None
         self.next_transaction_id = 1
         self.allocation_version = 0
+        self.allocation_outdated = False
         self._load = 0.0
         self._last_run = now
         self._listeners: list[Listener] = []
@@ -272,34 +274,53 @@ class Station:
         vehicle_max_power: float | None = None,
         consumed_energy: float | None = None,
         state_of_charge: float | None = None,
+        reallocate: bool = True,
     ) -> Session:
+        """Record what a session reports. With ``reallocate=False`` a change that needs
+        a new allocation only sets ``allocation_outdated`` (the caller coalesces)."""
         session = self.session(session_id)
         if not session.active:
             raise SessionAlreadyStopped(f"session {session_id!r} is stopped")
         battery_flipped = self._advance(now)
+        cap_before = session.cap
         if consumed_power is not None:
             before = _session_load(session)
             session.consumed_power = consumed_power
             session.reading_stale = False
             session.reading_at = now
             self._load += consumed_power - before
+            self._learn_demand(session, consumed_power, now)
         if consumed_energy is not None:
             session.consumed_energy = consumed_energy
         if state_of_charge is not None:
             session.state_of_charge = state_of_charge
-        cap_changed = (
-            vehicle_max_power is not None and vehicle_max_power != session.vehicle_max_power
-        )
         if vehicle_max_power is not None:
             session.vehicle_max_power = vehicle_max_power
+        cap_changed = session.cap != cap_before
         if cap_changed:
             self._demands[session_id] = _demand(session)
-        if cap_changed or battery_flipped:
+        if (cap_changed or battery_flipped) and not reallocate:
+            self.allocation_outdated = True
+            self._set_battery_load(now)
+        elif cap_changed or battery_flipped:
             self.reallocate(now)
         else:
             # Only the reported power moved: the limits stand, the battery's flow changes.
             self._set_battery_load(now)
         return session
+
+    def _learn_demand(self, session: Session, consumed: float, now: float) -> None:
+        # Only for vehicles that did not say what they take, under a limit their
+        # charger has accepted (it may still be on its failsafe default otherwise).
+        if (
+            not self.config.allocation.learn_demand
+            or session.vehicle_max_power is not None
+            or self.held.get(session.session_id) != session.allocated_power
+        ):
+            return
+        session.learned_max_power = learned_cap(
+            session.learned_max_power, consumed, session.allocated_power, now - session.started_at
+        )
 
     # -- time ------------------------------------------------------------
 
@@ -387,6 +408,7 @@ class Station:
             session.allocated_power = limit.power
             session.limited_by = limit.bound
         self.plan = plan
+        self.allocation_outdated = False
         self._load = sum(_session_load(s) for s in self._active.values())
         self._set_battery_load(now)
         self.allocation_version += 1
@@ -429,7 +451,7 @@ def _demand(session: Session) -> Demand:
         session_id=session.session_id,
         charger_id=session.charger_id,
         started_at=session.started_at,
-        vehicle_max_power=session.vehicle_max_power,
+        vehicle_max_power=session.cap,
     )
 
 

@@ -28,6 +28,7 @@ def session_view(session: Session) -> dict[str, Any]:
         "chargerId": session.charger_id,
         "connectorId": session.connector_id,
         "vehicleMaxPower": number(session.vehicle_max_power),
+        "learnedMaxPower": number(session.learned_max_power),
         "allocatedPower": session.allocated_power,
         "limitedBy": session.limited_by,
         "consumedPower": number(session.consumed_power),

@@ -354,7 +354,10 @@ class CentralSystem:
             consumed_power=reading.power_kw,
             consumed_energy=energy,
             state_of_charge=reading.soc_percent,
+            reallocate=False,
         )
+        if self.station.allocation_outdated:
+            self.service.request_reallocation()
         self.recorder.session(session)  # written behind: meter readings need no acknowledgement
         return NO_METER_VALUES_ANSWER
 

@@ -332,33 +332,32 @@ class Station:
             return True
         return False
 
-    def _offline_expired_since_last_run(self, now: float) -> bool:
+    def _offline_expiries(self) -> Iterator[float]:
+        """When each offline charger with OCPP sessions will have been offline too long."""
+        offline = [
+            c for c in self.chargers.values() if not c.connected and c.disconnected_at is not None
+        ]
+        if not offline:
+            return
+        with_sessions = {s.charger_id for s in self._active.values() if s.origin is Origin.OCPP}
         offline_after = self.config.ocpp.offline_after
-        return any(
-            not charger.connected
-            and charger.disconnected_at is not None
-            and self._last_run < charger.disconnected_at + offline_after <= now
-            and self._has_ocpp_sessions(charger.config.id)
-            for charger in self.chargers.values()
-        )
+        for charger in offline:
+            if charger.config.id in with_sessions:
+                assert charger.disconnected_at is not None
+                yield charger.disconnected_at + offline_after
+
+    def _offline_expired_since_last_run(self, now: float) -> bool:
+        return any(self._last_run < expiry <= now for expiry in self._offline_expiries())
 
     def next_wakeup(self) -> float | None:
         """When the station must be refreshed even if nothing else happens: a battery
         threshold, or a charger's offline time running out."""
-        moments = [self.battery.next_event_at()] if self.battery is not None else []
-        offline_after = self.config.ocpp.offline_after
-        for charger in self.chargers.values():
-            if charger.disconnected_at is not None and not charger.connected:
-                expiry = charger.disconnected_at + offline_after
-                if expiry > self._last_run and self._has_ocpp_sessions(charger.config.id):
-                    moments.append(expiry)
-        known = [m for m in moments if m is not None]
-        return min(known) if known else None
-
-    def _has_ocpp_sessions(self, charger_id: str) -> bool:
-        return any(
-            s.origin is Origin.OCPP and s.charger_id == charger_id for s in self._active.values()
-        )
+        moments = [e for e in self._offline_expiries() if e > self._last_run]
+        if self.battery is not None:
+            battery_event = self.battery.next_event_at()
+            if battery_event is not None:
+                moments.append(battery_event)
+        return min(moments) if moments else None
 
     def offline_too_long(self, charger: ChargerState, now: float) -> bool:
         return (

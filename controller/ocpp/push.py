@@ -97,6 +97,7 @@ class LimitPusher:
         self.sessions: dict[str, ProfileBook] = {}
         self._links: dict[str, ChargerLink] = {}
         self._work: dict[str, asyncio.Event] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self.profiles_sent = 0
         self._progress = asyncio.Event()
         # Persistence hooks (set by the app): a book changed, something to journal.
@@ -206,6 +207,9 @@ class LimitPusher:
         if self._links.get(link.charger_id) is link:
             del self._links[link.charger_id]
             self._work.pop(link.charger_id, None)
+            timer = self._timers.pop(link.charger_id, None)
+            if timer is not None:
+                timer.cancel()
 
     def wake(self, charger_id: str) -> None:
         event = self._work.get(charger_id)
@@ -326,8 +330,19 @@ class LimitPusher:
         return None
 
     def _wake_at(self, charger_id: str, when: float) -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_at(when, self.wake, charger_id)
+        """Wake the charger's worker at ``when``: one timer per charger, the earliest."""
+        timer = self._timers.get(charger_id)
+        if timer is not None and not timer.cancelled() and timer.when() <= when:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[charger_id] = asyncio.get_running_loop().call_at(
+            when, self._timer_fired, charger_id
+        )
+
+    def _timer_fired(self, charger_id: str) -> None:
+        self._timers.pop(charger_id, None)
+        self.wake(charger_id)
 
     async def _install_default(self, link: ChargerLink, book: ChargerBook) -> None:
         request = failsafe_profile(self._failsafe_kw(link.charger_id), book.rate)

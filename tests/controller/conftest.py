@@ -84,21 +84,12 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def start_api(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    apps: list[ControllerApp] = []
+async def start_api(start_controller: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    """Start the controller and hand back a real HTTP client for its REST API."""
     sessions: list[aiohttp.ClientSession] = []
 
     async def start(config: StationConfig | None = None) -> Api:
-        app = ControllerApp(
-            config or example_config(),
-            clock=clock,
-            host="127.0.0.1",
-            rest_port=0,
-            ocpp_port=0,
-            db_path=db_path,
-        )
-        await app.start()
-        apps.append(app)
+        app: ControllerApp = await start_controller(config)
         http = aiohttp.ClientSession()
         sessions.append(http)
         return Api(http, f"http://127.0.0.1:{app.rest_port}")
@@ -106,8 +97,6 @@ async def start_api(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable
     yield start
     for http in sessions:
         await http.close()
-    for app in apps:
-        await app.stop()
 
 
 @pytest.fixture

@@ -21,6 +21,15 @@ def example_config(**changes: Any) -> StationConfig:
     return config_from_dict(data)
 
 
+def many_chargers(count: int, *, grid: float) -> dict[str, Any]:
+    """A station of ``count`` single-connector 22 kW chargers C000, C001, ..."""
+    return {
+        "stationId": "MANY",
+        "gridCapacity": grid,
+        "chargers": [{"id": f"C{i:03d}", "maxPower": 22, "connectors": 1} for i in range(count)],
+    }
+
+
 class Api:
     """A real HTTP client against the controller's real REST server."""
 

@@ -19,7 +19,7 @@ from protocol.messages import (
     StartTransactionRequest,
 )
 from protocol.messages.base import OcppModel
-from tests.controller.conftest import example_config, ocpp_url
+from tests.controller.conftest import example_config, many_chargers, ocpp_url
 from tests.controller.ocpp_client import FakeCharger, accept_everything
 from tests.controller.test_ocpp_push import Tracker, last_limit
 
@@ -166,16 +166,8 @@ async def test_duplicated_and_reordered_frames_change_nothing_twice(
     assert len(app.station.sessions) == 1
 
 
-def many_chargers(count: int) -> dict[str, Any]:
-    return {
-        "stationId": "RECONNECT",
-        "gridCapacity": 2000,
-        "chargers": [{"id": f"C{i:03d}", "maxPower": 22, "connectors": 1} for i in range(count)],
-    }
-
-
 async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: Any) -> None:
-    app: ControllerApp = await start_controller(config_from_dict(many_chargers(500)))
+    app: ControllerApp = await start_controller(config_from_dict(many_chargers(500, grid=2000)))
     tracker = Tracker(root_kw=2000)
     chargers = [FakeCharger(ocpp_url(app), f"C{i:03d}") for i in range(500)]
     for charger in chargers:
@@ -212,7 +204,7 @@ async def test_stop_is_prompt_with_many_chargers_and_a_battery(tmp_path: Path) -
     # swallow its cancellation and hold the stop up.
     config = config_from_dict(
         {
-            **many_chargers(150),
+            **many_chargers(150, grid=2000),
             "battery": {"initialCapacity": 500, "power": 100},
         }
     )

@@ -24,7 +24,7 @@ from protocol.messages import (
     StartTransactionRequest,
 )
 from protocol.messages.base import OcppModel
-from tests.controller.conftest import ocpp_url
+from tests.controller.conftest import many_chargers, ocpp_url
 from tests.controller.ocpp_client import FakeCharger, Received, accept_everything
 
 T0 = "2026-01-01T10:00:00Z"
@@ -206,16 +206,8 @@ async def test_rejected_lowering_keeps_the_power_reserved(start_controller: Any)
     assert all(ch["limitsConfirmed"] for ch in status["chargers"])
 
 
-def many_chargers(count: int) -> dict[str, Any]:
-    return {
-        "stationId": "BURST",
-        "gridCapacity": 400,
-        "chargers": [{"id": f"C{i:03d}", "maxPower": 22, "connectors": 1} for i in range(count)],
-    }
-
-
 async def test_a_burst_of_starts_is_one_or_a_few_reallocations(start_controller: Any) -> None:
-    app: ControllerApp = await start_controller(config_from_dict(many_chargers(50)))
+    app: ControllerApp = await start_controller(config_from_dict(many_chargers(50, grid=400)))
     tracker = Tracker(root_kw=400)
     chargers = [FakeCharger(ocpp_url(app), f"C{i:03d}") for i in range(50)]
     for charger in chargers:
@@ -245,7 +237,7 @@ async def test_a_transaction_id_is_known_to_the_charger_before_its_first_profile
 ) -> None:
     # The StartTransaction.conf waits for the commit; the first TxProfile must wait for
     # it too, or the charger rejects a profile naming a transaction it does not know.
-    app: ControllerApp = await start_controller(config_from_dict(many_chargers(30)))
+    app: ControllerApp = await start_controller(config_from_dict(many_chargers(30, grid=400)))
     chargers = [FakeCharger(ocpp_url(app), f"C{i:03d}") for i in range(30)]
     await asyncio.gather(*(c.connect() for c in chargers))
     await asyncio.gather(*(c.boot() for c in chargers))

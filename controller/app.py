@@ -12,37 +12,33 @@ import gc
 import io
 import logging
 import signal
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from controller.clock import Clock, SystemClock
 from controller.config import StationConfig
-from controller.ocpp.central import CentralSystem
-from controller.ocpp.push import LimitPusher
+from controller.core.station import StationCore
+from controller.driver import Driver
+from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.server import OcppServer
-from controller.persistence import Recorder, load_start_keys, recover
+from controller.repository import Repository
 from controller.rest import create_app
-from controller.service import StationService
-from controller.station import Station, default_session_id
-from controller.store import Store
+from controller.views import status_view
+from shell.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
 
+# What is written behind (meter readings, the battery, charger books) reaches the disk at
+# least this often.
+FLUSH_INTERVAL = 1.0
 # No shutdown step may hold the process up longer than this (SIGTERM must stop it).
 SHUTDOWN_STEP_TIMEOUT = 5.0
 # Nor the whole shutdown.
 STOP_DEADLINE = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    host: str
-    rest_port: int
-    ocpp_port: int
 
 
 def _log_running_tasks() -> None:
@@ -68,7 +64,13 @@ def tune_gc() -> None:
     gc.freeze()
 
 
+def new_session_id() -> str:
+    return str(uuid.uuid4())
+
+
 class ControllerApp:
+    """Wires the pieces: repository -> station core (recovered) -> driver -> servers."""
+
     def __init__(
         self,
         config: StationConfig,
@@ -79,88 +81,97 @@ class ControllerApp:
         ocpp_port: int | None = None,
         db_path: str | Path | None = None,
         session_id_factory: Callable[[], str] | None = None,
+        flush_interval: float = FLUSH_INTERVAL,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.host = host if host is not None else config.server.host
         self._rest_port = rest_port if rest_port is not None else config.server.rest_port
         self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
-        self.station = Station(
-            config,
-            now=self.clock.now(),
-            session_id_factory=session_id_factory or default_session_id,
-        )
-        self.service = StationService(self.station, self.clock)
-        self.pusher = LimitPusher(
-            self.station,
-            request_reallocation=self.service.request_reallocation,
-            failsafe_kw=self._failsafe_kw,
-        )
-        self.service.before_status.append(self.pusher.refresh_confirmations)
-        self.store = Store(
+        self._flush_interval = flush_interval
+        self._new_session_id = session_id_factory or new_session_id
+        self.repository = Repository(
             db_path if db_path is not None else config.database.path,
             synchronous=config.database.synchronous,
         )
-        self.recorder = Recorder(self.store, self.station, self.pusher)
-        self.service.recorder = self.recorder
-        self.pusher.on_book_change = self.recorder.limit
-        self.pusher.on_event = self.recorder.event
-        self.pusher.clock = self.clock.now
-        self.pusher.commit = self.recorder.commit
-        self.pusher.reallocation_pending = lambda: self.service.reallocation_pending
-        self.central = CentralSystem(self.service, self.pusher, self.recorder)
-        self.ocpp = OcppServer(config, self.central, self.pusher)
-        self.recovered = self._recover()
+        now = self.clock.now()
+        self.core = StationCore(config, now=now, stored=self.repository.load())
+        self.recovered = self.core.recovered
+        if self.recovered.get("sessions"):
+            log.info(
+                "recovered %(sessions)d active sessions, %(limits)d charger limits",
+                self.recovered,
+            )
+        self._driver: Driver | None = None
+        self._ocpp: OcppServer | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_port = 0
         self.ocpp_port = 0
         self._stopped = False
 
-    def _recover(self) -> dict[str, int]:
-        now = self.clock.now()
-        counts = recover(self.store, self.station, self.pusher, now)
-        self.central.start_keys = load_start_keys(self.store, now)
-        self.station.reallocate(now)
-        self.recorder.battery()
-        self.recorder.event(now, "controller.started", **counts)
-        if counts["sessions"]:
-            log.info("recovered %(sessions)d active sessions, %(limits)d charger limits", counts)
-        return counts
+    @property
+    def driver(self) -> Driver:
+        assert self._driver is not None, "start() first"
+        return self._driver
 
-    def _failsafe_kw(self, charger_id: str) -> float:
-        charger = self.config.charger(charger_id)
-        assert charger is not None
-        return self.config.failsafe_power_per_connector(charger)
+    @property
+    def ocpp(self) -> OcppServer:
+        assert self._ocpp is not None, "start() first"
+        return self._ocpp
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(create_app(self.service), access_log=None)
+        driver = self._driver = Driver(self.core, self.clock, self.repository)
+        driver.execute(self.core.initial_commands)
+        central = CentralSystem(self.config, driver, self._new_session_id)
+        self._ocpp = OcppServer(self.config, central, driver)
+        self._runner = web.AppRunner(create_app(driver, self._new_session_id), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._rest_port)
         await site.start()
         server = site._server  # the bound socket tells the real port when 0 was asked
         sockets = getattr(server, "sockets", None) or []
         self.rest_port = sockets[0].getsockname()[1] if sockets else self._rest_port
-        await self.ocpp.start(self.host, self._ocpp_port)
-        self.ocpp_port = self.ocpp.port
-        self._tasks.append(asyncio.create_task(self.service.run_battery_timer(), name="battery"))
-        self._tasks.append(asyncio.create_task(self.service.run_flusher(), name="flusher"))
-        await self.service.flush()
+        await self._ocpp.start(self.host, self._ocpp_port)
+        self.ocpp_port = self._ocpp.port
+        driver.tick()
+        await driver.flush()
+        self._tasks.append(asyncio.create_task(self._flush_periodically(), name="flusher"))
         log.info("REST API on http://%s:%d", self.host, self.rest_port)
+
+    async def _flush_periodically(self) -> None:
+        """Write behind what needs no acknowledgement, at least every flush interval."""
+        while True:
+            await asyncio.sleep(self._flush_interval)
+            await self.driver.flush()
+
+    # -- for tests and simulations -----------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """``GET /station/status`` without HTTP."""
+        self.driver.tick()
+        return status_view(self.core)
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate`` holds, checked after every event the core handles."""
+        await self.driver.wait_until(predicate)
+
+    async def wait_settled(self) -> None:
+        """Until nothing is pending and every connected charger holds what it should."""
+        await self.driver.wait_until(self.core.settled)
 
     async def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
-        log.debug("closing charger connections")
-        try:
-            async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT):
-                await self.ocpp.stop()
-        except TimeoutError:
-            log.error("charger connections did not close in time")
-            _log_running_tasks()
-        log.debug("charger connections closed")
-        self.service.cancel_pending()
+        if self._ocpp is not None:
+            log.debug("closing charger connections")
+            try:
+                async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT):
+                    await self._ocpp.stop()
+            except TimeoutError:
+                log.error("charger connections did not close in time")
+                _log_running_tasks()
         for task in self._tasks:
             task.cancel()
         # gather, not "suppress(CancelledError): await task": that would also swallow
@@ -170,16 +181,10 @@ class ControllerApp:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        log.debug("REST closed")
-        await self.service.flush()
-        await self.store.close()
-
-    async def wait_settled(self) -> None:
-        """Wait until no reallocation is pending and every connected charger holds the
-        limits it should (for simulations on a virtual clock, and tests)."""
-        await self.pusher.wait_for(
-            lambda: not self.service.reallocation_pending and self.pusher.idle()
-        )
+        if self._driver is not None:
+            await self._driver.close()
+        else:
+            self.repository.close()
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly."""

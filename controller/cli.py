@@ -12,7 +12,7 @@ from pathlib import Path
 
 from controller.app import ControllerApp
 from controller.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, ConfigError, load_config
-from controller.store import StoreError
+from controller.repository import StoreError
 
 EXIT_CONFIG = 2
 

@@ -55,7 +55,7 @@ class _Model(BaseModel):
 class BatteryConfig(_Model):
     initial_capacity: NonNegativeKw
     power: NonNegativeKw
-    # kWh at which the allocator stops counting on the battery (see controller.battery);
+    # kWh at which the allocator stops counting on the battery (see controller.core.battery);
     # default: its full power for one OCPP call timeout.
     reserve: NonNegativeKw | None = None
 
@@ -81,7 +81,7 @@ class GroupConfig(_Model):
 
 class AllocationConfig(_Model):
     strategy: Strategy = Strategy.FAIR
-    # Learn what OCPP vehicles can take from what they draw (controller.demand).
+    # Learn what OCPP vehicles can take from what they draw (controller.core.demand).
     learn_demand: bool = True
 
 

@@ -1,4 +1,4 @@
-"""aiohttp REST API on port 4567 (behaviour spec section 5).
+"""aiohttp REST API on port 4567 (docs/api.md).
 
 The four endpoints of the original system keep their paths and bodies; the
 session and status JSON are in ``controller.views``. Every error is JSON with
@@ -15,6 +15,23 @@ from importlib import resources
 
 from aiohttp import web
 
+from controller.core.commands import Answer, Refusal, SessionAnswer, Unavailable
+from controller.core.events import (
+    SessionStartRequested,
+    SessionStopRequested,
+    SessionUpdateRequested,
+)
+from controller.core.sessions import (
+    ConnectorBusy,
+    InvalidConnector,
+    Session,
+    SessionAlreadyStopped,
+    StationError,
+    UnknownCharger,
+    UnknownSession,
+)
+from controller.driver import Driver
+from controller.repository import StoreError
 from controller.rest_schemas import (
     ApiError,
     PowerUpdateBody,
@@ -22,21 +39,13 @@ from controller.rest_schemas import (
     StopSessionBody,
     parse_body,
 )
-from controller.service import StationService
-from controller.sessions import (
-    ConnectorBusy,
-    InvalidConnector,
-    SessionAlreadyStopped,
-    StationError,
-    UnknownCharger,
-    UnknownSession,
-)
-from controller.store import StoreError
-from controller.views import session_view
+from controller.views import session_view, status_view
 
 log = logging.getLogger(__name__)
 
-SERVICE = web.AppKey("service", StationService)
+DRIVER = web.AppKey("driver", Driver)
+SessionIds = Callable[[], str]
+NEW_SESSION_ID: web.AppKey[SessionIds] = web.AppKey("new_session_id")
 
 _STATUS_FOR: dict[type[StationError], int] = {
     UnknownCharger: 404,
@@ -47,6 +56,9 @@ _STATUS_FOR: dict[type[StationError], int] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STORAGE_UNAVAILABLE = ApiError(
+    503, "storage_unavailable", "the change could not be stored; nothing changed, retry later"
+)
 
 
 def _error_response(error: ApiError) -> web.Response:
@@ -70,9 +82,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except StationError as error:
         return _error_response(_station_error(error))
     except StoreError:
-        log.exception("cannot write the database")
+        log.exception("cannot read the database")
         return _error_response(
-            ApiError(503, "storage_unavailable", "the change could not be stored; retry later")
+            ApiError(503, "storage_unavailable", "the database cannot be read; retry later")
         )
     except web.HTTPException as error:
         if error.status < 400:
@@ -94,7 +106,9 @@ def _allow_header(error: web.HTTPException) -> dict[str, str]:
 
 
 async def station_status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].status())
+    driver = request.app[DRIVER]
+    driver.tick()  # the battery and the limits as of now
+    return web.json_response(status_view(driver.core))
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -114,6 +128,7 @@ def _query_int(request: web.Request, name: str, default: int, low: int, high: in
 
 
 async def list_sessions(request: web.Request) -> web.Response:
+    """Active sessions from the core; the history from the database, newest first."""
     wanted = request.query.get("status")
     if wanted not in (None, "active", "stopped"):
         raise ApiError(
@@ -123,49 +138,124 @@ async def list_sessions(request: web.Request) -> web.Response:
             [{"field": "status", "message": "must be one of 'active' or 'stopped'"}],
         )
     limit = _query_int(request, "limit", 1000, 1, 100_000)
-    return web.json_response(await request.app[SERVICE].list_sessions(wanted, limit))
+    driver = request.app[DRIVER]
+    views = []
+    if wanted in (None, "active"):
+        views += [session_view(s) for s in driver.core.active_sessions()]
+    if wanted in (None, "stopped"):
+        repository = driver.writer.repository
+        history = await driver.writer.read(lambda: repository.stopped_sessions(limit))
+        views += [session_view(s) for s in history]
+    return web.json_response(views)
+
+
+async def _stored_session(driver: Driver, session_id: str) -> Session | None:
+    repository = driver.writer.repository
+    return await driver.writer.read(lambda: repository.session(session_id))
 
 
 async def get_session(request: web.Request) -> web.Response:
-    view = await request.app[SERVICE].session_view(request.match_info["session_id"])
-    return web.json_response(view)
+    driver = request.app[DRIVER]
+    session_id = request.match_info["session_id"]
+    session = driver.core.session(session_id) or await _stored_session(driver, session_id)
+    if session is None:
+        raise UnknownSession(f"no session {session_id!r}", field="sessionId")
+    return web.json_response(session_view(session))
 
 
 async def station_events(request: web.Request) -> web.Response:
     since = _query_int(request, "since", 0, 0, 2**62)
     limit = _query_int(request, "limit", 1000, 1, 10_000)
-    return web.json_response(await request.app[SERVICE].events(since, limit))
+    driver = request.app[DRIVER]
+    await driver.flush()  # what was journaled a moment ago is in the answer too
+    repository = driver.writer.repository
+    lines = await driver.writer.read(lambda: repository.journal(since, limit))
+    return web.json_response(
+        [
+            {
+                "seq": line.seq,
+                "at": line.entry.at,
+                "kind": line.entry.kind,
+                "chargerId": line.entry.charger_id,
+                "sessionId": line.entry.session_id,
+                "data": line.entry.data,
+            }
+            for line in lines
+        ]
+    )
+
+
+async def _session_answer(driver: Driver, answer: Answer, session_id: str | None = None) -> Session:
+    """The session an answer carries, or the error it means."""
+    match answer:
+        case SessionAnswer(session=session):
+            return session
+        case Refusal(error=UnknownSession()) if session_id is not None:
+            if await _stored_session(driver, session_id) is not None:
+                raise SessionAlreadyStopped(f"session {session_id!r} is already stopped")
+            raise answer.error
+        case Refusal(error=error):
+            raise error
+        case Unavailable():
+            raise STORAGE_UNAVAILABLE
+    raise ApiError(500, "internal_error", "internal error")
+
+
+async def _check_session(driver: Driver, session_id: str) -> None:
+    """404 for an id that never existed, before a request body is judged."""
+    if driver.core.session(session_id) is None and (
+        await _stored_session(driver, session_id) is None
+    ):
+        raise UnknownSession(f"no session {session_id!r}", field="sessionId")
 
 
 async def start_session(request: web.Request) -> web.Response:
     body = parse_body(StartSessionBody, await request.read())
-    session = await request.app[SERVICE].start_session(
-        charger_id=body.charger_id,
-        connector_id=body.connector_id,
-        vehicle_max_power=body.vehicle_max_power,
+    driver = request.app[DRIVER]
+    new_id = request.app[NEW_SESSION_ID]()
+    answer = await driver.request(
+        lambda reply_to: SessionStartRequested(
+            driver.now(),
+            reply_to,
+            body.charger_id,
+            body.connector_id,
+            body.vehicle_max_power,
+            new_id,
+        )
     )
+    session = await _session_answer(driver, answer)
     return web.json_response(session_view(session), status=201)
 
 
 async def stop_session(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    driver = request.app[DRIVER]
     session_id = request.match_info["session_id"]
-    await service.check_session(session_id)  # 404 before judging the body
+    await _check_session(driver, session_id)
     body = parse_body(StopSessionBody, await request.read(), empty_ok=True)
-    session = await service.stop_session(session_id, consumed_energy=body.consumed_energy)
+    answer = await driver.request(
+        lambda reply_to: SessionStopRequested(
+            driver.now(), reply_to, session_id, body.consumed_energy
+        )
+    )
+    session = await _session_answer(driver, answer, session_id)
     return web.json_response(session_view(session))
 
 
 async def power_update(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    driver = request.app[DRIVER]
     session_id = request.match_info["session_id"]
-    await service.check_session(session_id)
+    await _check_session(driver, session_id)
     body = parse_body(PowerUpdateBody, await request.read())
-    session = await service.update_session(
-        session_id,
-        consumed_power=body.consumed_power,
-        vehicle_max_power=body.vehicle_max_power,
+    answer = await driver.request(
+        lambda reply_to: SessionUpdateRequested(
+            driver.now(),
+            reply_to,
+            session_id,
+            consumed_power=body.consumed_power,
+            vehicle_max_power=body.vehicle_max_power,
+        )
     )
+    session = await _session_answer(driver, answer, session_id)
     return web.json_response(session_view(session))
 
 
@@ -177,10 +267,11 @@ async def dashboard(request: web.Request) -> web.Response:
     return web.Response(text=DASHBOARD.read_text(encoding="utf-8"), content_type="text/html")
 
 
-def create_app(service: StationService) -> web.Application:
+def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Application:
     # A request body above 1 MiB is refused by aiohttp with a 413 before it reaches us.
     app = web.Application(middlewares=[json_errors], client_max_size=1024 * 1024)
-    app[SERVICE] = service
+    app[DRIVER] = driver
+    app[NEW_SESSION_ID] = new_session_id
     app.router.add_get("/", dashboard)
     app.router.add_get("/station/status", station_status)
     app.router.add_get("/station/events", station_events)

@@ -1,13 +1,14 @@
-"""The JSON shapes of the REST API (behaviour spec section 5), in one place."""
+"""The JSON shapes of the REST API (docs/api.md), in one place. Pure: they read the core."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from controller.battery import Battery
-from controller.clock import iso_utc
-from controller.sessions import Session
-from controller.station import ChargerState, Station
+from controller.core.battery import Battery
+from controller.core.sessions import Session
+from controller.core.state import ChargerState
+from controller.core.station import StationCore
+from shell.clock import iso_utc
 
 
 def number(value: float | None) -> float | int | None:
@@ -56,36 +57,32 @@ def battery_view(battery: Battery | None) -> dict[str, Any] | None:
     }
 
 
-def _connector_status(station: Station, charger: ChargerState, connector_id: int) -> str:
-    session = station.active_on(charger.config.id, connector_id)
-    reported = charger.connectors.get(connector_id + 1)
-    if reported is not None and reported.status is not None:
-        return reported.status
-    return "Charging" if session is not None else "Available"
-
-
-def charger_view(station: Station, charger: ChargerState) -> dict[str, Any]:
-    charger_id = charger.config.id
+def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
+    charger_id = charger.charger_id
+    config = core.charger_config(charger_id)
     connectors = []
     allocated = 0
-    for connector_id in range(charger.config.connectors):
-        session = station.active_on(charger_id, connector_id)
+    for connector_id in range(config.connectors):
+        session = core.session_on(charger_id, connector_id)
         if session is not None:
             allocated += session.allocated_power
-        reported = charger.connectors.get(connector_id + 1)
+        reported = core.connectors.get((charger_id, connector_id + 1))
+        status = None if reported is None else reported.status
+        if status is None:
+            status = "Charging" if session is not None else "Available"
         connectors.append(
             {
                 "connectorId": connector_id,
-                "status": _connector_status(station, charger, connector_id),
+                "status": status,
                 "errorCode": None if reported is None else reported.error_code,
                 "sessionId": None if session is None else session.session_id,
             }
         )
-    whole = charger.connectors.get(0)
+    whole = core.connectors.get((charger_id, 0))
     return {
         "id": charger_id,
-        "maxPower": number(charger.config.max_power),
-        "connectors": charger.config.connectors,
+        "maxPower": number(config.max_power),
+        "connectors": config.connectors,
         "allocatedPower": allocated,
         "connected": charger.connected,
         "booted": charger.booted,
@@ -94,21 +91,22 @@ def charger_view(station: Station, charger: ChargerState) -> dict[str, Any]:
         "model": charger.model,
         "firmwareVersion": charger.firmware_version,
         "lastSeen": _iso(charger.last_seen),
-        "limitsConfirmed": charger.limits_confirmed,
+        "limitsConfirmed": core.limits_confirmed(charger_id),
         "smartCharging": charger.smart_charging,
         "connectorStatus": connectors,
     }
 
 
-def status_view(station: Station) -> dict[str, Any]:
+def status_view(core: StationCore) -> dict[str, Any]:
+    config = core.config
     return {
-        "stationId": station.config.station_id,
-        "gridCapacity": number(station.config.grid_capacity),
-        "availablePower": station.available_power,
-        "allocatedPower": station.allocated_power(),
-        "gridPower": number(station.grid_power()),
-        "strategy": station.strategy.value,
-        "battery": battery_view(station.battery),
-        "chargers": [charger_view(station, c) for c in station.chargers.values()],
-        "sessions": [session_view(s) for s in station.active_sessions()],
+        "stationId": config.station_id,
+        "gridCapacity": number(config.grid_capacity),
+        "availablePower": core.available_power,
+        "allocatedPower": core.allocated_power(),
+        "gridPower": number(core.grid_power()),
+        "strategy": config.allocation.strategy.value,
+        "battery": battery_view(core.battery),
+        "chargers": [charger_view(core, c) for c in core.chargers.values()],
+        "sessions": [session_view(s) for s in core.active_sessions()],
     }

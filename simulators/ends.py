@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,8 +17,8 @@ from typing import Protocol
 import aiohttp
 
 from controller.app import ControllerApp
-from controller.battery import Battery
 from controller.config import DatabaseConfig, StationConfig
+from controller.core.battery import Battery
 from simulators.clock import Clock
 
 REST_TIMEOUT = 30.0  # real seconds for one REST call
@@ -184,7 +183,7 @@ class LocalController:
 
     @property
     def profiles_sent(self) -> int:
-        return self.app.pusher.profiles_sent
+        return self.app.core.profiles_sent
 
     async def start(self) -> None:
         await self.app.start()
@@ -200,53 +199,48 @@ class LocalController:
         await self._rest.announce(transaction_id, max_kw)
 
     async def wait_ready(self) -> None:
-        """Until every charger that takes profiles has its failsafe default installed.
-
-        The push layer signals answered limits but not an installed default, so this one
-        condition is polled (only while the station starts)."""
-        station, books = self.app.station, self.app.pusher.chargers
-        while not all(
-            books[charger_id].default_installed
-            for charger_id, charger in station.chargers.items()
-            if charger.smart_charging
-        ):
-            await asyncio.sleep(0.002)
-
-    async def settle(self) -> None:
-        await self.app.pusher.wait_for(self.settled)
-
-    def settled(self) -> bool:
-        """``app.wait_settled()``'s condition, and no limit waiting for a retry: a profile the
-        charger rejected is sent again after a back-off on the loop's own clock, and until
-        then the charger does not hold its limit."""
-        app = self.app
-        return (
-            not app.service.reallocation_pending
-            and app.pusher.idle()
-            and all(app.pusher.limits_confirmed(charger_id) for charger_id in app.pusher.chargers)
+        """Until every charger that takes profiles has its failsafe default installed."""
+        core = self.app.core
+        await self.app.wait_until(
+            lambda: all(
+                core.ready(charger_id)
+                for charger_id, charger in core.chargers.items()
+                if charger.smart_charging
+            )
         )
 
+    async def settle(self) -> None:
+        await self.app.wait_until(self.settled)
+
+    def settled(self) -> bool:
+        """Nothing left to do now. A limit waiting for its retry counts as settled: the
+        retry is a timer on the shared clock, which the runner jumps to like any other."""
+        return self.app.core.settled()
+
     def advance(self, now: float, load_kw: float) -> None:
-        self.app.station.refresh(now)
+        self.app.driver.tick()
 
     def next_wakeup(self) -> float | None:
-        return self.app.station.next_wakeup()
+        return self.app.core.next_wakeup()
 
     def battery(self) -> BatteryReading | None:
-        battery = self.app.station.battery
+        battery = self.app.core.battery
         if battery is None:
             return None
         return BatteryReading(battery.stored_energy, battery.flow().power)
 
     def allocated_kw(self, transaction_id: int) -> float | None:
-        session = self.app.station.by_transaction(transaction_id)
+        session = self.app.core.session_by_transaction(transaction_id)
         return None if session is None else float(session.allocated_power)
 
     def total_allocated_kw(self) -> float:
-        return float(self.app.station.allocated_power())
+        return float(self.app.core.allocated_power())
 
     def consumed_energy_kwh(self, transaction_id: int) -> float | None:
-        session = self.app.station.by_transaction(transaction_id)
+        session = self.app.core.session_by_transaction(transaction_id)
+        if session is None:
+            # Stopped: the stop was committed before the charger got its answer.
+            session = self.app.repository.session_by_transaction(transaction_id)
         return None if session is None else session.consumed_energy
 
 

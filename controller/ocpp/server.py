@@ -1,4 +1,4 @@
-"""The OCPP-J 1.6 WebSocket endpoint (ocpp.md, "Connection").
+"""The OCPP-J 1.6 WebSocket endpoint (docs/ocpp.md, "Connecting a charger").
 
 Handshake rules, checked before the upgrade: the charger id is the last path
 segment under the configured prefix, percent-decoded; an id that is not in the
@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
+import itertools
 import logging
 from http import HTTPStatus
 from urllib.parse import unquote
@@ -23,10 +25,12 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from controller.config import StationConfig
-from controller.ocpp.central import CentralSystem
-from controller.ocpp.link import ChargerLink
-from controller.ocpp.push import LimitPusher
+from controller.core.events import ChargerConnected, ChargerDisconnected
+from controller.driver import Driver
+from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
+from protocol import CallRejected, Connection, Event, FrameRejected, Role, UnmatchedAnswer
+from shell.link import OcppLink
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,12 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
 
 
 class OcppServer:
-    def __init__(self, config: StationConfig, central: CentralSystem, pusher: LimitPusher) -> None:
+    def __init__(self, config: StationConfig, central: CentralSystem, driver: Driver) -> None:
         self.config = config
         self.central = central
-        self.pusher = pusher
-        self.station = central.station
-        self.links: dict[str, ChargerLink] = {}
+        self.driver = driver
+        self.links: dict[str, tuple[int, OcppLink, WebSocketChannel]] = {}
+        self._numbers = itertools.count(1)
         self._channels: set[WebSocketChannel] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -131,38 +135,48 @@ class OcppServer:
 
     # -- a charger's connection ------------------------------------------
 
-    def _open(self, channel: WebSocketChannel) -> ChargerLink | None:
+    def _open(self, channel: WebSocketChannel) -> OcppLink | None:
         if channel.subprotocol is None:
             channel.close(CLOSE_NO_SUBPROTOCOL, "subprotocol ocpp1.6 required")
             return None
         charger_id = charger_id_from_path(channel.path, self.config.server.ocpp_path)
         assert charger_id is not None  # checked before the upgrade
-        link = ChargerLink(
-            charger_id,
-            channel,
-            self.central.handle,
-            call_timeout=self.config.ocpp.call_timeout,
-            on_closed=self._closed,
+        number = next(self._numbers)
+        link = OcppLink(
+            Connection(Role.CENTRAL_SYSTEM, call_timeout=self.config.ocpp.call_timeout),
+            send=channel.send_text,
+            clock=self.driver.clock,
+            handler=functools.partial(self.central.handle, charger_id, number),
+            name=charger_id,
+            on_event=functools.partial(_log_event, charger_id),
+            on_closed=functools.partial(self._closed, charger_id, number),
         )
         previous = self.links.get(charger_id)
-        self.links[charger_id] = link
+        self.links[charger_id] = (number, link, channel)
+        self.driver.attach(charger_id, number, link)
         if previous is not None:
             log.info("%s: new connection replaces the previous one", charger_id)
-            previous.close("replaced by a new connection")
-        charger = self.station.charger(charger_id)
-        charger.connected = True
-        charger.last_seen = self.central.service.now()
-        charger.disconnected_at = None
-        if charger.booted:
-            # OCPP-J 5.4: a charger that reconnects need not boot again.
-            self.pusher.attach(link)
+            previous[2].close(1000, "replaced by a new connection")
+        self.driver.submit(ChargerConnected(self.driver.now(), charger_id, number))
         return link
 
-    def _closed(self, link: ChargerLink) -> None:
-        self.pusher.detach(link)
-        if self.links.get(link.charger_id) is link:
-            del self.links[link.charger_id]
-            charger = self.station.charger(link.charger_id)
-            charger.connected = False
-            charger.disconnected_at = self.central.service.now()
-            self.central.service.request_reallocation()
+    def _closed(self, charger_id: str, number: int, link: OcppLink) -> None:
+        current = self.links.get(charger_id)
+        if current is not None and current[0] == number:
+            del self.links[charger_id]
+        self.driver.detach(charger_id, number)
+        self.driver.submit(ChargerDisconnected(self.driver.now(), charger_id, number))
+
+
+def _log_event(charger_id: str, event: Event) -> None:
+    match event:
+        case UnmatchedAnswer(unique_id=unique_id):
+            log.warning("%s: answer to unknown call %r ignored", charger_id, unique_id)
+        case CallRejected(unique_id=unique_id, error=error):
+            log.info(
+                "%s: call %r rejected: %s %s", charger_id, unique_id, error.code, error.description
+            )
+        case FrameRejected(error=error):
+            log.info("%s: unreadable frame ignored: %s", charger_id, error.description)
+        case _:
+            pass

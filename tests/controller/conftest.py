@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -9,8 +10,8 @@ import aiohttp
 import pytest
 
 from controller.app import ControllerApp
-from controller.clock import ManualClock
 from controller.config import StationConfig, config_from_dict
+from shell.clock import ManualClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,6 +137,25 @@ async def start_controller(clock: ManualClock, db_path: Path) -> AsyncIterator[C
     yield start
     for app in apps:
         await app.stop()
+
+
+async def run_timers_until(
+    clock: ManualClock, predicate: Callable[[], bool], *, steps: int = 500
+) -> None:
+    """Jump the manual clock from one timer to the next (call timeouts, retries, the
+    battery) until ``predicate`` holds. No wall-clock time is waited for: each jump runs
+    the timers that came due, and what they set off on the loop. Only for peers that
+    never answer: a jump past a call's deadline times out an answer still in transit."""
+    for _ in range(steps):
+        if predicate():
+            return
+        wakeup = clock.next_wakeup()
+        if wakeup is not None:
+            clock.set(max(wakeup, clock.now()))
+        # Let the timers that came due run, and what they scheduled in turn.
+        for _ in range(3):
+            await asyncio.sleep(0)
+    raise AssertionError("the condition did not come true")
 
 
 def ocpp_url(app: ControllerApp) -> str:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.battery import Battery, BatteryMode
+from controller.core.battery import Battery, BatteryMode
 
 HOUR = 3600.0
 T0 = 1_000_000.0

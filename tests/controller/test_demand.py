@@ -1,4 +1,4 @@
-"""Learning what an OCPP vehicle takes from what it draws (controller.demand)."""
+"""Learning what an OCPP vehicle takes from what it draws (controller.core.demand)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.demand import RAMP_UP_SECONDS, learned_cap
-from controller.sessions import Origin
-from controller.station import Station
+from controller.core.demand import RAMP_UP_SECONDS, learned_cap
 from tests.controller.conftest import example_config
+from tests.controller.core_harness import CoreHarness
 
 LATER = RAMP_UP_SECONDS + 1
 
@@ -46,50 +45,50 @@ def test_a_learned_cap_always_leaves_room_above_the_draw(
         assert new >= consumed + 2
 
 
+def two_sessions_on_cp001(**config: object) -> tuple[CoreHarness, int, int]:
+    """CP001 connected and set up, two transactions whose limits it accepted."""
+    h = CoreHarness(example_config(battery=None, **config), now=0.0)
+    h.connect("CP001")
+    a_tx = h.start_transaction("CP001", 1)
+    h.answer_profiles()
+    h.now = 1.0
+    b_tx = h.start_transaction("CP001", 2)
+    h.answer_profiles()
+    return h, a_tx, b_tx
+
+
 def test_power_a_vehicle_does_not_use_goes_to_the_others() -> None:
-    station = Station(example_config(battery=None), now=0.0)
-    a = station.start_session(
-        charger_id="CP001", connector_id=0, vehicle_max_power=None, now=0.0, origin=Origin.OCPP
-    )
-    b = station.start_session(
-        charger_id="CP001", connector_id=1, vehicle_max_power=None, now=1.0, origin=Origin.OCPP
-    )
+    h, a_tx, b_tx = two_sessions_on_cp001()
+    a, b = h.session_of(a_tx), h.session_of(b_tx)
     assert (a.allocated_power, b.allocated_power) == (100, 100)
-    # Both chargers accepted their limits; a's car takes only 11 kW (an AC on-board charger).
-    station.held.update({a.session_id: 100, b.session_id: 100})
-    station.update_session(a.session_id, now=LATER, consumed_power=11.0)
+    # a's car takes only 11 kW (an AC on-board charger).
+    h.now = LATER
+    h.meter("CP001", a_tx, kw=11.0)
     assert a.learned_max_power == 15
-    assert station.plan is not None
-    assert station.plan.to_send(a.session_id, 100) == 15  # lowered first...
-    station.held[a.session_id] = 15
-    station.reallocate(LATER + 1)  # ...and once its charger accepted, b may have the rest
+    assert h.tx_limits("CP001") == [(1, 15_000)]  # lowered first...
+    h.answer_profiles()  # ...and once its charger accepted, b may have the rest
     assert (a.allocated_power, b.allocated_power) == (15, 185)
     assert a.limited_by == "vehicle"
     # If it draws what it is now allowed, it may take more again.
-    station.held.update({a.session_id: 15, b.session_id: 185})
-    station.update_session(a.session_id, now=LATER + 60, consumed_power=14.5)
+    h.now = LATER + 60
+    h.meter("CP001", a_tx, kw=14.5)
     assert a.learned_max_power is None
-    assert station.plan is not None
-    assert station.plan.to_send(b.session_id, 185) == 100
-    station.held[b.session_id] = 100
-    station.reallocate(LATER + 61)
+    assert h.tx_limits("CP001") == [(2, 100_000)]  # b comes down before a goes up
+    h.answer_profiles()
     assert (a.allocated_power, b.allocated_power) == (100, 100)
 
 
 def test_nothing_is_learned_under_a_limit_the_charger_has_not_accepted() -> None:
-    station = Station(example_config(battery=None), now=0.0)
-    a = station.start_session(
-        charger_id="CP001", connector_id=0, vehicle_max_power=None, now=0.0, origin=Origin.OCPP
-    )
-    station.update_session(a.session_id, now=LATER, consumed_power=11.0)
-    assert a.learned_max_power is None
+    h = CoreHarness(example_config(battery=None), now=0.0)
+    h.connect("CP001")
+    a_tx = h.start_transaction("CP001", 1)  # its TxProfile is still on the wire
+    h.now = LATER
+    h.meter("CP001", a_tx, kw=11.0)
+    assert h.session_of(a_tx).learned_max_power is None
 
 
 def test_learning_can_be_switched_off() -> None:
-    station = Station(example_config(battery=None, allocation={"learnDemand": False}), now=0.0)
-    a = station.start_session(
-        charger_id="CP001", connector_id=0, vehicle_max_power=None, now=0.0, origin=Origin.OCPP
-    )
-    station.held[a.session_id] = a.allocated_power
-    station.update_session(a.session_id, now=LATER, consumed_power=11.0)
-    assert a.learned_max_power is None
+    h, a_tx, _ = two_sessions_on_cp001(allocation={"learnDemand": False})
+    h.now = LATER
+    h.meter("CP001", a_tx, kw=11.0)
+    assert h.session_of(a_tx).learned_max_power is None

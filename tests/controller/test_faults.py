@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from controller.app import ControllerApp
-from controller.clock import ManualClock
 from controller.config import config_from_dict
 from protocol import CallReceived
 from protocol.messages import (
@@ -19,7 +18,8 @@ from protocol.messages import (
     StartTransactionRequest,
 )
 from protocol.messages.base import OcppModel
-from tests.controller.conftest import example_config, many_chargers, ocpp_url
+from shell.clock import ManualClock
+from tests.controller.conftest import example_config, many_chargers, ocpp_url, run_timers_until
 from tests.controller.ocpp_client import FakeCharger, accept_everything
 from tests.controller.test_ocpp_push import Tracker, last_limit
 
@@ -55,7 +55,7 @@ async def test_a_charger_that_never_answers_does_not_delay_the_others(
 
 
 async def test_a_charger_that_accepts_nothing_is_budgeted_at_its_maximum(
-    start_controller: Any,
+    start_controller: Any, clock: ManualClock
 ) -> None:
     config = example_config(ocpp={"callTimeout": 0.2})
     app: ControllerApp = await start_controller(config)
@@ -64,12 +64,13 @@ async def test_a_charger_that_accepts_nothing_is_budgeted_at_its_maximum(
     await mute.boot()
     await mute.call(start_request(1))
     await mute.call(start_request(2))
-    # Three unanswered defaults (0.2 s each, back-off 1 s and 2 s): then it cannot be limited.
-    await app.pusher.wait_for(lambda: not app.station.chargers["CP001"].smart_charging)
+    # Three profiles unanswered (0.2 s each, with back-off): then it cannot be limited.
+    await run_timers_until(clock, lambda: not app.core.chargers["CP001"].smart_charging)
     await app.wait_settled()
-    powers = sorted(s.allocated_power for s in app.station.active_sessions())
+    powers = sorted(s.allocated_power for s in app.core.active_sessions())
     assert powers == [100, 100]  # its 200 kW shared as it would share them itself
-    assert {s.limited_by for s in app.station.active_sessions()} == {"pinned"}
+    assert {s.limited_by for s in app.core.active_sessions()} == {"pinned"}
+    assert len(mute.profiles()) == 3
 
 
 def core_only(call: CallReceived) -> OcppModel | None:
@@ -91,14 +92,14 @@ async def test_a_charger_without_smart_charging_gets_no_profiles(start_controlle
     for charger in (dumb, smart):
         await charger.connect()
         await charger.boot()
-    await app.pusher.wait_for(lambda: not app.station.chargers["CP003"].smart_charging)
+    await app.wait_until(lambda: not app.core.chargers["CP003"].smart_charging)
     await dumb.call(start_request(1))
     await smart.call(start_request(1))
     # CP003 may draw all of its 300 kW... the grid has 250: the smart one gets nothing.
     await smart.wait_until(lambda: last_limit(smart, 1) == 0)
     await app.wait_settled()
     assert dumb.profiles() == []
-    by_charger = {s.charger_id: s.allocated_power for s in app.station.active_sessions()}
+    by_charger = {s.charger_id: s.allocated_power for s in app.core.active_sessions()}
     assert by_charger == {"CP003": 300, "CP001": 0}
 
 
@@ -134,8 +135,8 @@ async def test_duplicated_and_reordered_frames_change_nothing_twice(
     )
     await charger.send_raw(frame)
     await charger.send_raw(frame)  # the same frame again (a retransmission)
-    await charger.wait_until(lambda: len(app.station.sessions) == 1)
-    session = next(iter(app.station.sessions.values()))
+    await charger.wait_until(lambda: len(list(app.core.active_sessions())) == 1)
+    session = next(iter(app.core.active_sessions()))
     # A MeterValues for a transaction that does not exist yet, then the real stop, then
     # a late MeterValues: only the stop counts.
     for payload in (
@@ -163,7 +164,8 @@ async def test_duplicated_and_reordered_frames_change_nothing_twice(
         await charger.send_raw(json.dumps([2, f"m-{payload[0]}-{len(payload[1])}", *payload]))
     await charger.wait_until(lambda: not session.active)
     assert session.consumed_energy == 4
-    assert len(app.station.sessions) == 1
+    await app.driver.flush()
+    assert [s.session_id for s in app.repository.stopped_sessions(10)] == [session.session_id]
 
 
 async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: Any) -> None:
@@ -181,7 +183,7 @@ async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: 
     )
 
     await asyncio.gather(*(c.close() for c in chargers))
-    await app.pusher.wait_for(lambda: not any(s.connected for s in app.station.chargers.values()))
+    await app.wait_until(lambda: not any(s.connected for s in app.core.chargers.values()))
     before = [len(c.tx_limits()) for c in chargers]
     await asyncio.gather(*(c.connect() for c in chargers))  # no boot: a reconnect
     await asyncio.gather(
@@ -191,7 +193,7 @@ async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: 
         )
     )
     await asyncio.wait_for(app.wait_settled(), 30)
-    assert all(s.connected for s in app.station.chargers.values())
+    assert all(s.connected for s in app.core.chargers.values())
     assert all(last_limit(c, 1) == 4000 for c in chargers)
     assert tracker.violations == []
     assert tracker.highest <= 2000

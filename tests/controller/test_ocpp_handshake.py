@@ -85,8 +85,8 @@ async def test_second_connection_replaces_the_first(start_controller: Any) -> No
     second = await FakeCharger(ocpp_url(app), "CP001").connect()
     await first.closed.wait()
     await second.boot()
-    assert app.station.chargers["CP001"].connected
-    assert app.ocpp.links["CP001"].channel.open
+    assert app.core.chargers["CP001"].connected
+    assert app.ocpp.links["CP001"][2].open
     await second.close()
     await second.closed.wait()
 
@@ -100,5 +100,5 @@ async def test_charger_state_survives_a_reconnect_without_boot(start_controller:
     again = await FakeCharger(ocpp_url(app), "CP001").connect()
     # No BootNotification: the failsafe default is re-sent on reconnect all the same.
     await again.wait_until(lambda: len(again.profiles()) >= 1)
-    assert app.station.chargers["CP001"].vendor == "Test"
+    assert app.core.chargers["CP001"].vendor == "Test"
     await again.close()

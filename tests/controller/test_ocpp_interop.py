@@ -20,7 +20,7 @@ from ocpp.v16.enums import Action, ChargingProfileStatus
 
 from allocator import Demand, allocate
 from controller.app import ControllerApp
-from controller.clock import ManualClock
+from shell.clock import ManualClock
 from tests.controller.conftest import ocpp_url
 
 
@@ -104,11 +104,11 @@ async def test_third_party_charge_points(start_controller: Any, clock: ManualClo
         await cp1.until(lambda: cp1.limits == {1: 100000, 2: 100000})
         await cp2.until(lambda: cp2.limits == {1: 200000})
         # The values are the allocator's for these sessions, and within the root limit.
-        sessions = list(app.station.active_sessions())
+        sessions = list(app.core.active_sessions())
         expected = allocate(
-            app.station.tree,
+            app.config.tree(),
             [Demand(s.session_id, s.charger_id, s.started_at) for s in sessions],
-            app.station.available_power,
+            app.core.available_power,
         )
         pushed = {(s.charger_id, s.connector_id + 1): s for s in sessions}
         for (charger_id, connector), session in pushed.items():
@@ -135,7 +135,7 @@ async def test_third_party_charge_points(start_controller: Any, clock: ManualClo
                 ],
             )
         )
-        session1 = app.station.by_transaction(tx1)
+        session1 = app.core.session_by_transaction(tx1)
         assert session1 is not None
         assert session1.consumed_power == 98
         assert session1.consumed_energy == pytest.approx(16.5)
@@ -149,10 +149,9 @@ async def test_third_party_charge_points(start_controller: Any, clock: ManualClo
         # CP001's remaining session may now take the whole charger.
         await cp1.until(lambda: cp1.limits.get(2) == 200000)
 
-        status = app.service.status()
+        status = app.status()
         assert {s["transactionId"] for s in status["sessions"]} == {tx2, tx3}
         cp001 = next(c for c in status["chargers"] if c["id"] == "CP001")
         assert cp001["connected"] and cp001["booted"]
         assert (cp001["vendor"], cp001["model"]) == ("Elsewhere", "Wallbox X")
-        stopped = app.station.by_transaction(tx1)
-        assert stopped is not None and stopped.consumed_energy == pytest.approx(20)
+        assert not session1.active and session1.consumed_energy == pytest.approx(20)

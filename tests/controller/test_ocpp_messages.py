@@ -65,7 +65,7 @@ async def test_boot_records_the_charger_and_installs_the_failsafe(start_controll
     assert profile.stack_level == 0
     # 400 kW over 6 connectors, rounded down: all at once still fit the grid.
     assert profile.charging_schedule.charging_schedule_period[0].limit == 66000
-    state = app.station.chargers["CP001"]
+    state = app.core.chargers["CP001"]
     assert state.connected and state.booted
     assert (state.vendor, state.model) == ("Test", "T1")
     await charger.close()
@@ -80,8 +80,8 @@ async def test_heartbeat_status_authorize_and_data_transfer(start_controller: An
     await charger.call(
         StatusNotificationRequest(connector_id=2, error_code="GroundFailure", status="Faulted")  # type: ignore[arg-type]
     )
-    assert app.station.chargers["CP001"].connectors[2].status == "Faulted"
-    status = app.service.status()
+    assert app.core.connectors[("CP001", 2)].status == "Faulted"
+    status = app.status()
     cp001 = next(c for c in status["chargers"] if c["id"] == "CP001")
     assert cp001["connectorStatus"][1] == {
         "connectorId": 1,
@@ -105,14 +105,14 @@ async def test_id_tag_list_is_checked_when_configured(start_controller: Any) -> 
         StartTransactionRequest(connector_id=1, id_tag="bob", meter_start=0, timestamp=T0)  # type: ignore[arg-type]
     )
     assert answer.id_tag_info.status == "Invalid"
-    assert list(app.station.active_sessions()) == []
+    assert list(app.core.active_sessions()) == []
 
 
 async def test_transaction_lifecycle_with_meter_values(start_controller: Any) -> None:
     app: ControllerApp = await start_controller()
     charger = await booted(app)
     tx = await start_tx(charger, 1, meter_start=1000)
-    session = app.station.by_transaction(tx)
+    session = app.core.session_by_transaction(tx)
     assert session is not None and session.active
     assert (session.charger_id, session.connector_id) == ("CP001", 0)  # OCPP 1 = REST 0
     await charger.wait_until(lambda: charger.tx_limits() == [(1, 200000)])
@@ -178,7 +178,7 @@ async def test_start_transaction_resent_gets_the_same_answer(start_controller: A
     first = await start_tx(charger, 1, meter_start=5)
     again = await start_tx(charger, 1, meter_start=5)
     assert again == first
-    assert len(app.station.sessions) == 1
+    assert len(list(app.core.active_sessions())) == 1
     other = await start_tx(charger, 2, meter_start=5)
     assert other != first
 
@@ -192,12 +192,12 @@ async def test_stop_for_unknown_or_stopped_transactions_is_answered(start_contro
             StopTransactionRequest(transaction_id=transaction_id, meter_stop=1, timestamp=T0)  # type: ignore[arg-type]
         )
         assert answer.id_tag_info is None
-    assert app.station.by_transaction(tx).active  # type: ignore[union-attr]
+    session = app.core.session_by_transaction(tx)
+    assert session is not None and session.active
     stop = StopTransactionRequest(transaction_id=tx, meter_stop=7000, timestamp=T0)  # type: ignore[arg-type]
     await charger.call(stop)
     await charger.call(stop)  # resent: answered, nothing changes
-    session = app.station.by_transaction(tx)
-    assert session is not None and session.consumed_energy == 7
+    assert not session.active and session.consumed_energy == 7
     # A late MeterValues after the stop changes nothing.
     await charger.call(
         MeterValuesRequest(
@@ -224,7 +224,7 @@ async def test_transaction_messages_with_a_bad_timestamp_are_still_answered(
             ]
         )
     )
-    await charger.wait_until(lambda: any(True for _ in app.station.active_sessions()))
+    await charger.wait_until(lambda: any(True for _ in app.core.active_sessions()))
     # A bad timestamp elsewhere is a PropertyConstraintViolation.
     answer = await charger.call(HeartbeatRequest())  # the connection still works
     assert answer.current_time is not None

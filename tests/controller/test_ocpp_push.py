@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.app import ControllerApp
-from controller.clock import ManualClock
 from controller.config import config_from_dict
 from protocol import CallReceived
 from protocol.messages import (
@@ -24,6 +23,7 @@ from protocol.messages import (
     StartTransactionRequest,
 )
 from protocol.messages.base import OcppModel
+from shell.clock import ManualClock
 from tests.controller.conftest import many_chargers, ocpp_url
 from tests.controller.ocpp_client import FakeCharger, Received, accept_everything
 
@@ -140,7 +140,7 @@ async def test_raise_waits_for_lowerings_to_be_accepted(
     assert tx_limit_kw(a.pending()[0]) == (1, 167)
     assert tx_limit_kw(b.pending()[0]) == (1, 167)
     await c.wait_until(lambda: last_limit(c, 1) == 100_000)
-    sessions = {s.charger_id: s.allocated_power for s in app.station.active_sessions()}
+    sessions = {s.charger_id: s.allocated_power for s in app.core.active_sessions()}
     assert sessions == {"CP001": 200, "CP002": 200, "CP003": 100}
 
     await a.answer(a.pending()[0], ACCEPTED)
@@ -149,11 +149,13 @@ async def test_raise_waits_for_lowerings_to_be_accepted(
     await c.wait_until(lambda: last_limit(c, 1) == 166_000)
     assert tracker.violations == []
     assert tracker.highest <= 500
-    sessions = {s.charger_id: s.allocated_power for s in app.station.active_sessions()}
+    sessions = {s.charger_id: s.allocated_power for s in app.core.active_sessions()}
     assert sessions == {"CP001": 167, "CP002": 167, "CP003": 166}
 
 
-async def test_rejected_lowering_keeps_the_power_reserved(start_controller: Any) -> None:
+async def test_rejected_lowering_keeps_the_power_reserved(
+    start_controller: Any, clock: ManualClock
+) -> None:
     app: ControllerApp = await start_controller()
     tracker = Tracker(root_kw=500)
     rejecting = {"on": False}
@@ -186,23 +188,24 @@ async def test_rejected_lowering_keeps_the_power_reserved(start_controller: Any)
     await a.wait_until(lambda: any(i.response == REJECTED for i in a.received))
     await c.wait_until(lambda: last_limit(c, 1) == 125_000)
     await b.wait_until(lambda: last_limit(b, 1) == 75_000)
-    status = app.service.status()
+    status = app.status()
     by_id = {ch["id"]: ch for ch in status["chargers"]}
     assert by_id["CP003"]["limitsConfirmed"] is False
     assert by_id["CP003"]["allocatedPower"] == 300  # what it may still draw stays booked
     assert by_id["CP002"]["allocatedPower"] == 500 - 300 - 125
     assert status["allocatedPower"] <= status["availablePower"]
-    # The retry (after back-off) is accepted and the power moves on to CP002.
+    # The retry (after back-off, on the clock) is accepted and the power moves on to CP002.
     rejecting["on"] = False
+    clock.advance(1)  # one refusal so far: the retry is due 1 s later
     await b.wait_until(lambda: last_limit(b, 1) == 125_000)
     assert tracker.violations == []
     await asyncio.wait_for(
-        app.pusher.wait_for(
-            lambda: all(app.pusher.limits_confirmed(c) for c in app.station.chargers)
+        app.wait_until(
+            lambda: all(app.core.limits_confirmed(c) for c in app.core.chargers)
         ),
         10,
     )
-    status = app.service.status()
+    status = app.status()
     assert all(ch["limitsConfirmed"] for ch in status["chargers"])
 
 
@@ -216,13 +219,13 @@ async def test_a_burst_of_starts_is_one_or_a_few_reallocations(start_controller:
     await asyncio.gather(*(c.connect() for c in chargers))
     await asyncio.gather(*(c.boot() for c in chargers))
     await asyncio.gather(*(c.wait_until(lambda c=c: len(c.profiles()) == 1) for c in chargers))
-    before = app.station.allocation_version
+    before = app.core.reallocations
 
     await asyncio.gather(*(start_tx(c, 1) for c in chargers))
     await asyncio.gather(*(c.wait_until(lambda c=c: last_limit(c, 1) == 8000) for c in chargers))
     await asyncio.wait_for(app.wait_settled(), 10)
-    assert all(app.pusher.limits_confirmed(c) for c in app.station.chargers)
-    reallocations = app.station.allocation_version - before
+    assert all(app.core.limits_confirmed(c) for c in app.core.chargers)
+    reallocations = app.core.reallocations - before
     assert reallocations <= 6, reallocations
     for charger in chargers:
         limits = [kw for _, kw in charger.tx_limits()]

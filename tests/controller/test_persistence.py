@@ -15,8 +15,7 @@ import aiohttp
 import pytest
 
 from controller.app import ControllerApp
-from controller.clock import ManualClock
-from controller.store import SCHEMA_VERSION, Store, StoreError
+from controller.repository import SCHEMA_VERSION, Repository, StoreError
 from protocol import CallReceived
 from protocol.messages import (
     MeterValue,
@@ -27,6 +26,7 @@ from protocol.messages import (
     StopTransactionRequest,
 )
 from protocol.messages.base import OcppModel
+from shell.clock import ManualClock
 from tests.controller.conftest import ocpp_url
 from tests.controller.ocpp_client import FakeCharger, accept_everything
 
@@ -49,8 +49,8 @@ async def rest(app: ControllerApp, method: str, path: str, body: Any = None) -> 
 
 def test_schema_is_created_and_versioned(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
-    store = Store(path)
-    assert store.schema_version == SCHEMA_VERSION
+    repository = Repository(path)
+    assert repository.schema_version == SCHEMA_VERSION
     tables = {
         r[0]
         for r in sqlite3.connect(path).execute(
@@ -74,13 +74,13 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "b.db"
     sqlite3.connect(path).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="newer than this program"):
-        Store(path)
+        Repository(path)
 
 
 def test_an_unusable_path_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError):
-        Store(tmp_path / "file" / "controller.db")
+        Repository(tmp_path / "file" / "controller.db")
 
 
 async def test_acknowledged_sessions_and_ids_survive_a_restart(
@@ -96,7 +96,7 @@ async def test_acknowledged_sessions_and_ids_survive_a_restart(
     assert code == 201
     code, stopped = await rest(app, "POST", "/sessions", {"chargerId": "CP002", "connectorId": 0})
     await rest(app, "POST", f"/sessions/{stopped['sessionId']}/stop", {"consumedEnergy": 12})
-    ocpp_session = app.station.by_transaction(tx)
+    ocpp_session = app.core.session_by_transaction(tx)
     assert ocpp_session is not None
     await charger.close()
     await app.stop()
@@ -104,10 +104,10 @@ async def test_acknowledged_sessions_and_ids_survive_a_restart(
     clock.advance(60)
     again: ControllerApp = await start_controller()
     assert again.recovered["sessions"] == 2
-    restored = again.station.by_transaction(tx)
+    restored = again.core.session_by_transaction(tx)
     assert restored is not None and restored.session_id == ocpp_session.session_id
     assert restored.active and restored.meter_start_wh == 1000
-    assert again.station.sessions[rest_session["sessionId"]].vehicle_max_power == 50
+    assert again.core.session(rest_session["sessionId"]).vehicle_max_power == 50  # type: ignore[union-attr]
     # Transaction ids keep counting: never one given twice.
     charger = await FakeCharger(ocpp_url(again), "CP001").connect()
     other = (await charger.call(start_request(2))).transaction_id
@@ -137,7 +137,7 @@ async def test_resent_transaction_messages_after_restart_are_recognised(
     charger = await FakeCharger(ocpp_url(again), "CP001").connect()
     resent = await charger.call(start_request(1, meter_start=500))
     assert resent.transaction_id == first.transaction_id
-    assert len([s for s in again.station.active_sessions()]) == 1
+    assert len(list(again.core.active_sessions())) == 1
     stop = StopTransactionRequest(
         transaction_id=first.transaction_id, meter_stop=20500, timestamp=T0
     )  # type: ignore[arg-type]
@@ -170,7 +170,7 @@ async def test_limits_held_before_a_restart_count_until_confirmed(
 
     again: ControllerApp = await start_controller()
     # CP001 has not reconnected: it may still be drawing 200 kW on its last profile.
-    assert again.station.held == {next(iter(again.pusher.sessions)): 200}
+    assert dict(again.core.held) == {next(iter(again.core.active_sessions())).session_id: 200}
     code, session = await rest(again, "POST", "/sessions", {"chargerId": "CP003", "connectorId": 0})
     assert code == 201
     assert session["allocatedPower"] == 300  # 500 - 200 still booked for CP001
@@ -184,13 +184,13 @@ async def test_battery_energy_survives_a_restart(start_controller: Any, clock: M
     for charger in ("CP001", "CP002", "CP003"):
         await rest(app, "POST", "/sessions", {"chargerId": charger, "connectorId": 0})
     clock.advance(1800)  # half an hour at 100 kW of discharge: 50 kWh
-    status = app.service.status()
+    status = app.status()
     assert status["battery"]["storedEnergy"] == pytest.approx(150)
     await app.stop()
     clock.advance(3600)  # nothing flows while the controller is down
     again: ControllerApp = await start_controller()
-    assert again.station.battery is not None
-    assert again.station.battery.stored_energy == pytest.approx(150)
+    assert again.core.battery is not None
+    assert again.core.battery.stored_energy == pytest.approx(150)
 
 
 async def test_meter_readings_are_written_behind(start_controller: Any) -> None:
@@ -205,11 +205,11 @@ async def test_meter_readings_are_written_behind(start_controller: Any) -> None:
             meter_value=[MeterValue(timestamp=T0, sampled_value=[SampledValue(value="7250")])],
         )
     )  # type: ignore[arg-type]
-    await app.service.flush()
+    await app.driver.flush()
     await charger.close()
     await app.stop()
     again: ControllerApp = await start_controller()
-    session = again.station.by_transaction(tx)
+    session = again.core.session_by_transaction(tx)
     assert session is not None and session.consumed_energy == pytest.approx(7.25)
 
 
@@ -223,14 +223,14 @@ async def test_a_charger_offline_too_long_is_budgeted_at_its_failsafe(
     await charger.wait_until(lambda: charger.tx_limits() == [(1, 300000)])
     await charger.close()
     await charger.closed.wait()
-    await app.pusher.wait_for(lambda: not app.station.chargers["CP003"].connected)
-    session = app.station.by_transaction(tx)
+    await app.wait_until(lambda: not app.core.chargers["CP003"].connected)
+    session = app.core.session_by_transaction(tx)
     assert session is not None
-    app.service.status()
+    app.status()
     assert session.allocated_power == 300  # offline: keeps charging on its last profile
-    assert app.station.next_wakeup() == pytest.approx(clock.now() + 900)
+    assert app.core.next_wakeup() == pytest.approx(clock.now() + 900)
     clock.advance(900)
-    app.service.status()
+    app.status()
     assert session.allocated_power == 66  # the failsafe: 400 kW over 6 connectors
     assert session.limited_by == "pinned"
     # Its queued StopTransaction arrives later and closes it with the right energy.
@@ -275,6 +275,6 @@ async def test_a_raise_is_on_disk_before_the_charger_can_apply_it(
     await charger.call(start_request(1))
     await charger.wait_until(lambda: len(charger.pending()) == 1)
     # Were the process killed now, the restarted controller must count 200 kW here.
-    row = sqlite3.connect(db_path).execute("SELECT confirmed, in_flight FROM limits").fetchone()
+    row = sqlite3.connect(db_path).execute("SELECT applied, in_flight FROM limits").fetchone()
     assert row == (None, 200)
     await charger.close()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.clock import ManualClock
+from shell.clock import ManualClock
 from tests.controller.conftest import Api, check_status_invariants, example_config
 
 

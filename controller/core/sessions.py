@@ -1,13 +1,15 @@
-"""Sessions and the errors that station operations raise.
+"""Sessions, and the errors a request about them can get (docs/allocation.md, docs/api.md).
 
-A session is one vehicle on one connector (behaviour spec section 2). REST
-connector ids are 0-based; OCPP's are 1-based and converted at the OCPP edge.
+A session is one vehicle on one connector. Its ``connector_id`` is 0-based, as in the REST
+API; OCPP's 1-based connector ids are converted at the OCPP edge.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+from controller.core.fields import DERIVED
 
 
 class SessionStatus(StrEnum):
@@ -28,22 +30,22 @@ class Session:
     vehicle_max_power: float | None
     started_at: float
     origin: Origin = Origin.REST
-    allocated_power: int = 0
-    limited_by: str | None = None
+    status: SessionStatus = SessionStatus.ACTIVE
+    allocated_power: int = field(default=0, metadata=DERIVED)
+    limited_by: str | None = field(default=None, metadata=DERIVED)
     consumed_power: float | None = None
     consumed_energy: float = 0.0
+    state_of_charge: float | None = None
     stopped_at: float | None = None
-    status: SessionStatus = SessionStatus.ACTIVE
+    stop_reason: str | None = None
     transaction_id: int | None = None
     id_tag: str | None = None
     meter_start_wh: float | None = None
-    state_of_charge: float | None = None
-    stop_reason: str | None = None
-    # The limit went up after the last reading: the vehicle may already draw more
-    # than it reported, so the load counts it at its limit until it reports again.
+    # The limit went up after the last reading: the vehicle may already draw more than it
+    # reported, so the load counts it at its limit until it reports again.
     reading_stale: bool = False
     reading_at: float | None = None
-    # What the vehicle was seen to take, when OCPP does not say (controller.demand).
+    # What the vehicle was seen to take, when OCPP does not say (controller.core.demand).
     learned_max_power: float | None = None
 
     @property
@@ -56,6 +58,10 @@ class Session:
     @property
     def active(self) -> bool:
         return self.status is SessionStatus.ACTIVE
+
+    def copy(self) -> Session:
+        """A snapshot: what a record or an answer carries, never changed afterwards."""
+        return replace(self)
 
 
 class StationError(Exception):

@@ -1,6 +1,6 @@
 """The stationary battery: stored energy over time, for peak shaving.
 
-Theory (behaviour spec section 4). The power that flows is piecewise constant:
+Theory (docs/allocation.md, "The battery"). The power that flows is piecewise constant:
 it changes only when the station load changes (the controller calls
 ``advance`` before every change) or when the battery itself crosses a
 threshold (empty, back at 5 %, full). ``next_event_at`` predicts the next
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from controller.core.state import BatteryRecord
 
 HOUR = 3600.0
 REARM_FRACTION = 0.05
@@ -76,6 +78,16 @@ class Battery:
         )
         self.updated_at = now
         self._load = 0.0
+
+    def record(self) -> BatteryRecord:
+        return BatteryRecord(self.stored_energy, self.may_discharge, self.updated_at)
+
+    def restore(self, record: BatteryRecord, now: float) -> None:
+        """Take up where a stored record left off. Nothing flowed while the controller was
+        down: the energy is as stored, and integration resumes from ``now``."""
+        self.stored_energy = min(max(record.stored_energy, 0.0), self.initial_capacity)
+        self.may_discharge = record.may_discharge
+        self.updated_at = now
 
     @property
     def rearm_energy(self) -> float:

@@ -1,0 +1,216 @@
+"""What the station core is told: typed events, each carrying ``now`` (epoch seconds).
+
+Charger events name the charger and, where a reply or a stale connection matters, the
+connection they came on (``link``: a number the shell gives each connection, never
+reused). Requests that need an answer carry ``reply_to``, an opaque token that the core
+hands back in its ``Reply`` command. Ids the core needs for new sessions come in the
+event (``new_session_id``): the core draws no random numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ProfileResult(StrEnum):
+    """How a SetChargingProfile call ended."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # answered with another status
+    ERROR = "error"  # a CALLERROR (or an unusable answer): it may have been applied
+    TIMEOUT = "timeout"  # no answer in time: it may have been applied
+    LOST = "lost"  # the connection ended with the call on the wire: it may have been applied
+    NOT_SENT = "not-sent"  # the connection ended (or there was none) before it went out
+
+
+# -- chargers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerConnected:
+    now: float
+    charger_id: str
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerDisconnected:
+    now: float
+    charger_id: str
+    link: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerBooted:
+    now: float
+    charger_id: str
+    link: int
+    vendor: str
+    model: str
+    firmware_version: str | None = None
+    serial_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargerHeard:
+    """A message that changes nothing else (Heartbeat, notifications): the charger is alive."""
+
+    now: float
+    charger_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatusReported:
+    now: float
+    charger_id: str
+    connector_id: int  # OCPP numbering: 0 is the charger
+    status: str
+    error_code: str
+    info: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigurationRead:
+    """The answer to the GetConfiguration sent after a boot (None: no usable answer)."""
+
+    now: float
+    charger_id: str
+    ref: int
+    keys: Mapping[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileAnswered:
+    now: float
+    charger_id: str
+    ref: int
+    result: ProfileResult
+
+
+@dataclass(frozen=True, slots=True)
+class MeterReading:
+    now: float
+    charger_id: str
+    connector_id: int  # OCPP numbering
+    transaction_id: int | None
+    power_kw: float | None = None
+    energy_register_kwh: float | None = None
+    state_of_charge: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStartRequested:
+    now: float
+    charger_id: str
+    link: int
+    reply_to: object
+    connector_id: int  # OCPP numbering
+    id_tag: str
+    timestamp: str  # as the charger wrote it: part of what identifies a resend
+    meter_start: int
+    new_session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionStopRequested:
+    now: float
+    charger_id: str
+    reply_to: object
+    transaction_id: int
+    meter_stop: int
+    id_tag: str | None = None
+    reason: str | None = None
+
+
+# -- the REST API ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStartRequested:
+    now: float
+    reply_to: object
+    charger_id: str
+    connector_id: int  # 0-based
+    vehicle_max_power: float | None
+    new_session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStopRequested:
+    now: float
+    reply_to: object
+    session_id: str
+    consumed_energy: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdateRequested:
+    now: float
+    reply_to: object
+    session_id: str
+    consumed_power: float | None = None
+    vehicle_max_power: float | None = None
+
+
+# -- the shell -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommitDone:
+    """These proposals are durable: apply them."""
+
+    now: float
+    proposals: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFailed:
+    """These proposals could not be made durable: drop them, refuse their requests."""
+
+    now: float
+    proposals: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time has passed (a wake-up came due, or someone reads the status)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reallocate:
+    """The reallocation the core asked for with ``ScheduleReallocation``."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Hand over the rows changed since the last flush (written behind)."""
+
+    now: float
+
+
+Event = (
+    ChargerConnected
+    | ChargerDisconnected
+    | ChargerBooted
+    | ChargerHeard
+    | ConnectorStatusReported
+    | ConfigurationRead
+    | ProfileAnswered
+    | MeterReading
+    | TransactionStartRequested
+    | TransactionStopRequested
+    | SessionStartRequested
+    | SessionStopRequested
+    | SessionUpdateRequested
+    | CommitDone
+    | CommitFailed
+    | Tick
+    | Reallocate
+    | Flush
+)

@@ -1,0 +1,146 @@
+"""The core's state besides sessions: chargers, connectors, limit books, and the small
+records that go to the database with them (docs/persistence.md).
+
+Each class is a dataclass whose stored fields are columns of the repository's table of the
+same name (see :mod:`controller.core.fields`). Snapshots (``copy()``) are what the core hands
+out in ``Persist`` commands and answers; the live objects are the core's alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from controller.core.fields import TRANSIENT
+from controller.core.lifecycle import ChargerPhase, LimitPhase
+
+
+@dataclass(slots=True)
+class ChargerState:
+    """What the controller knows of a charger beyond its configuration."""
+
+    charger_id: str
+    booted: bool = False
+    vendor: str | None = None
+    model: str | None = None
+    firmware_version: str | None = None
+    serial_number: str | None = None
+    last_seen: float | None = None
+    # False once the charger is known to take no charging profile (ocpp.md, last rule).
+    smart_charging: bool = True
+    # How it wants limits, as read from it: True amps, False watts, None not known.
+    amps: bool | None = None
+    # Profiles refused (rejected, CALLERROR, unanswered) since the last one accepted.
+    rejections: int = 0
+    ever_accepted: bool = False
+    # -- the connection, which a restart ends --
+    connected: bool = field(default=False, metadata=TRANSIENT)
+    link: int | None = field(default=None, metadata=TRANSIENT)
+    disconnected_at: float | None = field(default=None, metadata=TRANSIENT)
+    phase: ChargerPhase = field(default=ChargerPhase.OFFLINE, metadata=TRANSIENT)
+    # The profile call (or raise being committed) this charger is busy with: one at a time.
+    busy: int | None = field(default=None, metadata=TRANSIENT)
+    # The call that the current phase waits for (GetConfiguration, the failsafe).
+    waiting_for: int | None = field(default=None, metadata=TRANSIENT)
+    default_failures: int = field(default=0, metadata=TRANSIENT)
+    default_retry_at: float | None = field(default=None, metadata=TRANSIENT)
+
+    def copy(self) -> ChargerState:
+        return replace(self)
+
+
+@dataclass(slots=True)
+class ConnectorState:
+    """What a charger last said about one of its connectors (StatusNotification); OCPP
+    numbering, 0 being the charger itself."""
+
+    charger_id: str
+    connector_id: int
+    status: str | None = None
+    error_code: str | None = None
+    info: str | None = None
+    updated_at: float | None = None
+
+    def copy(self) -> ConnectorState:
+        return replace(self)
+
+
+@dataclass(slots=True)
+class LimitBook:
+    """What one OCPP session's charger holds: the lifecycle of its TxProfile.
+
+    ``applied`` is the most the charger may be applying, apart from what is on the wire
+    (None: its failsafe default); ``in_flight`` the limit being committed or sent. The most
+    it may apply is the larger of the two: that is what the allocation keeps reserved.
+    """
+
+    session_id: str
+    charger_id: str
+    connector_id: int  # OCPP numbering, 1-based
+    transaction_id: int
+    applied: int | None = None
+    in_flight: int | None = None
+    # The charger has been told the transaction id (its StartTransaction.conf went out on
+    # its connection): a TxProfile naming it before then would be rejected.
+    announced: bool = False
+    failures: int = 0
+    phase: LimitPhase = field(default=LimitPhase.PENDING, metadata=TRANSIENT)
+    retry_at: float | None = field(default=None, metadata=TRANSIENT)
+    # The call or commit the book waits for.
+    waiting_for: int | None = field(default=None, metadata=TRANSIENT)
+
+    @property
+    def held(self) -> int | None:
+        if self.in_flight is None:
+            return self.applied
+        if self.applied is None:
+            return self.in_flight
+        return max(self.applied, self.in_flight)
+
+    def copy(self) -> LimitBook:
+        return replace(self)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDropped:
+    """The session of a limit book ended: its row goes."""
+
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartKey:
+    """What makes two StartTransaction requests the same one, resent: charger, connector,
+    idTag, timestamp and meterStart (as text, so that no number is too large to keep),
+    and the answer it got."""
+
+    key: str
+    charger_id: str
+    transaction_id: int
+    status: str
+    recorded_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryRecord:
+    stored_energy: float
+    may_discharge: bool
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionCounter:
+    """The next transaction id to hand out: durable before any id above it is given."""
+
+    next_transaction_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One line of the append-only journal (``GET /station/events``)."""
+
+    at: float
+    kind: str
+    charger_id: str | None = None
+    session_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,256 @@
+"""The asyncio shell around the station core: feed it events, carry out its commands.
+
+Everything that changes the station goes through :meth:`Driver.submit` (REST handlers,
+OCPP handlers, timers, commit outcomes): the core handles the event and returns commands,
+which are carried out here, in order:
+
+* ``Reply`` goes to its ``reply_to``: a :class:`ReplyTarget` (a REST request waiting on a
+  future, an OCPP CALL waiting for its CALLRESULT).
+* ``Persist`` goes to the :class:`controller.writer.CommitWriter`, whose outcome comes
+  back as ``CommitDone`` / ``CommitFailed``.
+* ``SendProfile`` / ``ReadConfiguration`` go to the charger's current link; the outcome
+  comes back as ``ProfileAnswered`` / ``ConfigurationRead``.
+* ``WakeAt`` sets the one wake-up timer on the clock; ``ScheduleReallocation`` asks for a
+  ``Reallocate`` once the events at hand are handled (``call_soon``).
+
+Events submitted while commands are being carried out (an outcome reported at once) wait
+their turn, so the core never sees an event in the middle of another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from controller.core.commands import (
+    Answer,
+    Command,
+    Notice,
+    Persist,
+    ReadConfiguration,
+    Reply,
+    ScheduleReallocation,
+    SendProfile,
+    WakeAt,
+)
+from controller.core.events import (
+    CommitDone,
+    CommitFailed,
+    ConfigurationRead,
+    Event,
+    Flush,
+    ProfileAnswered,
+    ProfileResult,
+    Reallocate,
+    Tick,
+)
+from controller.core.station import StationCore
+from controller.repository import Repository
+from controller.writer import CommitWriter
+from protocol import CallAnswered, CallCancelled, CallErrored, CallTimedOut
+from protocol.messages import ChargingProfileStatus, GetConfigurationResponse
+from shell.clock import Clock, Timer
+from shell.link import CallOutcome, OcppLink
+
+log = logging.getLogger(__name__)
+
+
+class ReplyTarget(Protocol):
+    """Whoever waits for the answer to a request."""
+
+    def deliver(self, answer: Answer) -> None: ...
+
+    def fail(self) -> None:
+        """The request could not be handled (a bug: the log has the traceback)."""
+        ...
+
+
+class PendingAnswer:
+    """A REST request's wait for its answer."""
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, answer: Answer) -> None:
+        if not self.future.done():
+            self.future.set_result(answer)
+
+    def fail(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(RuntimeError("the request could not be handled"))
+
+
+def profile_result(outcome: CallOutcome) -> ProfileResult:
+    match outcome:
+        case CallAnswered(response=response):
+            status = getattr(response, "status", None)
+            if status == ChargingProfileStatus.ACCEPTED:
+                return ProfileResult.ACCEPTED
+            return ProfileResult.REJECTED
+        case CallErrored():
+            return ProfileResult.ERROR
+        case CallTimedOut():
+            return ProfileResult.TIMEOUT
+        case CallCancelled(sent=sent):
+            return ProfileResult.LOST if sent else ProfileResult.NOT_SENT
+
+
+def configuration_keys(outcome: CallOutcome) -> dict[str, str] | None:
+    if isinstance(outcome, CallAnswered) and isinstance(outcome.response, GetConfigurationResponse):
+        return {kv.key: kv.value or "" for kv in outcome.response.configuration_key or []}
+    return None
+
+
+class Driver:
+    def __init__(self, core: StationCore, clock: Clock, repository: Repository) -> None:
+        self.core = core
+        self.clock = clock
+        self.writer = CommitWriter(
+            repository, on_outcome=self._commit_outcome, before_batch=self._before_batch
+        )
+        self._links: dict[str, tuple[int, OcppLink]] = {}
+        self._queue: deque[Event] = deque()
+        self._running = False
+        self._wakeup: Timer | None = None
+        self._progress = asyncio.Event()
+        self._closed = False
+
+    # -- events in ---------------------------------------------------------------------------
+
+    def submit(self, event: Event) -> None:
+        """Hand the core an event and carry out what it asks."""
+        self._queue.append(event)
+        if self._running:
+            return
+        self._running = True
+        try:
+            while self._queue:
+                self._handle(self._queue.popleft())
+        finally:
+            self._running = False
+        progress, self._progress = self._progress, asyncio.Event()
+        progress.set()
+
+    def _handle(self, event: Event) -> None:
+        try:
+            commands = self.core.handle(event)
+        except Exception:
+            log.exception("the station core failed on %s", type(event).__name__)
+            target = getattr(event, "reply_to", None)
+            if target is not None:
+                target.fail()
+            return
+        self.execute(commands)
+
+    async def request(self, build: Callable[[PendingAnswer], Event]) -> Answer:
+        """Submit the event ``build`` makes for a new reply target; wait for the answer."""
+        pending = PendingAnswer()
+        self.submit(build(pending))
+        return await pending.future
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def tick(self) -> None:
+        """Bring the core up to the clock's present (the battery, expiries, retries)."""
+        self.submit(Tick(self.clock.now()))
+
+    # -- commands out ------------------------------------------------------------------------
+
+    def execute(self, commands: list[Command]) -> None:
+        for command in commands:
+            match command:
+                case Persist():
+                    self.writer.add(command)
+                case Reply(reply_to=target, answer=answer):
+                    if target is not None:
+                        target.deliver(answer)  # type: ignore[attr-defined]
+                case SendProfile():
+                    self._send(command)
+                case ReadConfiguration():
+                    self._send(command)
+                case WakeAt(when=when):
+                    self._set_wakeup(when)
+                case ScheduleReallocation():
+                    asyncio.get_running_loop().call_soon(self._reallocate)
+                case Notice(message=message):
+                    log.warning("%s", message)
+
+    def _send(self, command: SendProfile | ReadConfiguration) -> None:
+        current = self._links.get(command.charger_id)
+        charger_id, ref = command.charger_id, command.ref
+
+        def answered(outcome: CallOutcome) -> None:
+            now = self.clock.now()
+            if isinstance(command, SendProfile):
+                self.submit(ProfileAnswered(now, charger_id, ref, profile_result(outcome)))
+            else:
+                self.submit(ConfigurationRead(now, charger_id, ref, configuration_keys(outcome)))
+
+        if current is None or current[0] != command.link:
+            # The connection it was meant for is gone: it was never sent.
+            loop = asyncio.get_running_loop()
+            loop.call_soon(answered, CallCancelled("", "", command.request, sent=False))
+            return
+        current[1].send_call(command.request, answered)
+
+    def _set_wakeup(self, when: float | None) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        if when is not None and not self._closed:
+            self._wakeup = self.clock.call_at(when, self._wake)
+
+    def _wake(self) -> None:
+        self._wakeup = None
+        self.tick()
+
+    def _reallocate(self) -> None:
+        if not self._closed:
+            self.submit(Reallocate(self.clock.now()))
+
+    # -- links -------------------------------------------------------------------------------
+
+    def attach(self, charger_id: str, number: int, link: OcppLink) -> None:
+        self._links[charger_id] = (number, link)
+
+    def detach(self, charger_id: str, number: int) -> None:
+        current = self._links.get(charger_id)
+        if current is not None and current[0] == number:
+            del self._links[charger_id]
+
+    def link(self, charger_id: str) -> OcppLink | None:
+        current = self._links.get(charger_id)
+        return None if current is None else current[1]
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def _before_batch(self) -> None:
+        self.submit(Flush(self.clock.now()))
+
+    def _commit_outcome(self, proposals: tuple[int, ...], error: Exception | None) -> None:
+        if not proposals:
+            return
+        now = self.clock.now()
+        self.submit(CommitDone(now, proposals) if error is None else CommitFailed(now, proposals))
+
+    async def flush(self) -> None:
+        """Write everything changed so far (for the periodic write-behind, and before the
+        history is read)."""
+        await self.writer.flush()
+
+    # -- waiting -----------------------------------------------------------------------------
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate`` holds, checking it after each event the core handled."""
+        while not predicate():
+            progress = self._progress
+            await progress.wait()
+
+    async def close(self) -> None:
+        self._closed = True
+        self._set_wakeup(None)
+        await self.writer.close()

@@ -1,0 +1,219 @@
+"""What the controller does with each message from a charger (docs/ocpp.md, the message
+table): the request becomes an event for the station core, and the answer is either known
+at once or is the core's ``Reply`` (the transaction messages, answered once committed).
+
+Transaction messages are always answered, even when a sanity check fails (OCPP 1.6
+section 3.7), so that a charger does not retry them forever; a commit that fails is
+answered with ``InternalError`` and nothing recorded, so the charger's retry behaves like
+a first attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from controller.config import StationConfig
+from controller.core.commands import Answer, StopAnswer, TransactionAnswer
+from controller.core.events import (
+    ChargerBooted,
+    ChargerHeard,
+    ConnectorStatusReported,
+    MeterReading,
+    TransactionStartRequested,
+    TransactionStopRequested,
+)
+from controller.core.station import id_tag_status
+from controller.driver import Driver
+from controller.ocpp.metering import read_meter_values
+from protocol import CallReceived, InternalError, NotImplementedCall, OcppModel
+from protocol.messages import (
+    AuthorizationStatus,
+    AuthorizeRequest,
+    AuthorizeResponse,
+    BootNotificationRequest,
+    BootNotificationResponse,
+    DataTransferRequest,
+    DataTransferResponse,
+    DataTransferStatus,
+    DiagnosticsStatusNotificationRequest,
+    DiagnosticsStatusNotificationResponse,
+    FirmwareStatusNotificationRequest,
+    FirmwareStatusNotificationResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    IdTagInfo,
+    MeterValuesRequest,
+    MeterValuesResponse,
+    RegistrationStatus,
+    StartTransactionRequest,
+    StartTransactionResponse,
+    StatusNotificationRequest,
+    StatusNotificationResponse,
+    StopTransactionRequest,
+    StopTransactionResponse,
+)
+from protocol.messages.timestamps import UnparsedTimestamp
+from shell.link import OcppLink
+
+log = logging.getLogger(__name__)
+
+# Empty answers are immutable: built once, not validated again on every message.
+NO_METER_VALUES_ANSWER = MeterValuesResponse()
+NO_STATUS_ANSWER = StatusNotificationResponse()
+NO_DIAGNOSTICS_ANSWER = DiagnosticsStatusNotificationResponse()
+NO_FIRMWARE_ANSWER = FirmwareStatusNotificationResponse()
+
+
+def _timestamp_text(value: datetime | UnparsedTimestamp) -> str:
+    return value.raw if isinstance(value, UnparsedTimestamp) else value.isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class OcppReply:
+    """A charger's CALL waiting for the core's answer."""
+
+    link: OcppLink
+    unique_id: str
+
+    def deliver(self, answer: Answer) -> None:
+        response: OcppModel | InternalError
+        match answer:
+            case TransactionAnswer(transaction_id=transaction_id, status=status):
+                response = StartTransactionResponse(
+                    transaction_id=transaction_id,
+                    id_tag_info=IdTagInfo(status=AuthorizationStatus(status)),
+                )
+            case StopAnswer(id_tag_status=status):
+                info = None if status is None else IdTagInfo(status=AuthorizationStatus(status))
+                response = StopTransactionResponse(id_tag_info=info)
+            case _:
+                # Not durable (or a bug): the charger learns only that it failed here, and
+                # its retry will be handled as a first attempt.
+                response = InternalError("the change could not be stored; retry")
+        self.link.answer(self.unique_id, response)
+
+    def fail(self) -> None:
+        self.link.answer(self.unique_id, InternalError())
+
+
+class CentralSystem:
+    """The message table. One instance serves every charger; ``handle`` is bound to a
+    charger and its connection number by the server."""
+
+    def __init__(
+        self,
+        config: StationConfig,
+        driver: Driver,
+        new_session_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self.config = config
+        self.driver = driver
+        self._new_session_id = new_session_id
+
+    def handle(
+        self, charger_id: str, number: int, link: OcppLink, call: CallReceived
+    ) -> OcppModel | None:
+        driver = self.driver
+        now = driver.now()
+        request = call.request
+        match request:
+            case MeterValuesRequest():
+                reading = read_meter_values(request.meter_value)
+                driver.submit(
+                    MeterReading(
+                        now,
+                        charger_id,
+                        request.connector_id,
+                        request.transaction_id,
+                        reading.power_kw,
+                        reading.energy_register_kwh,
+                        reading.soc_percent,
+                    )
+                )
+                return NO_METER_VALUES_ANSWER
+            case HeartbeatRequest():
+                driver.submit(ChargerHeard(now, charger_id))
+                return HeartbeatResponse(current_time=datetime.fromtimestamp(now, tz=UTC))
+            case StatusNotificationRequest():
+                driver.submit(
+                    ConnectorStatusReported(
+                        now,
+                        charger_id,
+                        request.connector_id,
+                        request.status.value,
+                        request.error_code.value,
+                        request.info,
+                    )
+                )
+                return NO_STATUS_ANSWER
+            case StartTransactionRequest():
+                driver.submit(
+                    TransactionStartRequested(
+                        now,
+                        charger_id,
+                        number,
+                        OcppReply(link, call.unique_id),
+                        request.connector_id,
+                        request.id_tag,
+                        _timestamp_text(request.timestamp),
+                        request.meter_start,
+                        self._new_session_id(),
+                    )
+                )
+                return None  # answered by the core, once committed
+            case StopTransactionRequest():
+                driver.submit(
+                    TransactionStopRequested(
+                        now,
+                        charger_id,
+                        OcppReply(link, call.unique_id),
+                        request.transaction_id,
+                        request.meter_stop,
+                        request.id_tag,
+                        None if request.reason is None else request.reason.value,
+                    )
+                )
+                return None
+            case BootNotificationRequest():
+                # The answer leaves before the calls the boot sets off (GetConfiguration,
+                # the failsafe): a charger learns it is accepted first.
+                link.answer(
+                    call.unique_id,
+                    BootNotificationResponse(
+                        status=RegistrationStatus.ACCEPTED,
+                        current_time=datetime.fromtimestamp(now, tz=UTC),
+                        interval=self.config.ocpp.heartbeat_interval,
+                    ),
+                )
+                driver.submit(
+                    ChargerBooted(
+                        now,
+                        charger_id,
+                        number,
+                        request.charge_point_vendor,
+                        request.charge_point_model,
+                        request.firmware_version,
+                        request.charge_point_serial_number,
+                    )
+                )
+                return None
+            case AuthorizeRequest():
+                driver.submit(ChargerHeard(now, charger_id))
+                status = id_tag_status(self.config, request.id_tag)
+                return AuthorizeResponse(id_tag_info=IdTagInfo(status=status))
+            case DataTransferRequest():
+                driver.submit(ChargerHeard(now, charger_id))
+                return DataTransferResponse(status=DataTransferStatus.UNKNOWN_VENDOR_ID)
+            case DiagnosticsStatusNotificationRequest():
+                driver.submit(ChargerHeard(now, charger_id))
+                log.info("%s: diagnostics %s", charger_id, request.status.value)
+                return NO_DIAGNOSTICS_ANSWER
+            case FirmwareStatusNotificationRequest():
+                driver.submit(ChargerHeard(now, charger_id))
+                log.info("%s: firmware %s", charger_id, request.status.value)
+                return NO_FIRMWARE_ANSWER
+        raise NotImplementedCall(f"{type(request).__name__} is not handled")

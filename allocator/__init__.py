@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The behaviour spec (section 3) defines ``fair`` by a reference procedure:
+docs/allocation.md ("Strategy `fair`") defines ``fair`` by a reference procedure:
 starting from 0, repeatedly add 1 kW to the growable session with the lowest
 allocation (ties: earliest ``started_at``, then smallest ``session_id``), where
 growable means the session stays within its cap and every node above it

@@ -23,7 +23,7 @@ def allocate(
     strategy: Strategy = Strategy.FAIR,
     pins: Mapping[str, int] | None = None,
 ) -> dict[str, Limit]:
-    """One whole-kW limit per demand, keyed by session id (behaviour spec section 3).
+    """One whole-kW limit per demand, keyed by session id (docs/allocation.md).
 
     ``pins`` overrides ``fixed`` for the sessions it names: the same as passing
     demands with those ``fixed`` values, without building new demands (the
@@ -33,8 +33,9 @@ def allocate(
     floor is the root limit, never below 0 (``inf`` means no station limit).
     ``tree`` may be compiled once with :func:`compile_tree` and reused.
 
-    ``fair`` is exactly the spec's progressive filling. ``even-split`` is the
-    spec's two phases, with pinned sessions counted among a charger's
+    ``fair`` is exactly the reference procedure's progressive filling
+    (docs/allocation.md, "Strategy `fair`"). ``even-split`` is the original
+    system's two phases, with pinned sessions counted among a charger's
     sessions and every group a limit in phase 2 (see
     :mod:`allocator.even_split`). A pinned demand (``fixed``) gets exactly
     that, reserved first in every node above it, with bound "pinned"; the

@@ -4,8 +4,8 @@ Phase 1 gives each session the cap ``min(floor(charger.maxPower / k),
 floor(vehicleMaxPower))``, ``k`` the number of active sessions on its charger.
 Phase 2 is the progressive filling with these caps.
 
-Two choices beyond the spec, which defined even-split for a station without
-groups or pinned sessions:
+Two choices beyond the original system, which had neither groups nor pinned
+sessions (docs/allocation.md, "Strategy `even-split`"):
 
 * Pinned sessions are active sessions on their charger, so they count in
   ``k``: the share of the others does not grow because a neighbour is pinned.
@@ -13,7 +13,7 @@ groups or pinned sessions:
   is never over its limit unless the pinned sessions alone exceed it.
 * Groups are physical limits (a feeder, a cable). Phase 2 fills under every
   node of the tree (chargers, groups, root), not the root alone. Without
-  groups and pins this is exactly the spec's phase 2: the phase-1 caps of a
+  groups and pins this is exactly the original phase 2: the phase-1 caps of a
   charger's sessions add up to at most its limit, so a charger never stops
   anyone.
 """

@@ -1,7 +1,7 @@
 """Progressive filling without the 1 kW steps.
 
-``progressive_fill`` returns exactly what the reference procedure of the
-behaviour spec (section 3) gives for the same caps and node limits; the
+``progressive_fill`` returns exactly what the reference procedure
+(docs/allocation.md, "Strategy `fair`") gives for the same caps and node limits; the
 package docstring explains why. Both strategies end here: ``fair`` with the
 sessions' own caps, ``even-split`` with its phase-1 caps.
 """

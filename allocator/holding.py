@@ -1,4 +1,5 @@
-"""Allocation while chargers still hold older, higher limits (behaviour spec section 6).
+"""Allocation while chargers still hold older, higher limits (docs/allocation.md,
+"Holding back").
 
 A charger applies a new limit only once it has accepted it. Until then it may
 still draw up to what it held before, so handing that power to someone else

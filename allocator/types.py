@@ -7,7 +7,7 @@ from enum import StrEnum
 
 
 class Strategy(StrEnum):
-    """How the root limit is shared among sessions (behaviour spec section 3)."""
+    """How the root limit is shared among sessions (docs/allocation.md)."""
 
     FAIR = "fair"
     EVEN_SPLIT = "even-split"

@@ -6,7 +6,8 @@ connector (with the charger clock's times) and every SetChargingProfile the char
 with a transaction, the limit it may apply is its last accepted TxProfile for that transaction,
 or a TxProfile it has received and not answered yet if that one is higher (it may already be
 applying it). A connector whose transaction has no accepted TxProfile yet runs on the failsafe
-default (ocpp.md); that is the one excursion the spec allows, so it is counted apart, not summed.
+default (docs/ocpp.md, "The failsafe default"); that is the one excursion the controller allows
+(docs/allocation.md, "Holding back"), so it is counted apart, not summed.
 
 Each status poll of the controller gives a REST allocation and a root limit that held at one
 unknown instant between the request leaving and the answer arriving. The ledger compares them

@@ -138,7 +138,8 @@ def main() -> None:
                 ratios.append(f"{small} -> {big}: x{measured:.1f} (n log n x{nlogn:.1f})")
             print(f"  {kind:>11} {strategy.value:>10}  " + "   ".join(ratios))
     print("\n'compiled tree' passes compile_tree(tree), done once, instead of the StationTree."
-          "\n'reference' is the spec's 1 kW-at-a-time procedure (tests/allocator/reference.py),"
+          "\n'reference' is the 1 kW-at-a-time reference procedure of docs/allocation.md"
+          " (tests/allocator/reference.py),"
           "\nrun once and checked equal to allocate(); skipped where it would take more than"
           f" ~{REFERENCE_BUDGET_S:.0f} s.")
 

@@ -64,7 +64,7 @@ class ChargerConfig(_Model):
     id: NonEmptyId
     max_power: PositiveKw
     connectors: Annotated[int, Field(ge=1, le=32)]
-    # OCPP extensions (ocpp.md): how limits are expressed and who may connect.
+    # OCPP (docs/ocpp.md): how limits are expressed and who may connect.
     rate_unit: Literal["W", "A"] | None = None
     voltage: PositiveKw = 230.0
     phases: Literal[1, 3] = 3
@@ -149,7 +149,7 @@ class StationConfig(_Model):
 
         Default: the grid shared evenly over every connector of the station,
         so that all connectors at their failsafe still fit the grid, capped at
-        the charger's own per-connector share (ocpp.md, failsafe default).
+        the charger's own per-connector share (docs/ocpp.md, "The failsafe default").
         """
         share = charger.max_power / charger.connectors
         if self.ocpp.failsafe_power is not None:

@@ -1,4 +1,4 @@
-"""REST request bodies and the error format (behaviour spec section 5).
+"""REST request bodies and the error format (docs/api.md, "Bodies" and "Errors").
 
 Bodies are validated strictly from the JSON text: ``"150"`` is not a number,
 ``true`` is not a number, an unknown key is an error (a typo must not fall back

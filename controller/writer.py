@@ -35,7 +35,7 @@ Outcome = Callable[[tuple[int, ...], Exception | None], None]
 BeforeBatch = Callable[[], None]
 
 
-class _Batch:
+class Batch:
     __slots__ = ("appended", "behind", "proposals", "rows")
 
     def __init__(self) -> None:
@@ -66,6 +66,15 @@ class _Batch:
     def records(self) -> list[Record]:
         return [*self.rows.values(), *(record for record, _ in self.appended)]
 
+    def requeue_behind(self, into: Batch) -> None:
+        """This batch failed: put its written-behind part into ``into``, under anything
+        newer there. What came with proposals goes with them."""
+        for key in self.behind:
+            if key not in into.rows:
+                into.rows[key] = self.rows[key]
+                into.behind.add(key)
+        into.appended[:0] = [(record, True) for record, behind in self.appended if behind]
+
     def __bool__(self) -> bool:
         return bool(self.rows or self.appended or self.proposals)
 
@@ -78,7 +87,7 @@ class CommitWriter:
         self._on_outcome = on_outcome
         self._before_batch = before_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repository")
-        self._batch = _Batch()
+        self._batch = Batch()
         self._writing: asyncio.Task[None] | None = None
         self._scheduled = False
 
@@ -109,7 +118,7 @@ class CommitWriter:
     async def _write_batch(self) -> None:
         try:
             self._before_batch()
-            batch, self._batch = self._batch, _Batch()
+            batch, self._batch = self._batch, Batch()
             if batch:
                 await self._write(batch)
         finally:
@@ -117,26 +126,17 @@ class CommitWriter:
         if self._batch.proposals:
             self._schedule()
 
-    async def _write(self, batch: _Batch) -> None:
+    async def _write(self, batch: Batch) -> None:
         loop = asyncio.get_running_loop()
         proposals = tuple(batch.proposals)
         try:
             await loop.run_in_executor(self._executor, self.repository.write, batch.records())
         except StoreError as error:
             log.error("%s", error)
-            self._retry_behind(batch)
+            batch.requeue_behind(self._batch)
             self._on_outcome(proposals, error)
         else:
             self._on_outcome(proposals, None)
-
-    def _retry_behind(self, failed: _Batch) -> None:
-        """Put the written-behind part of a failed batch back, under anything newer."""
-        current = self._batch
-        for key in failed.behind:
-            if key not in current.rows:
-                current.rows[key] = failed.rows[key]
-                current.behind.add(key)
-        current.appended[:0] = [(r, True) for r, behind in failed.appended if behind]
 
     async def close(self) -> None:
         try:

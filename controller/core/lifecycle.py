@@ -87,8 +87,10 @@ class LimitTrigger(StrEnum):
     COMMITTED = "committed"
     COMMIT_FAILED = "commit-failed"
     ACCEPTED = "accepted"
-    REFUSED = "refused"  # rejected, or a CALLERROR
-    UNANSWERED = "unanswered"  # timed out, or the connection ended with it on the wire
+    REFUSED = "refused"  # rejected: the charger keeps what it applied before
+    # Timed out, answered with a CALLERROR, or the connection ended with it on the wire:
+    # the charger may have applied it.
+    UNANSWERED = "unanswered"
     NOT_SENT = "not-sent"  # the connection ended before it went out
     RETRY_DUE = "retry-due"
     DISCONNECTED = "disconnected"

@@ -1,4 +1,5 @@
-"""The SetChargingProfile requests the controller sends (ocpp.md, "Limits to the charger").
+"""The SetChargingProfile requests the controller sends (docs/ocpp.md, "Limits to the
+charger").
 
 Pure. One fixed ``chargingProfileId`` per connector so that every new
 TxProfile replaces the previous one (OCPP 1.6 section 3.13.2) and chargers

@@ -26,7 +26,8 @@ class ChargerState:
     firmware_version: str | None = None
     serial_number: str | None = None
     last_seen: float | None = None
-    # False once the charger is known to take no charging profile (ocpp.md, last rule).
+    # False once the charger is known to take no charging profile (docs/ocpp.md,
+    # "Chargers that take no limits").
     smart_charging: bool = True
     # How it wants limits, as read from it: True amps, False watts, None not known.
     amps: bool | None = None

@@ -1,4 +1,4 @@
-"""MeterValues -> kW and kWh (ocpp.md, MeterValues row; OCPP 1.6 sections 7.32, 7.43).
+"""MeterValues -> kW and kWh (docs/ocpp.md, "Meter values"; OCPP 1.6 sections 7.32, 7.43).
 
 Pure. Only the outlet's active import is read (what the vehicle draws): a
 ``location`` of Inlet or EV measures something else. Power comes as a total

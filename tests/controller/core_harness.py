@@ -149,17 +149,27 @@ class CoreHarness:
 
     # -- chargers ----------------------------------------------------------------------------
 
-    def connect(self, charger_id: str, *, boot: bool = True, accept: bool = True) -> int:
-        """Connect (and boot, and set up) a charger; returns its link number."""
+    def connect(
+        self,
+        charger_id: str,
+        *,
+        boot: bool = True,
+        accept: bool = True,
+        configuration: dict[str, str] | None = None,
+    ) -> int:
+        """Connect (and boot, and set up) a charger; returns its link number.
+        ``configuration``: its answer to GetConfiguration (None: no usable answer)."""
         link = next(self._links)
         self.links[charger_id] = link
         self.handle(ChargerConnected(self.now, charger_id, link))
         if boot:
-            self.handle(ChargerBooted(self.now, charger_id, link, "Test", "T1"))
+            self.handle(
+                ChargerBooted(self.now, charger_id, link, "Test", "T1", "1.2.3", f"SN-{charger_id}")
+            )
             for ref, read in list(self.configuration_reads.items()):
                 if read.charger_id == charger_id:
                     del self.configuration_reads[ref]
-                    self.handle(ConfigurationRead(self.now, charger_id, ref, None))
+                    self.handle(ConfigurationRead(self.now, charger_id, ref, configuration))
         if accept:
             self.answer_profiles(charger_id)
         return link
@@ -260,9 +270,7 @@ class CoreHarness:
             )
         )
 
-    def meter(
-        self, charger_id: str, transaction_id: int, *, kw: float | None = None
-    ) -> None:
+    def meter(self, charger_id: str, transaction_id: int, *, kw: float | None = None) -> None:
         self.handle(MeterReading(self.now, charger_id, 1, transaction_id, power_kw=kw))
 
     def session_of(self, transaction_id: int) -> Session:

@@ -1,4 +1,5 @@
-"""Battery behaviour (spec section 4) on explicit timestamps: no real clock anywhere."""
+"""Battery behaviour (docs/allocation.md, "The battery") on explicit timestamps: no real
+clock anywhere."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration loading (spec section 1): every problem named by its field path."""
+"""Configuration loading (docs/configuration.md): every problem named by its field path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Connection rules (ocpp.md, "Connection"): path id, 404, credentials, subprotocol, replacement."""
+"""Connection rules (docs/ocpp.md, "Connecting a charger"): path id, 404, credentials,
+subprotocol, replacement."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The controller's OCPP message table over a real WebSocket (ocpp.md)."""
+"""The controller's OCPP message table over a real WebSocket (docs/ocpp.md)."""
 
 from __future__ import annotations
 

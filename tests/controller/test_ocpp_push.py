@@ -1,4 +1,5 @@
-"""Pushing limits (spec section 6) with chargers that hold back, reject or rush their answers.
+"""Pushing limits (docs/ocpp.md, "Limits to the charger") with chargers that hold back,
+reject or rush their answers.
 
 A tracker watches every SetChargingProfile as chargers receive it and checks,
 at each of those moments, that the limits chargers may be applying (the last

@@ -1,4 +1,4 @@
-"""Persistence and recovery (spec section 7) on a real SQLite file in tmp_path.
+"""Persistence and recovery (docs/persistence.md) on a real SQLite file in tmp_path.
 
 A "restart" here stops the app and starts a new one on the same database,
 as the process would after a crash; the crash itself (SIGKILL of a real

@@ -1,4 +1,4 @@
-"""The REST API over a real server on a free port (spec section 5)."""
+"""The REST API (docs/api.md) over a real server on a free port."""
 
 from __future__ import annotations
 

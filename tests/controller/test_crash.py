@@ -1,10 +1,12 @@
-"""Crash recovery over real processes (issue: nothing acknowledged is ever lost).
+"""Faults over real processes: nothing acknowledged is ever lost (docs/persistence.md).
 
-The controller runs as a subprocess on a SQLite file in tmp_path. Chargers and
-a REST client start sessions in a burst; the process is killed with SIGKILL
-in the middle of it and started again on the same file. Every session that
-got an acknowledgement must be back with the same ids; chargers that resend
-their transaction messages get the same answers and nothing is recorded twice.
+The controller runs as a subprocess on a SQLite file in tmp_path; chargers and a REST client
+talk to it over real sockets. Each test breaks something (a kill -9 in the middle of a burst,
+numbers too large for SQLite, another process holding the database's write lock, an answer
+lost with its connection), then kills the controller with SIGKILL and starts it again on the
+same file. Every session that got an acknowledgement must be back with the same ids; chargers
+that resend their transaction messages get the same answers; nothing is recorded twice, and a
+request that was refused left nothing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+import websockets
 
+from protocol import CallErrored, to_payload
 from protocol.messages import StartTransactionRequest, StopTransactionRequest
 from tests.controller.ocpp_client import FakeCharger
 
@@ -245,3 +249,192 @@ async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
     since_restart = 100 * (loop.time() - killed_at[0]) / 3600
     assert expected - since_restart - one_step <= restored <= expected + one_step + 0.001
     await asyncio.gather(*(c.close() for c in chargers))
+
+
+async def restart(controller: ControllerProcess, chargers: list[FakeCharger]) -> None:
+    """kill -9 the controller, start it again on the same database, reconnect the chargers
+    (without a boot: OCPP-J 5.4)."""
+    controller.kill()
+    assert await controller.wait() == -signal.SIGKILL
+    await asyncio.gather(*(c.closed.wait() for c in chargers))
+    await controller.start()
+    for charger in chargers:
+        charger.url = controller.ocpp_url  # the new process listens on a new free port
+    await asyncio.gather(*(c.connect() for c in chargers))
+
+
+async def active_sessions(controller: ControllerProcess) -> list[dict[str, Any]]:
+    code, active = await controller.rest("GET", "/sessions?status=active")
+    assert code == 200
+    return list(active)
+
+
+def start(connector: int, tag: str, meter_start: int = 0) -> StartTransactionRequest:
+    return StartTransactionRequest(
+        connector_id=connector, id_tag=tag, meter_start=meter_start, timestamp=T_START
+    )  # type: ignore[arg-type]
+
+
+T_START = "2026-01-01T07:00:00Z"
+
+
+async def test_numbers_too_large_for_sqlite_are_answered_and_survive_a_crash(
+    controller: ControllerProcess,
+) -> None:
+    # A meterStart or connectorId of 2**63 does not fit an SQLite integer: once, such a
+    # StartTransaction broke every later commit. Now it is stored, answered, and resent
+    # after a crash it gets the same answer.
+    await controller.start()
+    charger, other = (
+        FakeCharger(controller.ocpp_url, "OC00"),
+        FakeCharger(controller.ocpp_url, "OC01"),
+    )
+    for c in (charger, other):
+        await c.connect()
+        await c.boot()
+    big = await charger.call(start(1, "BIG", meter_start=2**63))
+    assert big.id_tag_info.status == "Accepted"
+    odd = await charger.call(start(2**63, "ODD"))
+    assert odd.id_tag_info.status == "Invalid"  # no such connector: answered, nothing opened
+    after = await charger.call(start(2, "AFTER"))  # and commits go on working
+    assert after.id_tag_info.status == "Accepted"
+    issued = {big.transaction_id, odd.transaction_id, after.transaction_id}
+    assert len(issued) == 3
+
+    await restart(controller, [charger, other])
+    assert (
+        await charger.call(start(1, "BIG", meter_start=2**63))
+    ).transaction_id == big.transaction_id
+    resent_odd = await charger.call(start(2**63, "ODD"))
+    assert (resent_odd.transaction_id, resent_odd.id_tag_info.status) == (
+        odd.transaction_id,
+        "Invalid",
+    )
+    active = await active_sessions(controller)
+    assert {s["transactionId"] for s in active} == {big.transaction_id, after.transaction_id}
+    new = await other.call(start(1, "NEW"))
+    assert new.transaction_id > max(issued)  # never an id given before
+    await asyncio.gather(charger.close(), other.close())
+
+
+LOCK_HOLDER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))  # the fault itself: another process sits on the write lock
+db.execute("ROLLBACK")
+"""
+
+
+async def test_a_write_lock_held_by_another_process_refuses_cleanly_and_loses_nothing(
+    controller: ControllerProcess,
+) -> None:
+    await controller.start()
+    chargers = [FakeCharger(controller.ocpp_url, c) for c in OCPP_CHARGERS]
+    await asyncio.gather(*(c.connect() for c in chargers))
+    await asyncio.gather(*(c.boot() for c in chargers))
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LOCK_HOLDER,
+        str(controller.workdir / "controller.db"),
+        "8",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert await holder.stdout.readline() == b"locked\n"
+
+    # A burst while the database is locked: every request is either acknowledged (it waited
+    # for the lock within the busy timeout) or refused with nothing done.
+    async def ocpp_start(charger: FakeCharger) -> tuple[FakeCharger, Any]:
+        return charger, await charger.call(start(1, "LOCK"))
+
+    async def rest_start(charger_id: str) -> tuple[str, int, Any]:
+        code, body = await controller.rest(
+            "POST", "/sessions", {"chargerId": charger_id, "connectorId": 0}
+        )
+        return charger_id, code, body
+
+    burst = asyncio.gather(
+        *(ocpp_start(c) for c in chargers), *(rest_start(c) for c in ("CP001", "CP002", "CP003"))
+    )
+    # Meanwhile the controller still serves: the lock blocks writes, not the event loop.
+    code, status = await controller.rest("GET", "/station/status")
+    assert code == 200 and status["stationId"] == "CRASH"
+    results = await burst
+    assert await holder.wait() == 0
+
+    acked_tx: dict[str, int] = {}
+    acked_rest: dict[str, str] = {}
+    refused = 0
+    for result in results:
+        if isinstance(result[0], FakeCharger):
+            charger, answer = result
+            if isinstance(answer, CallErrored):
+                assert answer.error_code == "InternalError"
+                refused += 1
+                # Nothing happened, so the charger's retry is a first attempt.
+                answer = await charger.call(start(1, "LOCK"))
+            acked_tx[charger.charger_id] = answer.transaction_id
+        else:
+            charger_id, code, body = result
+            if code == 503:
+                assert body["error"] == "storage_unavailable"
+                refused += 1
+                code, body = await controller.rest(
+                    "POST", "/sessions", {"chargerId": charger_id, "connectorId": 0}
+                )
+            assert code == 201, body  # never a 409: the refused start left nothing behind
+            acked_rest[body["sessionId"]] = charger_id
+    assert refused > 0  # the lock did bite
+    assert len(set(acked_tx.values())) == len(chargers)
+
+    await restart(controller, chargers)
+    active = await active_sessions(controller)
+    by_tx = {s["transactionId"]: s for s in active if s["transactionId"] is not None}
+    assert {tx: by_tx[tx]["chargerId"] for tx in acked_tx.values()} == {
+        tx: c for c, tx in acked_tx.items()
+    }
+    assert {s["sessionId"] for s in active if s["transactionId"] is None} == set(acked_rest)
+    # The journal has one start per session: the refused attempts left no trace.
+    _, events = await controller.rest("GET", "/station/events?limit=10000")
+    starts = [e for e in events if e["kind"] == "session.started"]
+    assert len(starts) == len(active)
+    await asyncio.gather(*(c.close() for c in chargers))
+
+
+async def test_a_start_whose_answer_was_lost_is_limited_once_resent(
+    controller: ControllerProcess,
+) -> None:
+    await controller.start()
+    charger = FakeCharger(controller.ocpp_url, "OC00")
+    await charger.connect()
+    await charger.boot()
+    await charger.wait_until(lambda: len(charger.profiles()) == 1)  # the failsafe default
+    await charger.close()
+    await charger.closed.wait()
+    # The charger sends StartTransaction and loses its connection before the answer.
+    request = start(1, "LOST", meter_start=100)
+    raw = await websockets.connect(f"{controller.ocpp_url}/OC00", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
+    await raw.send(json.dumps([2, "lost-1", "StartTransaction", to_payload(request)]))
+    raw.transport.abort()
+
+    def limited(tx: int) -> bool:
+        return any(p.cs_charging_profiles.transaction_id == tx for p in charger.profiles())
+
+    # It reconnects (no boot) and resends, as its transaction queue makes it do.
+    await charger.connect()
+    tx = (await charger.call(request)).transaction_id
+    await charger.wait_until(lambda: limited(tx))
+    _, status = await controller.rest("GET", "/station/status")
+    (session,) = [s for s in status["sessions"] if s["transactionId"] == tx]
+    assert session["allocatedPower"] == 22
+
+    # The same after a crash: the same id, and limits for it.
+    charger.received.clear()
+    await restart(controller, [charger])
+    assert (await charger.call(request)).transaction_id == tx
+    await charger.wait_until(lambda: limited(tx))
+    assert [s["transactionId"] for s in await active_sessions(controller)] == [tx]
+    await charger.close()

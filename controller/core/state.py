@@ -11,8 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from controller.core.events import ProfileResult
 from controller.core.fields import TRANSIENT
-from controller.core.lifecycle import ChargerPhase, LimitPhase
+from controller.core.lifecycle import (
+    CHARGER_TRANSITIONS,
+    LIMIT_TRANSITIONS,
+    ChargerPhase,
+    ChargerTrigger,
+    LimitPhase,
+    LimitTrigger,
+    step,
+)
+from controller.core.rules import backoff
 
 
 @dataclass(slots=True)
@@ -48,6 +58,15 @@ class ChargerState:
 
     def copy(self) -> ChargerState:
         return replace(self)
+
+    def step(self, trigger: ChargerTrigger) -> None:
+        self.phase = step(CHARGER_TRANSITIONS, self.phase, trigger)
+
+    def default_refused(self, now: float) -> None:
+        """Its failsafe default was not accepted: try again after a back-off."""
+        self.step(ChargerTrigger.DEFAULT_REFUSED)
+        self.default_failures += 1
+        self.default_retry_at = now + backoff(self.default_failures)
 
 
 @dataclass(slots=True)
@@ -100,6 +119,74 @@ class LimitBook:
 
     def copy(self) -> LimitBook:
         return replace(self)
+
+    # -- the lifecycle (docs/ocpp.md, "A connector's TxProfile") ---------------------------
+
+    def step(self, trigger: LimitTrigger) -> None:
+        self.phase = step(LIMIT_TRANSITIONS, self.phase, trigger)
+
+    def start(self, kw: int, ref: int) -> bool:
+        """``kw`` is due: True when it is a raise, which must reach the disk before it is
+        sent (after a crash the books must never count less than the charger may apply);
+        a lowering (or the same limit again) goes on the wire at once."""
+        raise_first = kw > (self.held or 0)
+        self.step(LimitTrigger.RAISE if raise_first else LimitTrigger.SEND)
+        self.in_flight = kw
+        self.waiting_for = ref
+        return raise_first
+
+    def not_sent(self) -> None:
+        """What was due never left: the connection was gone."""
+        self.in_flight = None
+        self.waiting_for = None
+        self.step(LimitTrigger.NOT_SENT)
+
+    def commit_failed(self, now: float) -> None:
+        self.in_flight = None
+        self.waiting_for = None
+        self.step(LimitTrigger.COMMIT_FAILED)
+        self._retry_later(now)
+
+    def answered(self, result: ProfileResult, now: float, *, connection_replaced: bool) -> None:
+        """The charger's answer; ``connection_replaced``: it came on a connection a new one
+        has since replaced, which sends the limit again at once."""
+        kw = self.in_flight
+        self.in_flight = None
+        self.waiting_for = None
+        if result is ProfileResult.ACCEPTED:
+            self.applied = kw
+            self.failures = 0
+            self.step(LimitTrigger.ACCEPTED)
+            return
+        if result is ProfileResult.NOT_SENT:
+            self.step(LimitTrigger.NOT_SENT)
+            return
+        if result is ProfileResult.REJECTED or kw is None:
+            self.step(LimitTrigger.REFUSED)
+        else:
+            # No usable answer: the charger may have applied it. Count it as held (the
+            # larger of the two) and send again to know for sure.
+            self.applied = kw if self.applied is None else max(self.applied, kw)
+            self.step(LimitTrigger.UNANSWERED)
+        if connection_replaced:
+            self.failures = 0
+            self.step(LimitTrigger.RETRY_DUE)
+        else:
+            self._retry_later(now)
+
+    def retry_due(self) -> None:
+        self.retry_at = None
+        self.step(LimitTrigger.RETRY_DUE)
+
+    def reconnected(self) -> None:
+        if self.phase is LimitPhase.RETRYING:
+            self.failures = 0
+            self.retry_at = None
+        self.step(LimitTrigger.RECONNECTED)
+
+    def _retry_later(self, now: float) -> None:
+        self.failures += 1
+        self.retry_at = now + backoff(self.failures)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,29 +6,31 @@ way. It reads no clock (time comes in each event's ``now``), awaits nothing and 
 socket or file.
 
 Durable before acknowledged (docs/persistence.md). A request that must be durable before it
-is answered (a transaction started or stopped, a REST start, stop or update, and a raise of
-a limit before a charger may apply it) is *proposed*: the core works out the change and the
-records that describe it, locks what it touches, and emits ``Persist(records, proposal=n)``
-without changing anything else. The shell commits and reports ``CommitDone`` (the core then
-applies the change, reallocates and answers) or ``CommitFailed`` (the core drops it and
-answers ``Unavailable``: nothing happened, so a retry behaves like a first attempt).
-Requests that touch something locked wait for the proposal to be resolved and are then
-handled as if they had just arrived. Everything else (meter readings, statuses, the
+is answered (a transaction started or stopped; a REST start, stop or update; a raise of a
+limit, before the charger may apply it) is *proposed* (:mod:`controller.core.proposals`):
+the core works out the change and the records that describe it, locks what it touches,
+and emits ``Persist(records, proposal=n)`` without changing anything else. The shell commits
+and reports ``CommitDone`` (the core applies the change, reallocates and answers) or
+``CommitFailed`` (the core drops it and answers ``Unavailable``: nothing happened, so a
+retry behaves like a first attempt). Everything else (meter readings, statuses, the
 battery, limit books, the journal) is applied at once and written behind: the core marks
 what changed and hands the rows over at each ``Flush``.
+
+Limits (docs/ocpp.md, "Limits to the charger"). After every reallocation each charger whose
+limits changed gets its next job, one at a time: its failsafe default while it is being set
+up, then lowerings before raises. Each connector's TxProfile follows the lifecycle table of
+:mod:`controller.core.lifecycle`, which its :class:`LimitBook` applies to itself.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from itertools import count
 from typing import Any
 
-from allocator import ChargerNode, Demand, StationTree, allocate, compile_tree
+from allocator import Demand, compile_tree
 from allocator.holding import HoldingPlan, allocate_holding
 from controller.config import ChargerConfig, StationConfig
 from controller.core.battery import Battery
@@ -48,6 +50,7 @@ from controller.core.commands import (
     Unavailable,
     WakeAt,
 )
+from controller.core.deadlines import Deadline, Deadlines
 from controller.core.demand import learned_cap
 from controller.core.events import (
     ChargerBooted,
@@ -71,17 +74,35 @@ from controller.core.events import (
     TransactionStartRequested,
     TransactionStopRequested,
 )
-from controller.core.lifecycle import (
-    CHARGER_TRANSITIONS,
-    LIMIT_TRANSITIONS,
-    ChargerPhase,
-    ChargerTrigger,
-    LimitPhase,
-    LimitTrigger,
-    step,
-)
+from controller.core.lifecycle import ChargerPhase, ChargerTrigger, LimitPhase, LimitTrigger
 from controller.core.profiles import RateUnit, failsafe_profile, tx_profile
+from controller.core.proposals import (
+    LockKey,
+    Proposal,
+    Proposals,
+    RaiseLimit,
+    StartSession,
+    StartTransaction,
+    StopSession,
+    UpdateSession,
+    connector_lock,
+    session_lock,
+    start_lock,
+    transaction_lock,
+)
 from controller.core.records import Record, StoredState
+from controller.core.rules import (
+    CONFIGURATION_KEYS,
+    FEATURE_PROFILES_KEY,
+    RATE_UNIT_KEY,
+    REJECTIONS_BEFORE_UNLIMITABLE,
+    START_KEY_MEMORY,
+    demand_of,
+    id_tag_status,
+    physical_maximum,
+    session_load,
+    start_key_text,
+)
 from controller.core.sessions import (
     ConnectorBusy,
     InvalidConnector,
@@ -103,107 +124,25 @@ from controller.core.state import (
 )
 from protocol.messages import AuthorizationStatus, GetConfigurationRequest
 
-MAX_BACKOFF = 60.0
-# After this many refusals (rejected, CALLERROR or no answer) with none ever accepted, a
-# charger is taken for one that cannot be limited (docs/ocpp.md, "Chargers that take no
-# limits").
-REJECTIONS_BEFORE_UNLIMITABLE = 3
-# GetConfiguration keys (OCPP 1.6 section 9.1) read after every boot.
-FEATURE_PROFILES_KEY = "SupportedFeatureProfiles"
-RATE_UNIT_KEY = "ChargingScheduleAllowedChargingRateUnit"
-CONFIGURATION_KEYS = (FEATURE_PROFILES_KEY, RATE_UNIT_KEY)
-# StartTransaction keys older than this are not kept: a charger resends an unanswered
-# start within minutes of reconnecting, not weeks later.
-START_KEY_MEMORY = 7 * 24 * 3600.0
-
-LockKey = tuple[str, ...]
-
-
-def backoff(failures: int) -> float:
-    """Seconds before the next attempt after ``failures`` failed ones: 1, 2, 4 ... 60."""
-    return min(MAX_BACKOFF, 2.0 ** max(0, failures - 1))
-
-
-def start_key_text(
-    charger_id: str, connector_id: int, id_tag: str, timestamp: str, meter_start: int
-) -> str:
-    """The identity of a StartTransaction, as stored (compact JSON: numbers of any size)."""
-    return json.dumps(
-        [charger_id, connector_id, id_tag, timestamp, meter_start], separators=(",", ":")
-    )
-
-
-def id_tag_status(config: StationConfig, id_tag: str | None) -> AuthorizationStatus:
-    """Accepted unless the config lists the idTags it accepts and this is not one of them."""
-    allowed = config.ocpp.authorized_id_tags
-    if allowed is None or id_tag is None:
-        return AuthorizationStatus.ACCEPTED
-    # idTags are CiString20: compared without regard to case (OCPP 1.6 section 7).
-    wanted = id_tag.casefold()
-    if any(tag.casefold() == wanted for tag in allowed):
-        return AuthorizationStatus.ACCEPTED
-    return AuthorizationStatus.INVALID
-
-
-# -- proposals -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StartTransaction:
-    charger_id: str
-    link: int
-    key: StartKey
-    session: Session | None  # None: refused (the answer still needs its id durable)
-    superseded: str | None  # a session the charger left running on the same connector
-
-
-@dataclass(frozen=True, slots=True)
-class StartSession:
-    session: Session
-
-
-@dataclass(frozen=True, slots=True)
-class StopSession:
-    session_id: str
-    stopped_at: float
-    consumed_energy: float | None
-    reason: str
-    # OCPP StopTransaction: the answer names the idTag's status; REST: the session.
-    id_tag_status: str | None
-    from_charger: bool
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateSession:
-    session_id: str
-    consumed_power: float | None
-    vehicle_max_power: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class RaiseLimit:
-    session_id: str
-    ref: int
-
-
-Change = StartTransaction | StartSession | StopSession | UpdateSession | RaiseLimit
-
-
-@dataclass(slots=True)
-class Proposal:
-    number: int
-    change: Change
-    locks: tuple[LockKey, ...]
-    reply_to: object | None
-    transaction_id: int | None = None
+# The answer to a request, built once the change is applied and the station reallocated.
+AnswerLater = Callable[[], Answer]
+# How each kind of profile answer is named in the journal.
+JOURNAL_RESULT = {
+    ProfileResult.ACCEPTED: "accepted",
+    ProfileResult.REJECTED: "rejected",
+    ProfileResult.ERROR: "error",
+    ProfileResult.TIMEOUT: "timeout",
+    ProfileResult.LOST: "cancelled",
+    ProfileResult.NOT_SENT: "cancelled",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """A CALL of ours to a charger (or a raise being committed): what its answer is for."""
+    """A profile call of ours (or a raise being committed): what its answer is for."""
 
     charger_id: str
-    link: int | None  # None: a commit, not yet a call
+    link: int | None  # None: a raise being committed, not yet sent
     session_id: str | None  # None: the failsafe default
     kw: int | None = None
 
@@ -232,8 +171,8 @@ class StationCore:
         self._charger_books: dict[str, dict[str, LimitBook]] = {c: {} for c in self.chargers}
         # The most each profiled session's charger may be applying (allocator.holding).
         self._held: dict[str, int] = {}
-        self._pins: dict[str, int] = {}
         self.plan: HoldingPlan | None = None
+        self.available_power = 0
         self.battery: Battery | None = None
         if config.battery is not None:
             self.battery = Battery(
@@ -245,21 +184,15 @@ class StationCore:
             )
         self.next_transaction_id = 1
         self._start_keys: dict[str, StartKey] = {}
-        # Proposals waiting for their commit, what they lock, and who waits for them.
-        self._proposals: dict[int, Proposal] = {}
-        self._locks: dict[LockKey, int] = {}
-        self._deferred: dict[int, list[Event]] = {}
-        self._numbers = itertools.count(1)
+        self._proposals = Proposals()
         self._calls: dict[int, _Call] = {}
-        # Deadlines: (when, order, kind, key); stale entries are skipped when they come up.
-        self._timers: list[tuple[float, int, str, str]] = []
-        self._order = itertools.count()
+        self._refs = count(1)
+        self._deadlines = Deadlines()
         self._announced_wakeup: float | None = None
         self._outdated = False
         self._reallocation_asked = False
         self._load = 0.0
         self._last_run = now
-        self.available_power = 0
         # Written behind: what changed since the last Flush.
         self._dirty_sessions: set[str] = set()
         self._dirty_chargers: set[str] = set()
@@ -293,7 +226,7 @@ class StationCore:
         return out
 
     def _dispatch(self, event: Event, now: float) -> None:
-        match event:
+        match event:  # the most frequent first
             case MeterReading():
                 self._on_meter_reading(event, now)
             case ChargerHeard():
@@ -336,7 +269,7 @@ class StationCore:
     def _emit(self, command: Command) -> None:
         self._out.append(command)
 
-    # -- queries (read-only: the shell renders them, tests assert on them) ---------------------
+    # -- queries (read-only: the shell renders them, tests assert on them) -------------------
 
     def session(self, session_id: str) -> Session | None:
         """An active session."""
@@ -373,15 +306,8 @@ class StationCore:
 
     def limits_confirmed(self, charger_id: str) -> bool:
         """Every limit of the charger is what it last accepted, and what the plan wants."""
-        plan = self.plan
         for book in self._charger_books[charger_id].values():
-            if book.phase is not LimitPhase.CONFIRMED:
-                return False
-            if (
-                plan is not None
-                and book.session_id in plan.effective
-                and plan.to_send(book.session_id, book.held) != book.applied
-            ):
+            if book.phase is not LimitPhase.CONFIRMED or self._due(book) is not None:
                 return False
         return True
 
@@ -392,11 +318,10 @@ class StationCore:
 
     def settled(self) -> bool:
         """Nothing left to do now: nothing being committed, no reallocation due, and every
-        connected charger idle with nothing due (a limit waiting for a retry counts as
+        connected charger idle with nothing due (a limit waiting for its retry counts as
         settled; ``limits_confirmed`` tells it apart)."""
         if self._proposals or self._outdated:
             return False
-        now = self._now
         for charger in self.chargers.values():
             if not charger.connected or not charger.smart_charging:
                 continue
@@ -404,10 +329,6 @@ class StationCore:
                 return False
             phase = charger.phase
             if phase in (ChargerPhase.CONFIGURING, ChargerPhase.INSTALLING):
-                return False
-            if phase is ChargerPhase.DEFAULT_RETRYING and (
-                charger.default_retry_at is None or charger.default_retry_at <= now
-            ):
                 return False
             if phase in (ChargerPhase.READY, ChargerPhase.DEFAULT_RETRYING) and (
                 self._next_job(charger) is not None
@@ -421,10 +342,10 @@ class StationCore:
 
     def next_wakeup(self) -> float | None:
         """When the core must be told ``Tick`` even if nothing else happens."""
-        timers = self._timers
-        while timers and not self._timer_live(*timers[0]):
-            heapq.heappop(timers)
-        moments = [timers[0][0]] if timers else []
+        moments = []
+        deadline = self._deadlines.next(self._live)
+        if deadline is not None:
+            moments.append(deadline)
         if self.battery is not None:
             battery_event = self.battery.next_event_at()
             if battery_event is not None:
@@ -448,43 +369,37 @@ class StationCore:
     def _recover(self, stored: StoredState, now: float) -> dict[str, int]:
         counts = {"sessions": 0, "limits": 0, "chargers": 0}
         for record in stored.chargers:
-            charger = self.chargers.get(record.charger_id)
-            if charger is None:
+            config = self._charger_config.get(record.charger_id)
+            if config is None:
                 continue  # a charger since removed from the config
-            restored = replace(
-                record,
-                smart_charging=record.smart_charging
-                and self._charger_config[record.charger_id].smart_charging,
-            )
-            self.chargers[record.charger_id] = restored
+            smart = record.smart_charging and config.smart_charging
+            self.chargers[record.charger_id] = replace(record, smart_charging=smart)
             counts["chargers"] += 1
         for connector in stored.connectors:
             if connector.charger_id in self.chargers:
-                self.connectors[(connector.charger_id, connector.connector_id)] = connector.copy()
+                self.connectors[(connector.charger_id, connector.connector_id)] = connector
         for session in stored.sessions:
             config = self._charger_config.get(session.charger_id)
             if config is None or not 0 <= session.connector_id < config.connectors:
-                self._emit(Notice(f"session {session.session_id}: charger left the config"))
+                self._emit(Notice(f"session {session.session_id}: its charger left the config"))
                 continue
             self._add_session(session.copy())
             counts["sessions"] += 1
         for stored_book in stored.limits:
-            if stored_book.session_id not in self._sessions:
-                continue
-            # What the charger may still apply: the larger of what it accepted and what was
-            # on the wire when the controller stopped.
-            book = replace(stored_book, applied=stored_book.held, in_flight=None)
-            self._add_book(book)
-            counts["limits"] += 1
-        for active in self._sessions.values():
-            if active.origin is Origin.OCPP and active.session_id not in self._books:
-                assert active.transaction_id is not None
+            if stored_book.session_id in self._sessions:
+                # What the charger may still apply: the larger of what it accepted and
+                # what was on the wire when the controller stopped.
+                self._add_book(replace(stored_book, applied=stored_book.held, in_flight=None))
+                counts["limits"] += 1
+        for session in self._sessions.values():
+            if session.origin is Origin.OCPP and session.session_id not in self._books:
+                assert session.transaction_id is not None
                 self._add_book(
                     LimitBook(
-                        active.session_id,
-                        active.charger_id,
-                        active.connector_id + 1,
-                        active.transaction_id,
+                        session.session_id,
+                        session.charger_id,
+                        session.connector_id + 1,
+                        session.transaction_id,
                         announced=True,
                     )
                 )
@@ -499,7 +414,9 @@ class StationCore:
         # Every charger counts as offline from now until it reconnects.
         for charger in self.chargers.values():
             charger.disconnected_at = now
-            self._push_timer(now + self.config.ocpp.offline_after, "offline", charger.charger_id)
+            self._deadlines.add(
+                now + self.config.ocpp.offline_after, Deadline.OFFLINE, charger.charger_id
+            )
         self._journal.append(JournalEntry(now, "controller.started", data=dict(counts)))
         return counts
 
@@ -511,12 +428,6 @@ class StationCore:
         self._dirty_chargers.add(charger_id)
         return charger
 
-    def _charger_step(self, charger: ChargerState, trigger: ChargerTrigger) -> None:
-        charger.phase = step(CHARGER_TRANSITIONS, charger.phase, trigger)
-
-    def _book_step(self, book: LimitBook, trigger: LimitTrigger) -> None:
-        book.phase = step(LIMIT_TRANSITIONS, book.phase, trigger)
-
     def _on_connected(self, event: ChargerConnected, now: float) -> None:
         charger = self._heard(event.charger_id, now)
         if self._offline_too_long(charger, now):
@@ -525,22 +436,19 @@ class StationCore:
         charger.link = event.link
         charger.disconnected_at = None
         charger.waiting_for = None
-        busy = self._calls.get(charger.busy) if charger.busy is not None else None
-        if busy is not None and busy.link is not None:
+        call = self._calls.get(charger.busy) if charger.busy is not None else None
+        if call is not None and call.link is not None:
             # A call on the connection this one replaces: its answer (a cancellation) still
             # settles its book, but it no longer blocks this connection.
             charger.busy = None
         if not charger.booted:
-            self._charger_step(charger, ChargerTrigger.CONNECTED)
+            charger.step(ChargerTrigger.CONNECTED)
             return
         # OCPP-J 5.4: a charger that reconnects need not boot again. Nobody knows what it
         # applies now: install the failsafe again and send every limit again.
-        self._charger_step(charger, ChargerTrigger.RECONNECTED)
+        charger.step(ChargerTrigger.RECONNECTED)
         for book in self._charger_books[charger.charger_id].values():
-            if book.phase is LimitPhase.RETRYING:
-                book.failures = 0
-                book.retry_at = None
-            self._book_step(book, LimitTrigger.RECONNECTED)
+            book.reconnected()
         self._start_installing(charger, now)
 
     def _on_disconnected(self, event: ChargerDisconnected, now: float) -> None:
@@ -550,10 +458,12 @@ class StationCore:
         charger.connected = False
         charger.disconnected_at = now
         charger.waiting_for = None
-        self._charger_step(charger, ChargerTrigger.DISCONNECTED)
+        charger.step(ChargerTrigger.DISCONNECTED)
         for book in self._charger_books[charger.charger_id].values():
-            self._book_step(book, LimitTrigger.DISCONNECTED)
-        self._push_timer(now + self.config.ocpp.offline_after, "offline", charger.charger_id)
+            book.step(LimitTrigger.DISCONNECTED)
+        self._deadlines.add(
+            now + self.config.ocpp.offline_after, Deadline.OFFLINE, charger.charger_id
+        )
         self._outdated = True
 
     def _on_booted(self, event: ChargerBooted, now: float) -> None:
@@ -564,26 +474,16 @@ class StationCore:
         charger.firmware_version = event.firmware_version
         charger.serial_number = event.serial_number
         self._journal_entry(
-            now,
-            "charger.booted",
-            charger_id=charger.charger_id,
-            vendor=event.vendor,
-            model=event.model,
+            now, "charger.booted", charger.charger_id, vendor=event.vendor, model=event.model
         )
         if not charger.connected or charger.link != event.link:
             return
         # Every boot: learn again how the charger takes limits, then set it up.
-        self._charger_step(charger, ChargerTrigger.BOOTED)
-        ref = self._new_ref()
+        charger.step(ChargerTrigger.BOOTED)
+        ref = next(self._refs)
         charger.waiting_for = ref
-        self._emit(
-            ReadConfiguration(
-                charger.charger_id,
-                event.link,
-                ref,
-                GetConfigurationRequest(key=list(CONFIGURATION_KEYS)),
-            )
-        )
+        request = GetConfigurationRequest(key=list(CONFIGURATION_KEYS))
+        self._emit(ReadConfiguration(charger.charger_id, event.link, ref, request))
 
     def _on_configuration(self, event: ConfigurationRead, now: float) -> None:
         charger = self.chargers[event.charger_id]
@@ -594,21 +494,19 @@ class StationCore:
         keys = event.keys or {}
         if FEATURE_PROFILES_KEY in keys:
             profiles = {p.strip() for p in keys[FEATURE_PROFILES_KEY].split(",")}
-            self._set_smart_charging(
-                charger, "SmartCharging" in profiles and config.smart_charging, now
-            )
+            self._set_smart_charging(charger, "SmartCharging" in profiles and config.smart_charging)
         if config.rate_unit is None and RATE_UNIT_KEY in keys:
             units = {u.strip() for u in keys[RATE_UNIT_KEY].split(",")}
             # "Current" alone means the charger takes amps only (OCPP 1.6 section 9.4.1).
             charger.amps = "Power" not in units and "Current" in units
         self._dirty_chargers.add(charger.charger_id)
         if charger.smart_charging:
-            self._charger_step(charger, ChargerTrigger.CONFIGURED)
+            charger.step(ChargerTrigger.CONFIGURED)
             self._start_installing(charger, now)
         else:
-            self._charger_step(charger, ChargerTrigger.CONFIGURED_UNLIMITABLE)
+            charger.step(ChargerTrigger.CONFIGURED_UNLIMITABLE)
 
-    def _set_smart_charging(self, charger: ChargerState, smart: bool, now: float) -> None:
+    def _set_smart_charging(self, charger: ChargerState, smart: bool) -> None:
         if smart == charger.smart_charging:
             return
         charger.smart_charging = smart
@@ -617,28 +515,15 @@ class StationCore:
         trigger = LimitTrigger.LIMITABLE if smart else LimitTrigger.UNLIMITABLE
         for book in self._charger_books[charger.charger_id].values():
             if book.phase not in (LimitPhase.COMMITTING, LimitPhase.SENDING):
-                self._book_step(book, trigger)
+                book.step(trigger)  # the others follow when their call ends
 
     def _start_installing(self, charger: ChargerState, now: float) -> None:
         """The charger entered INSTALLING: its failsafe default goes out as soon as the
-        charger is free (at once, unless a call of the previous phase is still out)."""
+        charger is free (at once, unless a call of before is still out)."""
         if not charger.smart_charging:
-            self._charger_step(charger, ChargerTrigger.UNLIMITABLE)
+            charger.step(ChargerTrigger.UNLIMITABLE)
             return
         self._pump(charger.charger_id, now)
-
-    def _send_default(self, charger: ChargerState) -> None:
-        assert charger.link is not None
-        ref = self._new_ref()
-        charger.waiting_for = ref
-        charger.busy = ref
-        self._calls[ref] = _Call(charger.charger_id, charger.link, None)
-        config = self._charger_config[charger.charger_id]
-        request = failsafe_profile(
-            self.config.failsafe_power_per_connector(config), self._rate(charger)
-        )
-        self.profiles_sent += 1
-        self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
     def _on_connector_status(self, event: ConnectorStatusReported, now: float) -> None:
         self._heard(event.charger_id, now)
@@ -646,12 +531,7 @@ class StationCore:
             return  # a connector the charger does not have: nothing to record
         key = (event.charger_id, event.connector_id)
         self.connectors[key] = ConnectorState(
-            event.charger_id,
-            event.connector_id,
-            event.status,
-            event.error_code,
-            event.info,
-            now,
+            event.charger_id, event.connector_id, event.status, event.error_code, event.info, now
         )
         self._dirty_connectors.add(key)
 
@@ -674,7 +554,7 @@ class StationCore:
         key = start_key_text(
             event.charger_id, event.connector_id, event.id_tag, event.timestamp, event.meter_start
         )
-        if self._wait_for_locks(event, (("start", key),)):
+        if self._proposals.wait_for(event, (start_lock(key),)):
             return
         known = self._start_keys.get(key)
         if known is not None:
@@ -685,25 +565,25 @@ class StationCore:
             if book is not None and charger.connected and charger.link == event.link:
                 book.announced = True
                 self._dirty_books.add(book.session_id)
-            self._emit(Reply(event.reply_to, TransactionAnswer(known.transaction_id, known.status)))
+            answer = TransactionAnswer(known.transaction_id, known.status)
+            self._emit(Reply(event.reply_to, answer))
             self._pump(event.charger_id, now)
             return
-        config = self._charger_config[event.charger_id]
         status = id_tag_status(self.config, event.id_tag)
         connector = event.connector_id - 1
-        if not 0 <= connector < config.connectors:
+        if not 0 <= connector < self._charger_config[event.charger_id].connectors:
             status = AuthorizationStatus.INVALID
-        locks: list[LockKey] = [("start", key)]
+        locks = [start_lock(key)]
         stale = None
         if status is AuthorizationStatus.ACCEPTED:
-            locks.append(("connector", event.charger_id, str(connector)))
+            locks.append(connector_lock(event.charger_id, connector))
             stale = self._on_connector.get((event.charger_id, connector))
             if stale is not None:
-                locks.append(("session", stale.session_id))
-        if self._wait_for_locks(event, tuple(locks)):
+                locks.append(session_lock(stale.session_id))
+        if self._proposals.wait_for(event, tuple(locks)):
             return
-        transaction_id = self._reserve_transaction_id()
-        locks.append(("tx", str(transaction_id)))
+        transaction_id = self._proposals.next_transaction_id(self.next_transaction_id)
+        locks.append(transaction_lock(transaction_id))
         start_key = StartKey(key, event.charger_id, transaction_id, status.value, now)
         records: list[Record] = [start_key, TransactionCounter(transaction_id + 1)]
         session = None
@@ -725,7 +605,7 @@ class StationCore:
             )
             records.append(session.copy())
             records.append(
-                self._entry(
+                self._session_entry(
                     now,
                     "session.started",
                     session,
@@ -734,18 +614,13 @@ class StationCore:
                     meterStart=event.meter_start,
                 )
             )
-        change = StartTransaction(
-            event.charger_id,
-            event.link,
-            start_key,
-            session,
-            None if stale is None else stale.session_id,
-        )
+        superseded = None if stale is None else stale.session_id
+        change = StartTransaction(event.charger_id, event.link, start_key, session, superseded)
         self._propose(change, tuple(locks), event.reply_to, records, transaction_id)
 
     def _on_transaction_stop(self, event: TransactionStopRequested, now: float) -> None:
         self._heard(event.charger_id, now)
-        if self._wait_for_locks(event, (("tx", str(event.transaction_id)),)):
+        if self._proposals.wait_for(event, (transaction_lock(event.transaction_id),)):
             return
         info = None if event.id_tag is None else id_tag_status(self.config, event.id_tag).value
         session = self._by_transaction.get(event.transaction_id)
@@ -754,7 +629,8 @@ class StationCore:
             # (OCPP 1.6 section 3.7: transaction messages are always answered).
             self._emit(Reply(event.reply_to, StopAnswer(info)))
             return
-        if self._wait_for_locks(event, (("session", session.session_id),)):
+        lock = session_lock(session.session_id)
+        if self._proposals.wait_for(event, (lock,)):
             return
         energy = None
         if session.meter_start_wh is not None:
@@ -762,11 +638,12 @@ class StationCore:
         reason = event.reason or "Local"
         change = StopSession(session.session_id, now, energy, reason, info, from_charger=True)
         records = self._stop_records(session, now, energy, reason)
-        self._propose(change, (("session", session.session_id),), event.reply_to, records)
+        self._propose(change, (lock,), event.reply_to, records)
 
     def _stop_records(
         self, session: Session, now: float, energy: float | None, reason: str
     ) -> list[Record]:
+        """How a session looks once stopped: the records of the proposal that stops it."""
         stopped = replace(
             session,
             status=SessionStatus.STOPPED,
@@ -775,38 +652,36 @@ class StationCore:
             consumed_power=None,
             consumed_energy=session.consumed_energy if energy is None else energy,
         )
-        entry = self._entry(
+        entry = self._session_entry(
             now, "session.stopped", stopped, reason=reason, consumedEnergy=stopped.consumed_energy
         )
         return [stopped, entry, LimitDropped(session.session_id)]
 
     # -- REST --------------------------------------------------------------------------------
 
+    def _refuse(self, reply_to: object, error: StationError) -> None:
+        self._emit(Reply(reply_to, Refusal(error)))
+
     def _on_session_start(self, event: SessionStartRequested, now: float) -> None:
         config = self._charger_config.get(event.charger_id)
-        error: StationError
         if config is None:
             error = UnknownCharger(f"no charger {event.charger_id!r}", field="chargerId")
-            self._emit(Reply(event.reply_to, Refusal(error)))
+            self._refuse(event.reply_to, error)
             return
         if not 0 <= event.connector_id < config.connectors:
-            error = InvalidConnector(
-                f"charger {event.charger_id!r} has connectors 0 to {config.connectors - 1}",
-                field="connectorId",
-            )
-            self._emit(Reply(event.reply_to, Refusal(error)))
+            message = f"charger {event.charger_id!r} has connectors 0 to {config.connectors - 1}"
+            self._refuse(event.reply_to, InvalidConnector(message, field="connectorId"))
             return
-        lock = ("connector", event.charger_id, str(event.connector_id))
-        if self._wait_for_locks(event, (lock,)):
+        lock = connector_lock(event.charger_id, event.connector_id)
+        if self._proposals.wait_for(event, (lock,)):
             return
         busy = self._on_connector.get((event.charger_id, event.connector_id))
         if busy is not None:
-            error = ConnectorBusy(
+            message = (
                 f"connector {event.connector_id} of {event.charger_id!r} is busy with "
-                f"session {busy.session_id}",
-                field="connectorId",
+                f"session {busy.session_id}"
             )
-            self._emit(Reply(event.reply_to, Refusal(error)))
+            self._refuse(event.reply_to, ConnectorBusy(message, field="connectorId"))
             return
         session = Session(
             session_id=event.new_session_id,
@@ -814,12 +689,11 @@ class StationCore:
             connector_id=event.connector_id,
             vehicle_max_power=event.vehicle_max_power,
             started_at=now,
-            origin=Origin.REST,
         )
-        entry = self._entry(
+        entry = self._session_entry(
             now, "session.started", session, vehicleMaxPower=event.vehicle_max_power
         )
-        locks = (lock, ("session", session.session_id))
+        locks = (lock, session_lock(session.session_id))
         self._propose(StartSession(session), locks, event.reply_to, [session.copy(), entry])
 
     def _active_or_refuse(self, session_id: str, reply_to: object) -> Session | None:
@@ -827,12 +701,12 @@ class StationCore:
         if session is None:
             # Stopped or never known: the shell tells the two apart from the history.
             error = UnknownSession(f"no active session {session_id!r}", field="sessionId")
-            self._emit(Reply(reply_to, Refusal(error)))
+            self._refuse(reply_to, error)
         return session
 
     def _on_session_stop(self, event: SessionStopRequested, now: float) -> None:
-        lock = ("session", event.session_id)
-        if self._wait_for_locks(event, (lock,)):
+        lock = session_lock(event.session_id)
+        if self._proposals.wait_for(event, (lock,)):
             return
         session = self._active_or_refuse(event.session_id, event.reply_to)
         if session is None:
@@ -843,8 +717,8 @@ class StationCore:
         self._propose(change, (lock,), event.reply_to, records)
 
     def _on_session_update(self, event: SessionUpdateRequested, now: float) -> None:
-        lock = ("session", event.session_id)
-        if self._wait_for_locks(event, (lock,)):
+        lock = session_lock(event.session_id)
+        if self._proposals.wait_for(event, (lock,)):
             return
         session = self._active_or_refuse(event.session_id, event.reply_to)
         if session is None:
@@ -854,7 +728,7 @@ class StationCore:
             updated.consumed_power = event.consumed_power
         if event.vehicle_max_power is not None:
             updated.vehicle_max_power = event.vehicle_max_power
-        entry = self._entry(
+        entry = self._session_entry(
             now,
             "session.updated",
             session,
@@ -866,51 +740,25 @@ class StationCore:
 
     # -- propose, commit, apply --------------------------------------------------------------
 
-    def _wait_for_locks(self, event: Event, keys: tuple[LockKey, ...]) -> bool:
-        """True (and the event is kept for later) when a pending proposal holds one of
-        ``keys``: it is handled again, as new, once that proposal is resolved."""
-        for key in keys:
-            number = self._locks.get(key)
-            if number is not None:
-                self._deferred.setdefault(number, []).append(event)
-                return True
-        return False
-
-    def _reserve_transaction_id(self) -> int:
-        """An id above every id given or being committed: never one issued twice."""
-        pending = [p.transaction_id for p in self._proposals.values() if p.transaction_id]
-        return max(self.next_transaction_id, max(pending, default=0) + 1)
-
     def _propose(
         self,
-        change: Change,
+        change: RaiseLimit | StartTransaction | StartSession | StopSession | UpdateSession,
         locks: tuple[LockKey, ...],
         reply_to: object | None,
         records: list[Record],
         transaction_id: int | None = None,
     ) -> None:
-        number = next(self._numbers)
-        self._proposals[number] = Proposal(number, change, locks, reply_to, transaction_id)
-        for key in locks:
-            self._locks[key] = number
+        number = self._proposals.propose(change, locks, reply_to, transaction_id)
         self._emit(Persist(tuple(records), proposal=number))
 
-    def _resolve(self, number: int) -> Proposal | None:
-        proposal = self._proposals.pop(number, None)
-        if proposal is not None:
-            for key in proposal.locks:
-                if self._locks.get(key) == number:
-                    del self._locks[key]
-        return proposal
-
     def _on_commit_done(self, event: CommitDone, now: float) -> None:
-        answers: list[tuple[object, Callable[[], Answer]]] = []
-        resolved: list[int] = []
+        answers: list[tuple[object, AnswerLater]] = []
+        waited: list[Event] = []
         for number in event.proposals:
-            proposal = self._resolve(number)
+            proposal, waiting = self._proposals.resolve(number)
+            waited += waiting
             if proposal is None:
                 continue
-            resolved.append(number)
             answer = self._apply(proposal, now)
             if answer is not None and proposal.reply_to is not None:
                 answers.append((proposal.reply_to, answer))
@@ -919,31 +767,30 @@ class StationCore:
         # Answers after the reallocation: they report the new allocation.
         for reply_to, answer in answers:
             self._emit(Reply(reply_to, answer()))
-        self._handle_deferred(resolved, now)
+        self._handle_waiting(waited, now)
 
     def _on_commit_failed(self, event: CommitFailed, now: float) -> None:
-        resolved: list[int] = []
+        waited: list[Event] = []
         for number in event.proposals:
-            proposal = self._resolve(number)
-            if proposal is None:
-                continue
-            resolved.append(number)
-            self._drop(proposal, now)
-        self._handle_deferred(resolved, now)
+            proposal, waiting = self._proposals.resolve(number)
+            waited += waiting
+            if proposal is not None:
+                self._drop(proposal, now)
+        self._handle_waiting(waited, now)
 
-    def _handle_deferred(self, numbers: list[int], now: float) -> None:
-        for number in numbers:
-            for event in self._deferred.pop(number, []):
-                self._dispatch(replace(event, now=now), now)
+    def _handle_waiting(self, events: list[Event], now: float) -> None:
+        """Requests that waited for a proposal: handled now, as if they had just arrived."""
+        for event in events:
+            self._dispatch(replace(event, now=now), now)
 
-    def _apply(self, proposal: Proposal, now: float) -> Callable[[], Answer] | None:
+    def _apply(self, proposal: Proposal, now: float) -> AnswerLater | None:
         """Apply a committed change; returns how to build its answer (after reallocation)."""
         change = proposal.change
         match change:
             case StartTransaction():
-                return self._apply_transaction_start(change, now)
-            case StartSession(session=session):
-                live = session.copy()
+                return self._apply_transaction_start(change)
+            case StartSession(session=committed):
+                live = committed.copy()
                 self._add_session(live)
                 self._outdated = True
                 return lambda: SessionAnswer(live.copy())
@@ -959,23 +806,20 @@ class StationCore:
                 )
                 return lambda: SessionAnswer(session.copy())
             case RaiseLimit():
-                self._apply_raise(change, now)
+                self._apply_raise(change)
                 return None
 
-    def _apply_transaction_start(
-        self, change: StartTransaction, now: float
-    ) -> Callable[[], Answer]:
+    def _apply_transaction_start(self, change: StartTransaction) -> AnswerLater:
         key = change.key
         self._start_keys[key.key] = key
         self.next_transaction_id = max(self.next_transaction_id, key.transaction_id + 1)
         answer = TransactionAnswer(key.transaction_id, key.status)
         if change.session is None:
             return lambda: answer
-        if change.superseded is not None:
-            stale = self._sessions.get(change.superseded)
-            if stale is not None:
-                self._end_session(stale, now, None, "Superseded")
-                self._emit(Persist((stale.copy(),)))
+        if change.superseded is not None and change.superseded in self._sessions:
+            stale = self._sessions[change.superseded]
+            self._end_session(stale, self._now, None, "Superseded")
+            self._emit(Persist((stale.copy(),)))
         session = change.session.copy()
         self._add_session(session)
         charger = self.chargers[change.charger_id]
@@ -994,7 +838,7 @@ class StationCore:
         self._outdated = True
         return lambda: answer
 
-    def _apply_stop(self, change: StopSession, now: float) -> Callable[[], Answer]:
+    def _apply_stop(self, change: StopSession, now: float) -> AnswerLater:
         session = self._sessions[change.session_id]
         self._end_session(session, now, change.consumed_energy, change.reason, change.stopped_at)
         # The proposal wrote the session as it was then; readings since are kept too.
@@ -1004,35 +848,28 @@ class StationCore:
             return lambda: StopAnswer(status)
         return lambda: SessionAnswer(session.copy())
 
-    def _apply_raise(self, change: RaiseLimit, now: float) -> None:
+    def _apply_raise(self, change: RaiseLimit) -> None:
         call = self._calls.get(change.ref)
         book = self._books.get(change.session_id)
         if call is None or book is None or book.waiting_for != change.ref:
-            # The session ended meanwhile.
-            self._calls.pop(change.ref, None)
-            self._release(call, change.ref)
+            self._release(change.ref)  # the session ended meanwhile
             return
-        self._book_step(book, LimitTrigger.COMMITTED)
-        charger = self.chargers[book.charger_id]
+        book.step(LimitTrigger.COMMITTED)
         assert book.in_flight is not None
-        self._send_limit(charger, book, book.in_flight, change.ref)
+        self._send_limit(self.chargers[book.charger_id], book, book.in_flight, change.ref)
 
     def _drop(self, proposal: Proposal, now: float) -> None:
         """A proposal that could not be committed: nothing of it happened."""
         change = proposal.change
         match change:
             case RaiseLimit():
-                call = self._calls.pop(change.ref, None)
                 book = self._books.get(change.session_id)
                 if book is not None and book.waiting_for == change.ref:
-                    book.waiting_for = None
-                    book.in_flight = None
-                    book.failures += 1
-                    self._book_step(book, LimitTrigger.COMMIT_FAILED)
-                    self._retry_later(book, now)
+                    book.commit_failed(now)
+                    self._deadlines.add(_when(book.retry_at), Deadline.LIMIT_RETRY, book.session_id)
                     self._sync_held(book)
                     self._dirty_books.add(book.session_id)
-                self._release(call, change.ref)
+                self._release(change.ref)
             case StopSession() | UpdateSession():
                 # Its rows may have replaced rows waiting to be written behind.
                 self._dirty_sessions.add(change.session_id)
@@ -1050,7 +887,7 @@ class StationCore:
         self._on_connector[(session.charger_id, session.connector_id)] = session
         if session.transaction_id is not None:
             self._by_transaction[session.transaction_id] = session
-        self._demands[session.session_id] = _demand(session)
+        self._demands[session.session_id] = demand_of(session)
 
     def _add_book(self, book: LimitBook) -> None:
         if not self.chargers[book.charger_id].smart_charging:
@@ -1073,15 +910,14 @@ class StationCore:
         session.status = SessionStatus.STOPPED
         session.stopped_at = now if stopped_at is None else stopped_at
         session.stop_reason = reason
-        self._load -= _session_load(session)
-        session.consumed_power = None
+        self._load -= session_load(session)
+        session.consumed_power = None  # a stopped session draws nothing
         session_id = session.session_id
         del self._sessions[session_id]
         del self._on_connector[(session.charger_id, session.connector_id)]
         if session.transaction_id is not None:
             self._by_transaction.pop(session.transaction_id, None)
         del self._demands[session_id]
-        self._pins.pop(session_id, None)
         self._held.pop(session_id, None)
         book = self._books.pop(session_id, None)
         if book is not None:
@@ -1123,10 +959,11 @@ class StationCore:
     ) -> None:
         """What a session reports; a change of its cap (or of the battery) makes the
         allocation outdated."""
-        flipped = self._advance_battery(now)
+        if self._advance_battery(now):
+            self._outdated = True
         cap_before = session.cap
         if consumed_power is not None:
-            before = _session_load(session)
+            before = session_load(session)
             session.consumed_power = consumed_power
             session.reading_stale = False
             session.reading_at = now
@@ -1140,9 +977,7 @@ class StationCore:
             session.vehicle_max_power = vehicle_max_power
         self._dirty_sessions.add(session.session_id)
         if session.cap != cap_before:
-            self._demands[session.session_id] = _demand(session)
-            self._outdated = True
-        if flipped:
+            self._demands[session.session_id] = demand_of(session)
             self._outdated = True
         self._set_battery_load(now)
 
@@ -1168,14 +1003,13 @@ class StationCore:
         self._advance_battery(now)
         self._last_run = now
         self.available_power = self._root_limit()
-        self._pins = self._structural_pins(now)
         plan = allocate_holding(
             self._tree,
             list(self._demands.values()),
             self.available_power,
             self._strategy,
             self._held,
-            self._pins,
+            self._structural_pins(now),
         )
         for session in self._sessions.values():
             limit = plan.effective[session.session_id]
@@ -1191,10 +1025,13 @@ class StationCore:
             session.limited_by = limit.bound
         self.plan = plan
         self._outdated = False
-        self._load = sum(_session_load(s) for s in self._sessions.values())
+        self._load = sum(session_load(s) for s in self._sessions.values())
         self._set_battery_load(now)
         self.reallocations += 1
-        for charger_id in {book.charger_id for book in self._pumpable()}:
+        # Only the chargers whose limits changed: with thousands connected, asking every
+        # one would cost more than the allocation.
+        due = {book.charger_id for book in self._books.values() if self._due(book) is not None}
+        for charger_id in due:
             self._pump(charger_id, now)
 
     def _structural_pins(self, now: float) -> dict[str, int]:
@@ -1209,7 +1046,7 @@ class StationCore:
             charger = self.chargers[charger_id]
             config = self._charger_config[charger_id]
             if not charger.smart_charging:
-                pins.update(_physical_maximum(config, sessions))
+                pins.update(physical_maximum(config, sessions))
             elif self._offline_too_long(charger, now):
                 failsafe = math.floor(self.config.failsafe_power_per_connector(config))
                 pins.update({s.session_id: failsafe for s in sessions})
@@ -1226,69 +1063,30 @@ class StationCore:
         if self.battery is not None:
             self.battery.set_load(self._load, now)
 
-    def _refresh(self, now: float) -> None:
-        """Bring the station up to ``now``: the battery, offline chargers, retries due."""
-        if self._advance_battery(now):
-            self._outdated = True
-        pumps: set[str] = set()
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            entry = heapq.heappop(timers)
-            if not self._timer_live(*entry):
-                continue
-            _, _, kind, key = entry
-            if kind == "offline":
-                self._outdated = True
-            elif kind == "book":
-                book = self._books[key]
-                book.retry_at = None
-                self._book_step(book, LimitTrigger.RETRY_DUE)
-                pumps.add(book.charger_id)
-            elif kind == "default":
-                charger = self.chargers[key]
-                charger.default_retry_at = None
-                self._charger_step(charger, ChargerTrigger.RETRY_DUE)
-                pumps.add(key)
-        if self._outdated:
-            self._reallocate(now)
-        for charger_id in pumps:
-            self._pump(charger_id, now)
-
     # -- pushing limits ----------------------------------------------------------------------
 
-    def _pumpable(self) -> Iterator[LimitBook]:
-        """Books that may have something to send (their charger decides in ``_pump``)."""
+    def _due(self, book: LimitBook) -> int | None:
+        """The limit this book's charger should be sent now (None: nothing to send)."""
         plan = self.plan
-        if plan is None:
-            return
-        for book in self._books.values():
-            if book.phase is LimitPhase.PENDING or (
-                book.phase is LimitPhase.CONFIRMED
-                and book.session_id in plan.effective
-                and plan.to_send(book.session_id, book.held) != book.applied
-            ):
-                yield book
+        phase = book.phase
+        if plan is None or (phase is not LimitPhase.PENDING and phase is not LimitPhase.CONFIRMED):
+            return None
+        if not book.announced or book.session_id not in plan.effective:
+            return None
+        kw = plan.to_send(book.session_id, book.held)
+        if phase is LimitPhase.CONFIRMED and kw == book.applied:
+            return None
+        return kw
 
     def _next_job(self, charger: ChargerState) -> tuple[LimitBook, int] | None:
         """The next limit to send on this charger: lowerings first. While a newer
         allocation is on its way, raises wait for it (they would be sent again)."""
-        plan = self.plan
-        if plan is None:
-            return None
         raising: tuple[LimitBook, int] | None = None
         for book in self._charger_books[charger.charger_id].values():
-            phase = book.phase
-            if phase is not LimitPhase.PENDING and phase is not LimitPhase.CONFIRMED:
-                continue
-            session_id = book.session_id
-            if not book.announced or session_id not in plan.effective:
-                continue
-            if ("session", session_id) in self._locks:
-                continue  # its session is being stopped
+            kw = self._due(book)
+            if kw is None or self._proposals.locked(session_lock(book.session_id)):
+                continue  # nothing to send, or its session is being stopped
             held = book.held
-            kw = plan.to_send(session_id, held)
-            if phase is LimitPhase.CONFIRMED and kw == book.applied:
-                continue
             if held is not None and kw < held:
                 return book, kw
             if raising is None:
@@ -1311,48 +1109,45 @@ class StationCore:
         if job is None:
             return
         book, kw = job
-        held = book.held
-        ref = self._new_ref()
+        ref = next(self._refs)
         charger.busy = ref
-        book.waiting_for = ref
-        book.in_flight = kw
-        if kw > (held or 0):
-            # A raise reaches the disk before the charger may apply it: after a crash the
-            # books must never count the charger at less than it may be drawing.
-            self._book_step(book, LimitTrigger.RAISE)
-            self._calls[ref] = _Call(charger_id, None, book.session_id, kw)
-            self._sync_held(book)
-            self._propose(RaiseLimit(book.session_id, ref), (), None, [book.copy()])
-            return
-        self._book_step(book, LimitTrigger.SEND)
+        raise_first = book.start(kw, ref)
         self._sync_held(book)
-        self._send_limit(charger, book, kw, ref)
+        if raise_first:
+            self._calls[ref] = _Call(charger_id, None, book.session_id, kw)
+            self._propose(RaiseLimit(book.session_id, ref), (), None, [book.copy()])
+        else:
+            self._send_limit(charger, book, kw, ref)
+
+    def _send_default(self, charger: ChargerState) -> None:
+        assert charger.link is not None
+        ref = next(self._refs)
+        charger.waiting_for = ref
+        charger.busy = ref
+        self._calls[ref] = _Call(charger.charger_id, charger.link, None)
+        config = self._charger_config[charger.charger_id]
+        request = failsafe_profile(
+            self.config.failsafe_power_per_connector(config), self._rate(charger)
+        )
+        self.profiles_sent += 1
+        self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
     def _send_limit(self, charger: ChargerState, book: LimitBook, kw: int, ref: int) -> None:
         if not charger.connected or charger.link is None:
             # Committed while the charger went away: it gets it on its next connection.
-            self._calls.pop(ref, None)
-            if charger.busy == ref:
-                charger.busy = None
-            book.waiting_for = None
-            book.in_flight = None
-            self._book_step(book, LimitTrigger.NOT_SENT)
+            book.not_sent()
             self._sync_held(book)
+            self._release(ref)
             return
         self._calls[ref] = _Call(charger.charger_id, charger.link, book.session_id, kw)
         request = tx_profile(book.connector_id, book.transaction_id, kw, self._rate(charger))
         self.profiles_sent += 1
-        self._journal_entry(
-            self._now,
-            "limit.sent",
-            charger_id=charger.charger_id,
-            session_id=book.session_id,
-            kw=kw,
-        )
+        self._journal_entry(self._now, "limit.sent", charger.charger_id, book.session_id, kw=kw)
         self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
-    def _release(self, call: _Call | None, ref: int) -> None:
-        """The charger of ``call`` is free again (its raise will not be sent)."""
+    def _release(self, ref: int) -> None:
+        """The call (or raise) ``ref`` is over without an answer: its charger is free."""
+        call = self._calls.pop(ref, None)
         if call is not None and self.chargers[call.charger_id].busy == ref:
             self.chargers[call.charger_id].busy = None
             self._pump(call.charger_id, self._now)
@@ -1377,14 +1172,14 @@ class StationCore:
             return  # the connection it was sent on is gone, or the charger booted again
         charger.waiting_for = None
         if result is ProfileResult.ACCEPTED:
-            self._charger_step(charger, ChargerTrigger.DEFAULT_ACCEPTED)
+            charger.step(ChargerTrigger.DEFAULT_ACCEPTED)
             charger.default_failures = 0
             self._note_acceptance(charger)
             return
-        self._charger_step(charger, ChargerTrigger.DEFAULT_REFUSED)
-        charger.default_failures += 1
-        charger.default_retry_at = now + backoff(charger.default_failures)
-        self._push_timer(charger.default_retry_at, "default", charger.charger_id)
+        charger.default_refused(now)
+        self._deadlines.add(
+            _when(charger.default_retry_at), Deadline.DEFAULT_RETRY, charger.charger_id
+        )
         self._note_refusal(charger, result, now)
 
     def _limit_answered(
@@ -1393,52 +1188,26 @@ class StationCore:
         result = event.result
         assert call.session_id is not None
         self._journal_entry(
-            now,
-            f"limit.{_journal_name(result)}",
-            charger_id=charger.charger_id,
-            session_id=call.session_id,
-            kw=call.kw,
+            now, f"limit.{JOURNAL_RESULT[result]}", charger.charger_id, call.session_id, kw=call.kw
         )
+        if result is ProfileResult.ACCEPTED:
+            self._note_acceptance(charger)
+        else:
+            self._note_refusal(charger, result, now)
         book = self._books.get(call.session_id)
         if book is None or book.waiting_for != event.ref:
-            self._note_refusal(charger, result, now)
             return  # its session ended meanwhile
         held_before = book.held
-        kw = book.in_flight
-        book.waiting_for = None
-        book.in_flight = None
-        if result is ProfileResult.ACCEPTED:
-            book.applied = kw
-            book.failures = 0
-            self._book_step(book, LimitTrigger.ACCEPTED)
-            self._note_acceptance(charger)
-        elif result is ProfileResult.NOT_SENT:
-            self._book_step(book, LimitTrigger.NOT_SENT)
-        else:
-            if result is not ProfileResult.REJECTED and kw is not None:
-                # No usable answer: the charger may have applied it. Count it as held (the
-                # larger of the two) and send again to know for sure.
-                book.applied = kw if book.applied is None else max(book.applied, kw)
-                self._book_step(book, LimitTrigger.UNANSWERED)
-            else:
-                self._book_step(book, LimitTrigger.REFUSED)
-            book.failures += 1
-            if call.link != charger.link and charger.connected:
-                # Answered on a connection since replaced: the new one sends it at once.
-                self._book_step(book, LimitTrigger.RETRY_DUE)
-            else:
-                self._retry_later(book, now)
-            self._note_refusal(charger, result, now)
+        replaced = charger.connected and call.link != charger.link
+        book.answered(result, now, connection_replaced=replaced)
+        if book.phase is LimitPhase.RETRYING:
+            self._deadlines.add(_when(book.retry_at), Deadline.LIMIT_RETRY, book.session_id)
         if not charger.smart_charging and book.phase is not LimitPhase.UNLIMITABLE:
-            self._book_step(book, LimitTrigger.UNLIMITABLE)
+            book.step(LimitTrigger.UNLIMITABLE)
         self._sync_held(book)
         self._dirty_books.add(book.session_id)
         if book.held != held_before:
             self._outdated = True
-
-    def _retry_later(self, book: LimitBook, now: float) -> None:
-        book.retry_at = now + backoff(book.failures)
-        self._push_timer(book.retry_at, "book", book.session_id)
 
     def _note_acceptance(self, charger: ChargerState) -> None:
         if not charger.ever_accepted or charger.rejections:
@@ -1449,7 +1218,7 @@ class StationCore:
     def _note_refusal(self, charger: ChargerState, result: ProfileResult, now: float) -> None:
         """A charger that has never accepted a profile and keeps refusing (or never
         answers) may be drawing anything its hardware allows: budget it so."""
-        if result in (ProfileResult.ACCEPTED, ProfileResult.LOST, ProfileResult.NOT_SENT):
+        if result in (ProfileResult.LOST, ProfileResult.NOT_SENT):
             return  # a connection that went away says nothing about the charger
         charger.rejections += 1
         self._dirty_chargers.add(charger.charger_id)
@@ -1463,9 +1232,9 @@ class StationCore:
                     f"{charger.charger_id} accepts no charging profile: budgeting it at its maximum"
                 )
             )
-            self._journal_entry(now, "charger.unlimitable", charger_id=charger.charger_id)
-            self._set_smart_charging(charger, False, now)
-            self._charger_step(charger, ChargerTrigger.UNLIMITABLE)
+            self._journal_entry(now, "charger.unlimitable", charger.charger_id)
+            self._set_smart_charging(charger, False)
+            charger.step(ChargerTrigger.UNLIMITABLE)
             charger.waiting_for = None
 
     def _sync_held(self, book: LimitBook) -> None:
@@ -1475,41 +1244,56 @@ class StationCore:
         else:
             self._held[book.session_id] = held
 
-    # -- timers ------------------------------------------------------------------------------
+    # -- time --------------------------------------------------------------------------------
 
-    def _new_ref(self) -> int:
-        return next(self._numbers)
+    def _refresh(self, now: float) -> None:
+        """Bring the station up to ``now``: the battery, offline chargers, retries due."""
+        if self._advance_battery(now):
+            self._outdated = True
+        pumps: set[str] = set()
+        for kind, key in self._deadlines.due(now, self._live):
+            if kind is Deadline.OFFLINE:
+                self._outdated = True  # its sessions are budgeted at the failsafe now
+            elif kind is Deadline.LIMIT_RETRY:
+                book = self._books[key]
+                book.retry_due()
+                pumps.add(book.charger_id)
+            else:
+                charger = self.chargers[key]
+                charger.default_retry_at = None
+                charger.step(ChargerTrigger.RETRY_DUE)
+                pumps.add(key)
+        if self._outdated:
+            self._reallocate(now)
+        for charger_id in pumps:
+            self._pump(charger_id, now)
 
-    def _push_timer(self, when: float, kind: str, key: str) -> None:
-        heapq.heappush(self._timers, (when, next(self._order), kind, key))
-
-    def _timer_live(self, when: float, _order: int, kind: str, key: str) -> bool:
-        if kind == "book":
+    def _live(self, when: float, kind: Deadline, key: str) -> bool:
+        """Whether a deadline still means something (see controller.core.deadlines)."""
+        if kind is Deadline.LIMIT_RETRY:
             book = self._books.get(key)
             return book is not None and book.phase is LimitPhase.RETRYING and book.retry_at == when
-        if kind == "default":
-            charger = self.chargers[key]
+        charger = self.chargers[key]
+        if kind is Deadline.DEFAULT_RETRY:
             return (
                 charger.phase is ChargerPhase.DEFAULT_RETRYING and charger.default_retry_at == when
             )
-        charger = self.chargers[key]  # "offline"
         return (
             not charger.connected
             and charger.disconnected_at is not None
             and charger.disconnected_at + self.config.ocpp.offline_after == when
-            and when > self._last_run
+            and when > self._last_run  # an allocation since then has seen it
         )
 
     # -- written behind ----------------------------------------------------------------------
 
-    def _entry(self, now: float, kind: str, session: Session, **data: Any) -> JournalEntry:
+    def _session_entry(self, now: float, kind: str, session: Session, **data: Any) -> JournalEntry:
         return JournalEntry(now, kind, session.charger_id, session.session_id, data)
 
     def _journal_entry(
         self,
         now: float,
         kind: str,
-        *,
         charger_id: str | None = None,
         session_id: str | None = None,
         **data: Any,
@@ -1524,20 +1308,17 @@ class StationCore:
             session = self._sessions.get(session_id)
             if session is None:
                 continue
-            if ("session", session_id) in self._locks:
+            if self._proposals.locked(session_lock(session_id)):
                 kept.add(session_id)  # written with the proposal's outcome, not under it
                 continue
             records.append(session.copy())
-        self._dirty_sessions = kept
         records += [self.chargers[c].copy() for c in self._dirty_chargers]
         records += [self.connectors[k].copy() for k in self._dirty_connectors]
-        for session_id in self._dirty_books:
-            book = self._books.get(session_id)
-            if book is not None:
-                records.append(book.copy())
+        records += [self._books[s].copy() for s in self._dirty_books if s in self._books]
         records += self._journal
         if self.battery is not None:
             records.append(self.battery.record())
+        self._dirty_sessions = kept
         self._dirty_chargers = set()
         self._dirty_connectors = set()
         self._dirty_books = set()
@@ -1554,43 +1335,6 @@ class StationCore:
             }
 
 
-def _journal_name(result: ProfileResult) -> str:
-    return {
-        ProfileResult.ACCEPTED: "accepted",
-        ProfileResult.REJECTED: "rejected",
-        ProfileResult.ERROR: "error",
-        ProfileResult.TIMEOUT: "timeout",
-        ProfileResult.LOST: "cancelled",
-        ProfileResult.NOT_SENT: "cancelled",
-    }[result]
-
-
-def _physical_maximum(charger: ChargerConfig, sessions: list[Session]) -> dict[str, int]:
-    """What a charger that cannot be limited lets its sessions draw: its own maximum
-    shared among them as it would share it, each up to its vehicle's maximum."""
-    tree = StationTree(chargers=(ChargerNode(charger.id, charger.max_power),))
-    demands = [
-        Demand(s.session_id, charger.id, s.started_at, s.vehicle_max_power) for s in sessions
-    ]
-    limits = allocate(tree, demands, math.inf)
-    return {session_id: limit.power for session_id, limit in limits.items()}
-
-
-def _demand(session: Session) -> Demand:
-    return Demand(
-        session_id=session.session_id,
-        charger_id=session.charger_id,
-        started_at=session.started_at,
-        vehicle_max_power=session.cap,
-    )
-
-
-def _session_load(session: Session) -> float:
-    """What a session counts for in the station load (docs/allocation.md, "The battery"):
-    its reading, or its limit while it has none or its limit went up since the reading."""
-    consumed = session.consumed_power
-    if consumed is None:
-        return float(session.allocated_power)
-    if session.reading_stale:
-        return max(consumed, float(session.allocated_power))
-    return consumed
+def _when(moment: float | None) -> float:
+    assert moment is not None
+    return moment

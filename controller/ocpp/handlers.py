@@ -26,7 +26,7 @@ from controller.core.events import (
     TransactionStartRequested,
     TransactionStopRequested,
 )
-from controller.core.station import id_tag_status
+from controller.core.rules import id_tag_status
 from controller.driver import Driver
 from controller.ocpp.metering import read_meter_values
 from protocol import CallReceived, InternalError, NotImplementedCall, OcppModel

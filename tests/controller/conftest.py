@@ -59,7 +59,8 @@ class Api:
         code, body = await self.get("/station/status")
         assert code == 200
         check_status_invariants(body)
-        return body
+        status: dict[str, Any] = body
+        return status
 
 
 def check_status_invariants(status: dict[str, Any]) -> None:

@@ -3,6 +3,8 @@ docs/ocpp.md, "Lifecycles"): the test plays the shell with ``CoreHarness``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from controller.core.commands import (
@@ -189,10 +191,10 @@ def test_a_rejected_lowering_keeps_the_power_and_is_retried_after_a_back_off() -
     ],
 )
 def test_an_illegal_transition_raises_and_changes_nothing(
-    table: object, phase: object, trigger: object
+    table: Any, phase: Any, trigger: Any
 ) -> None:
     with pytest.raises(IllegalTransition):
-        step(table, phase, trigger)  # type: ignore[arg-type]
+        step(table, phase, trigger)
     book = LimitBook("s", "CP001", 1, 1, phase=LimitPhase.CONFIRMED)
     with pytest.raises(IllegalTransition):
         book.step(LimitTrigger.ACCEPTED)

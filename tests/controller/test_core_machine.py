@@ -211,15 +211,17 @@ class StationMachine(RuleBasedStateMachine):
                     self.open_start(start, tx)
             case ("start", _, str() as session_id), Unavailable():
                 self.refused_session_ids.add(session_id)
-            case ("stop", tx), StopAnswer():
+            case ("stop", int() as tx), StopAnswer():
                 self.open_transactions.pop(tx, None)
                 self.stopped_transactions.add(tx)
-            case ("rest-start", charger_id, connector, _), SessionAnswer(session=session):
+            case ("rest-start", str() as charger_id, int() as connector, _), SessionAnswer(
+                session=session
+            ):
                 self.supersede((charger_id, connector))
                 self.open_rest[session.session_id] = (charger_id, connector)
             case ("rest-start", _, _, str() as session_id), _:
                 self.refused_session_ids.add(session_id)  # refused or not stored
-            case ("rest-stop", session_id), SessionAnswer():
+            case ("rest-stop", str() as session_id), SessionAnswer():
                 self.open_rest.pop(session_id, None)
                 self.stopped_rest.add(session_id)
             case _:

@@ -135,7 +135,7 @@ def start_request(connector: int, tag: str) -> StartTransactionRequest:
         id_tag=tag,
         meter_start=100 * connector,
         timestamp="2026-01-01T07:00:00Z",
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
@@ -151,7 +151,7 @@ async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
     early = await first.call(start_request(1, "EARLY"))
     early_stop = StopTransactionRequest(
         transaction_id=early.transaction_id, meter_stop=5100, timestamp="2026-01-01T07:30:00Z"
-    )  # type: ignore[arg-type]
+    )
     await first.call(early_stop)
     for charger_id in ("CP001", "CP002", "CP003"):
         code, _ = await controller.rest(
@@ -272,7 +272,7 @@ async def active_sessions(controller: ControllerProcess) -> list[dict[str, Any]]
 def start(connector: int, tag: str, meter_start: int = 0) -> StartTransactionRequest:
     return StartTransactionRequest(
         connector_id=connector, id_tag=tag, meter_start=meter_start, timestamp=T_START
-    )  # type: ignore[arg-type]
+    )
 
 
 T_START = "2026-01-01T07:00:00Z"

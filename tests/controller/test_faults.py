@@ -21,13 +21,17 @@ from protocol.messages.base import OcppModel
 from shell.clock import ManualClock
 from tests.controller.conftest import example_config, many_chargers, ocpp_url, run_timers_until
 from tests.controller.ocpp_client import FakeCharger, accept_everything
-from tests.controller.test_ocpp_push import Tracker, last_limit
+from tests.controller.test_ocpp_push import Tracker, last_limit, limit_received
 
 T0 = "2026-01-01T10:00:00Z"
 
 
 def start_request(connector: int) -> StartTransactionRequest:
-    return StartTransactionRequest(connector_id=connector, id_tag="T", meter_start=0, timestamp=T0)  # type: ignore[arg-type]
+    return StartTransactionRequest(connector_id=connector, id_tag="T", meter_start=0, timestamp=T0)
+
+
+async def more_limits(charger: FakeCharger, than: int) -> None:
+    await charger.wait_until(lambda: len(charger.tx_limits()) > than, timeout=30)
 
 
 def never_answer_profiles(call: CallReceived) -> OcppModel | None:
@@ -49,7 +53,7 @@ async def test_a_charger_that_never_answers_does_not_delay_the_others(
         clock.advance(1)
     # Well inside the 10 s call timeout of the mute charger, the others have their limits.
     for charger in others:
-        await charger.wait_until(lambda c=charger: last_limit(c, 1) is not None, timeout=3)
+        await limit_received(charger, 1, None, timeout=3)
     assert len(mute.pending()) == 1  # its failsafe default, still unanswered
     assert mute.profiles()[0].connector_id == 0
 
@@ -178,20 +182,13 @@ async def test_500_chargers_dropping_and_reconnecting_at_once(start_controller: 
     await asyncio.gather(*(c.connect() for c in chargers))
     await asyncio.gather(*(c.boot() for c in chargers))
     await asyncio.gather(*(c.call(start_request(1)) for c in chargers))
-    await asyncio.gather(
-        *(c.wait_until(lambda c=c: last_limit(c, 1) == 4000, timeout=30) for c in chargers)
-    )
+    await asyncio.gather(*(limit_received(c, 1, 4000, timeout=30) for c in chargers))
 
     await asyncio.gather(*(c.close() for c in chargers))
     await app.wait_until(lambda: not any(s.connected for s in app.core.chargers.values()))
     before = [len(c.tx_limits()) for c in chargers]
     await asyncio.gather(*(c.connect() for c in chargers))  # no boot: a reconnect
-    await asyncio.gather(
-        *(
-            c.wait_until(lambda c=c, n=n: len(c.tx_limits()) > n, timeout=30)
-            for c, n in zip(chargers, before, strict=True)
-        )
-    )
+    await asyncio.gather(*(more_limits(c, n) for c, n in zip(chargers, before, strict=True)))
     await asyncio.wait_for(app.wait_settled(), 30)
     assert all(s.connected for s in app.core.chargers.values())
     assert all(last_limit(c, 1) == 4000 for c in chargers)

@@ -30,7 +30,7 @@ class ThirdPartyCharger(ChargePoint):  # type: ignore[misc]
         self.limits: dict[int, float] = {}
         self.changed = asyncio.Event()
 
-    @on(Action.set_charging_profile)  # type: ignore[misc]
+    @on(Action.set_charging_profile)  # type: ignore[untyped-decorator]
     def on_set_charging_profile(
         self, connector_id: int, cs_charging_profiles: dict[str, Any], **_: Any
     ) -> Any:
@@ -40,7 +40,7 @@ class ThirdPartyCharger(ChargePoint):  # type: ignore[misc]
             self.changed.set()
         return call_result.SetChargingProfile(status=ChargingProfileStatus.accepted)
 
-    @on(Action.get_configuration)  # type: ignore[misc]
+    @on(Action.get_configuration)  # type: ignore[untyped-decorator]
     def on_get_configuration(self, **_: Any) -> Any:
         return call_result.GetConfiguration(
             configuration_key=[

@@ -44,7 +44,7 @@ async def start_tx(
     answer = await charger.call(
         StartTransactionRequest(
             connector_id=connector, id_tag=id_tag, meter_start=meter_start, timestamp=timestamp
-        )  # type: ignore[arg-type]
+        )
     )
     assert answer.id_tag_info.status == "Accepted"
     return int(answer.transaction_id)
@@ -78,7 +78,7 @@ async def test_heartbeat_status_authorize_and_data_transfer(start_controller: An
     beat = await charger.call(HeartbeatRequest())
     assert beat.current_time.tzinfo is not None
     await charger.call(
-        StatusNotificationRequest(connector_id=2, error_code="GroundFailure", status="Faulted")  # type: ignore[arg-type]
+        StatusNotificationRequest(connector_id=2, error_code="GroundFailure", status="Faulted")
     )
     assert app.core.connectors[("CP001", 2)].status == "Faulted"
     status = app.status()
@@ -102,7 +102,7 @@ async def test_id_tag_list_is_checked_when_configured(start_controller: Any) -> 
     assert (await charger.call(AuthorizeRequest(id_tag="ALICE"))).id_tag_info.status == "Accepted"
     assert (await charger.call(AuthorizeRequest(id_tag="bob"))).id_tag_info.status == "Invalid"
     answer = await charger.call(
-        StartTransactionRequest(connector_id=1, id_tag="bob", meter_start=0, timestamp=T0)  # type: ignore[arg-type]
+        StartTransactionRequest(connector_id=1, id_tag="bob", meter_start=0, timestamp=T0)
     )
     assert answer.id_tag_info.status == "Invalid"
     assert list(app.core.active_sessions()) == []
@@ -124,7 +124,7 @@ async def test_transaction_lifecycle_with_meter_values(start_controller: Any) ->
             meter_value=[
                 MeterValue(
                     timestamp=T0,
-                    sampled_value=[  # type: ignore[arg-type]
+                    sampled_value=[
                         sample("45000", measurand="Power.Active.Import", unit="W"),
                         sample("13500", unit="Wh"),  # default measurand: the energy register
                         sample("57", measurand="SoC", unit="Percent"),
@@ -144,7 +144,7 @@ async def test_transaction_lifecycle_with_meter_values(start_controller: Any) ->
             meter_value=[
                 MeterValue(
                     timestamp=T0,
-                    sampled_value=[  # type: ignore[arg-type]
+                    sampled_value=[
                         sample("10.5", measurand="Power.Active.Import", unit="kW", phase="L1"),
                         sample("11", measurand="Power.Active.Import", unit="kW", phase="L2"),
                         sample("9.5", measurand="Power.Active.Import", unit="kW", phase="L3"),
@@ -163,7 +163,7 @@ async def test_transaction_lifecycle_with_meter_values(start_controller: Any) ->
             meter_stop=26000,
             timestamp=T0,
             id_tag="TAG1",
-            reason="EVDisconnected",  # type: ignore[arg-type]
+            reason="EVDisconnected",
         )
     )
     assert stop.id_tag_info.status == "Accepted"
@@ -189,12 +189,12 @@ async def test_stop_for_unknown_or_stopped_transactions_is_answered(start_contro
     tx = await start_tx(charger, 1)
     for transaction_id in (-1, 999):
         answer = await charger.call(
-            StopTransactionRequest(transaction_id=transaction_id, meter_stop=1, timestamp=T0)  # type: ignore[arg-type]
+            StopTransactionRequest(transaction_id=transaction_id, meter_stop=1, timestamp=T0)
         )
         assert answer.id_tag_info is None
     session = app.core.session_by_transaction(tx)
     assert session is not None and session.active
-    stop = StopTransactionRequest(transaction_id=tx, meter_stop=7000, timestamp=T0)  # type: ignore[arg-type]
+    stop = StopTransactionRequest(transaction_id=tx, meter_stop=7000, timestamp=T0)
     await charger.call(stop)
     await charger.call(stop)  # resent: answered, nothing changes
     assert not session.active and session.consumed_energy == 7
@@ -205,7 +205,7 @@ async def test_stop_for_unknown_or_stopped_transactions_is_answered(start_contro
             transaction_id=tx,
             meter_value=[MeterValue(timestamp=T0, sampled_value=[sample("99000")])],
         )
-    )  # type: ignore[arg-type]
+    )
     assert session.consumed_energy == 7
 
 

@@ -87,13 +87,27 @@ class Tracker:
 async def start_tx(charger: FakeCharger, connector: int) -> int:
     answer = await charger.call(
         StartTransactionRequest(connector_id=connector, id_tag="T", meter_start=0, timestamp=T0)
-    )  # type: ignore[arg-type]
+    )
     return int(answer.transaction_id)
 
 
 def last_limit(charger: FakeCharger, connector: int) -> float | None:
     limits = [kw for c, kw in charger.tx_limits() if c == connector]
     return limits[-1] if limits else None
+
+
+async def limit_received(
+    charger: FakeCharger, connector: int, limit: float | None, *, timeout: float = 10
+) -> None:
+    """Until the charger's last TxProfile on ``connector`` is ``limit`` (None: any)."""
+    if limit is None:
+        await charger.wait_until(lambda: last_limit(charger, connector) is not None, timeout)
+    else:
+        await charger.wait_until(lambda: last_limit(charger, connector) == limit, timeout)
+
+
+async def profiles_received(charger: FakeCharger, count: int) -> None:
+    await charger.wait_until(lambda: len(charger.profiles()) == count)
 
 
 async def test_raise_waits_for_lowerings_to_be_accepted(
@@ -201,9 +215,7 @@ async def test_rejected_lowering_keeps_the_power_reserved(
     await b.wait_until(lambda: last_limit(b, 1) == 125_000)
     assert tracker.violations == []
     await asyncio.wait_for(
-        app.wait_until(
-            lambda: all(app.core.limits_confirmed(c) for c in app.core.chargers)
-        ),
+        app.wait_until(lambda: all(app.core.limits_confirmed(c) for c in app.core.chargers)),
         10,
     )
     status = app.status()
@@ -219,11 +231,11 @@ async def test_a_burst_of_starts_is_one_or_a_few_reallocations(start_controller:
     tracker.chargers = chargers
     await asyncio.gather(*(c.connect() for c in chargers))
     await asyncio.gather(*(c.boot() for c in chargers))
-    await asyncio.gather(*(c.wait_until(lambda c=c: len(c.profiles()) == 1) for c in chargers))
+    await asyncio.gather(*(profiles_received(c, 1) for c in chargers))
     before = app.core.reallocations
 
     await asyncio.gather(*(start_tx(c, 1) for c in chargers))
-    await asyncio.gather(*(c.wait_until(lambda c=c: last_limit(c, 1) == 8000) for c in chargers))
+    await asyncio.gather(*(limit_received(c, 1, 8000) for c in chargers))
     await asyncio.wait_for(app.wait_settled(), 10)
     assert all(app.core.limits_confirmed(c) for c in app.core.chargers)
     reallocations = app.core.reallocations - before

@@ -36,7 +36,7 @@ T0 = "2026-01-01T10:00:00Z"
 def start_request(connector: int, meter_start: int = 1000) -> StartTransactionRequest:
     return StartTransactionRequest(
         connector_id=connector, id_tag="TAG", meter_start=meter_start, timestamp=T0
-    )  # type: ignore[arg-type]
+    )
 
 
 async def rest(app: ControllerApp, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -140,7 +140,7 @@ async def test_resent_transaction_messages_after_restart_are_recognised(
     assert len(list(again.core.active_sessions())) == 1
     stop = StopTransactionRequest(
         transaction_id=first.transaction_id, meter_stop=20500, timestamp=T0
-    )  # type: ignore[arg-type]
+    )
     await charger.call(stop)
     await charger.close()
     await again.stop()
@@ -204,7 +204,7 @@ async def test_meter_readings_are_written_behind(start_controller: Any) -> None:
             transaction_id=tx,
             meter_value=[MeterValue(timestamp=T0, sampled_value=[SampledValue(value="7250")])],
         )
-    )  # type: ignore[arg-type]
+    )
     await app.driver.flush()
     await charger.close()
     await app.stop()
@@ -235,7 +235,7 @@ async def test_a_charger_offline_too_long_is_budgeted_at_its_failsafe(
     assert session.limited_by == "pinned"
     # Its queued StopTransaction arrives later and closes it with the right energy.
     charger = await FakeCharger(ocpp_url(app), "CP003").connect()
-    await charger.call(StopTransactionRequest(transaction_id=tx, meter_stop=31000, timestamp=T0))  # type: ignore[arg-type]
+    await charger.call(StopTransactionRequest(transaction_id=tx, meter_stop=31000, timestamp=T0))
     assert not session.active and session.consumed_energy == 30
     await charger.close()
 

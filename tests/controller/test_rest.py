@@ -19,7 +19,8 @@ async def start(api: Api, charger: str, connector: int, vmax: float | None) -> d
         body["vehicleMaxPower"] = vmax
     code, session = await api.post("/sessions", body)
     assert code == 201, session
-    return session
+    created: dict[str, Any] = session
+    return created
 
 
 async def test_initial_status(api: Api) -> None:

@@ -49,7 +49,8 @@ def for_annotation(tp: Any, meta: tuple[Any, ...] = ()) -> st.SearchStrategy[Any
     origin = get_origin(tp)
     if origin is Annotated:
         base, *extra = get_args(tp)
-        rebuilt = Annotated[base, *extra]  # identical, but lets the alias lookup above match
+        # Identical, but lets the alias lookup above match.
+        rebuilt = Annotated[base, *extra]  # type: ignore[valid-type]
         for alias, strategy in _SCALARS.items():
             if rebuilt == alias:
                 return strategy
@@ -70,7 +71,7 @@ def for_annotation(tp: Any, meta: tuple[Any, ...] = ()) -> st.SearchStrategy[Any
     if tp is bool:
         return st.booleans()
     if tp is int:
-        low = max((m.ge for m in meta if isinstance(m, Ge)), default=-(2**31))
+        low = max((int(m.ge) for m in meta if isinstance(m, Ge)), default=-(2**31))  # type: ignore[call-overload]
         return st.integers(min_value=low, max_value=2**31 - 1)
     if tp is str:
         return st.text(min_size=min_len, max_size=max_len if max_len is not None else 40)

@@ -25,8 +25,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.validators import validator_for
-from ocpp_corpus import CALLS, RESULTS
-from ocpp_strategies import for_model
 from pydantic import BaseModel
 
 from protocol import ACTIONS, encode_frame, parse_frame, parse_request, parse_response, to_payload
@@ -34,6 +32,8 @@ from protocol.frames import Call, CallResult
 from protocol.messages.base import Decimal1, Uri
 from protocol.messages.enums import UnitOfMeasure
 from protocol.messages.timestamps import DateTime, LenientDateTime
+from tests.protocol.ocpp_corpus import CALLS, RESULTS
+from tests.protocol.ocpp_strategies import for_model
 
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 

@@ -30,8 +30,13 @@ digits = st.integers(min_value=0, max_value=99).map(lambda n: f"{n:02d}")
 
 @given(
     year=st.integers(min_value=0, max_value=9999).map(lambda n: f"{n:04d}"),
-    month=digits, day=digits, hour=digits, minute=digits, second=digits,
-    sep=st.sampled_from("Tt "), zulu=st.sampled_from("Zz"),
+    month=digits,
+    day=digits,
+    hour=digits,
+    minute=digits,
+    second=digits,
+    sep=st.sampled_from("Tt "),
+    zulu=st.sampled_from("Zz"),
 )
 def test_canonical_timestamps_parse_as_the_general_path(
     year: str, month: str, day: str, hour: str, minute: str, second: str, sep: str, zulu: str

@@ -13,7 +13,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ocpp_corpus import CALLS, RESULTS
 
 from protocol import (
     ACTIONS,
@@ -39,6 +38,7 @@ from protocol import (
     to_payload,
 )
 from protocol.messages import ResetRequest, ResetType
+from tests.protocol.ocpp_corpus import CALLS, RESULTS
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EVENTS = (

@@ -6,7 +6,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from ocpp_corpus import CALLS, RESULTS
 
 from protocol import (
     ACTIONS,
@@ -35,6 +34,7 @@ from protocol.messages import (
     UnparsedTimestamp,
     parsed_datetime,
 )
+from tests.protocol.ocpp_corpus import CALLS, RESULTS
 
 
 def receiver_of(action: str) -> Role:

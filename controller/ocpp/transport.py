@@ -2,7 +2,7 @@
 
 Why not the ``websockets`` asyncio server: per message it costs a frame
 assembler, futures and a reader task, about as much server time as all of
-the OCPP work (see ``bench/ocpp.py``). Here ``data_received`` feeds the bytes
+the OCPP work (see ``bench/central_system.py``). Here ``data_received`` feeds the bytes
 to ``websockets.server.ServerProtocol`` (which parses the HTTP handshake and
 the frames, answers pings and runs the closing handshake, RFC 6455) and hands
 every complete text message to the charger's handler synchronously; writing

@@ -1,4 +1,5 @@
-"""OCPP benchmark: ``python bench/ocpp.py`` prints figures (not part of pytest).
+"""The controller as an OCPP central system: ``python bench/central_system.py`` prints figures
+(not part of pytest).
 
 Three measurements of the controller's OCPP 1.6J side, loopback only, each against a station
 config the benchmark generates (with the controller's database in a fresh temporary folder). The
@@ -63,11 +64,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-# Run as a script, this file's folder would come first on sys.path and this file would shadow
-# the ``ocpp`` package that the baseline imports.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-sys.path.insert(0, str(_BENCH.parent))
+# Run as a script: the repository root goes first on sys.path, so that ``bench`` is a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._ocpp_load import idle_clients, latency_clients, throughput_clients  # noqa: E402
 from bench._ocpp_servers import (  # noqa: E402

@@ -65,7 +65,8 @@ from pathlib import Path
 from typing import Any
 
 # Run as a script: the repository root goes first on sys.path, so that ``bench`` is a package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from bench._ocpp_load import idle_clients, latency_clients, throughput_clients  # noqa: E402
 from bench._ocpp_servers import (  # noqa: E402
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def source_revision() -> str:
     """The commit measured, and whether the work tree differs from it."""
-    root = _BENCH.parent
+    root = ROOT
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
                               capture_output=True, text=True, timeout=10, check=True)

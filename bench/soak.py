@@ -76,10 +76,10 @@ import aiohttp  # noqa: E402
 
 from bench._soak_controller import ControllerProcess, StartFailed  # noqa: E402
 from bench._soak_ledger import LimitLedger  # noqa: E402
+from shell.clock import SystemClock  # noqa: E402
+from shell.websocket import WebSocketLink  # noqa: E402
 from simulators.chargepoint import ChargePoint  # noqa: E402
 from simulators.charger import ChargerSpec, LocalTransaction  # noqa: E402
-from simulators.clock import RealClock  # noqa: E402
-from simulators.link import OcppLink  # noqa: E402
 
 POLL_INTERVAL = 0.5  # s between status polls
 LEDGER_LAG = 5.0  # s the ledger stays behind real time, so that every record is in
@@ -267,7 +267,7 @@ class Soak:
         self.loop_lags: list[float] = []
         self.controller_cpu_s = 0.0
         self.load_average = (0.0, 0.0)
-        self._links: dict[str, OcppLink] = {}
+        self._links: dict[str, WebSocketLink] = {}
         self._poll_in_flight: float | None = None
         self._tags = 0
         self.http: aiohttp.ClientSession | None = None
@@ -370,7 +370,7 @@ class Soak:
             self.cps[charger_id] = ChargePoint(
                 self.ctl.ocpp_url,
                 spec,
-                clock=RealClock(),
+                clock=SystemClock(),
                 seed=self.seed + index,
                 reconnect_delay=self.rnd.uniform(0.5, 1.5),
             )

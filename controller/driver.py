@@ -116,6 +116,7 @@ class Driver:
         self._running = False
         self._wakeup: Timer | None = None
         self._progress = asyncio.Event()
+        self._waiters = 0
         self._closed = False
 
     # -- events in ---------------------------------------------------------------------------
@@ -131,8 +132,9 @@ class Driver:
                 self._handle(self._queue.popleft())
         finally:
             self._running = False
-        progress, self._progress = self._progress, asyncio.Event()
-        progress.set()
+        if self._waiters:
+            progress, self._progress = self._progress, asyncio.Event()
+            progress.set()
 
     def _handle(self, event: Event) -> None:
         try:
@@ -246,9 +248,13 @@ class Driver:
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate`` holds, checking it after each event the core handled."""
-        while not predicate():
-            progress = self._progress
-            await progress.wait()
+        self._waiters += 1
+        try:
+            while not predicate():
+                progress = self._progress
+                await progress.wait()
+        finally:
+            self._waiters -= 1
 
     async def close(self) -> None:
         self._closed = True

@@ -43,6 +43,7 @@ from protocol import (
     OcppError,
     OcppModel,
     UnmatchedAnswer,
+    action_of,
 )
 from shell.clock import Clock, Timer
 
@@ -134,7 +135,7 @@ class OcppLink:
         """Queue a CALL; ``on_outcome`` runs once with its outcome (at once, with an unsent
         CallCancelled, when the connection has already ended)."""
         if self.connection.closed:
-            on_outcome(CallCancelled("", type(request).__name__, request, sent=False))
+            on_outcome(CallCancelled("", action_of(request).action, request, sent=False))
             return
         unique_id = self.connection.send_call(request, self._clock.now())
         self._waiting[unique_id] = on_outcome

@@ -12,18 +12,27 @@ time as an argument and can be tested without sockets:
 * :mod:`simulators.charger`: one charge point: connectors, transactions, meters, its profile
   stack and configuration keys; it integrates what each connector draws between two instants.
 
-The I/O shell is :mod:`simulators.link` (one WebSocket fed through one sans-I/O
-:class:`protocol.Connection`: read, write, time out, dispatch) and
-:mod:`simulators.chargepoint` (boot, status, the transaction queue, heartbeats, meter samples,
-and the answers to the central system's calls). The simulator never parses OCPP itself: every
-frame goes through :mod:`protocol`. Faults (:mod:`simulators.faults`) are knobs on a running
-charger: delayed, held, rejected or unanswered profiles; dropped, duplicated or garbled frames;
-disconnections with or without a reboot.
+The I/O shell is :mod:`simulators.chargepoint`: the connection (a
+:class:`shell.websocket.WebSocketLink`, the one asyncio shell around the sans-I/O
+:class:`protocol.Connection` that the controller, the simulators and the tests share),
+reconnections, boot, heartbeats and meter samples. Around it, each with one job:
 
-Time comes from a :class:`simulators.clock.Clock`: real time against a live controller, or a
-:class:`simulators.clock.VirtualClock` that a runner or test moves. Periodic work is scheduled
-from a fixed origin (``sleep_until``), so moving the clock is never lost on a loop that has not
-gone to sleep yet.
+* :mod:`simulators.handlers`: the answers to the central system's calls, in arrival order.
+* :mod:`simulators.outbox`: the charger's own messages, one answered message at a time, the
+  transaction messages kept and retried until delivered (OCPP 1.6 sections 3.6 and 4.8).
+* :mod:`simulators.messages`: those messages built from the model (pure).
+
+An answer to the charger's own CALL takes effect while the link dispatches it (a
+transactionId is known before any CALL written behind its StartTransaction.conf is handled),
+as on a charger that reads its socket in order. The simulator never parses OCPP itself: every
+frame goes through :mod:`protocol`. Faults (:mod:`simulators.faults`) are knobs on a running
+charger: delayed, held, rejected or unanswered profiles; dropped, duplicated or garbled frames
+(the ``outgoing`` hook of the link); disconnections with or without a reboot.
+
+Time comes from a :class:`shell.clock.Clock`: :class:`shell.clock.SystemClock` against a live
+controller, or a :class:`shell.clock.ManualClock` that a runner or test moves. Periodic work is
+scheduled from a fixed origin (``sleep_until``), so moving the clock is never lost on a loop
+that has not gone to sleep yet.
 
 :mod:`simulators.scenarios` reads scenario files (a station in the controller's config format
 plus listed or generated arrivals); ``scenarios/`` ships a motorway stop, a depot and a car park.

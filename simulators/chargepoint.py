@@ -1,20 +1,24 @@
-"""A simulated OCPP 1.6J charge point over a real WebSocket (the I/O shell around
-:class:`simulators.charger.ChargerModel`).
+"""A simulated OCPP 1.6J charge point over a real WebSocket: the I/O shell of a simulated
+charger.
+
+The pieces: :class:`simulators.charger.ChargerModel` holds the charger's state,
+:mod:`simulators.handlers` answers the central system's CALLs, :mod:`simulators.outbox`
+delivers the charger's own messages, :mod:`simulators.messages` builds them and
+:mod:`simulators.faults` breaks things on request. This module connects them to the network
+and to time.
 
 Lifecycle: :meth:`ChargePoint.start` runs a connection loop (connect to
 ``{url}/{chargePointId}`` with subprotocol ``ocpp1.6`` and HTTP Basic auth when a password is
-set, serve the link, reconnect after a loss) and a meter loop (MeterValues every
-MeterValueSampleInterval of the charger's clock). On each connection the charger boots
-(BootNotification, retried after ``interval`` while Pending or Rejected, OCPP 1.6 section 4.2),
-or, after a reconnection, carries on without booting (OCPP-J 5.4), reports every connector's
-status, then delivers its own messages one at a time from an outbox and heartbeats.
+set, serve the connection through a :class:`shell.websocket.WebSocketLink`, reconnect after a
+loss) and a meter loop (MeterValues every MeterValueSampleInterval of the charger's clock). On
+each connection the charger boots (BootNotification, retried after ``interval`` while Pending
+or Rejected, OCPP 1.6 section 4.2), or, after a reconnection, carries on without booting
+(OCPP-J 5.4). Once online it reports every connector's status, delivers its outbox and
+heartbeats.
 
-The outbox keeps the transaction messages (StartTransaction, StopTransaction, MeterValues of a
-transaction) until the central system answers them, across reconnections and with identical
-content on resend, as a charger's transaction queue does (OCPP 1.6 section 3.6 / 4.8: they
-must be delivered, in order). A CALLERROR is retried TransactionMessageAttempts times,
-TransactionMessageRetryInterval apart. Other messages are sent while online and dropped
-otherwise.
+Every effect of an answer to one of the charger's CALLs (registered, online, a transactionId
+learnt) happens while the link dispatches that answer, so a CALL the central system wrote
+right behind it is handled by a charger that already knows.
 
 Tests and runners drive the vehicle side (:meth:`plug_in`, :meth:`start_transaction`,
 :meth:`stop_transaction`, :meth:`unplug`), read what the charger applies
@@ -25,82 +29,48 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import random
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
 from urllib.parse import quote
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidURI
 from websockets.typing import Subprotocol
 
-from protocol import CallReceived, Connection, NotSupported, OcppModel, Role
+from protocol import (
+    CallAnswered,
+    CallCancelled,
+    CallReceived,
+    Connection,
+    Event,
+    OcppModel,
+    Role,
+)
 from protocol.messages import (
     AuthorizationStatus,
     AuthorizeRequest,
     AuthorizeResponse,
-    BootNotificationRequest,
     BootNotificationResponse,
-    ChangeConfigurationRequest,
-    ChangeConfigurationResponse,
-    ChargePointErrorCode,
     ChargePointStatus,
     ChargingProfile,
-    ChargingProfilePurposeType,
-    ChargingProfileStatus,
-    ClearChargingProfileRequest,
-    ClearChargingProfileResponse,
-    DataTransferRequest,
-    DataTransferResponse,
-    DataTransferStatus,
-    DiagnosticsStatus,
-    DiagnosticsStatusNotificationRequest,
-    FirmwareStatus,
-    FirmwareStatusNotificationRequest,
-    GetCompositeScheduleRequest,
-    GetCompositeScheduleResponse,
-    GetCompositeScheduleStatus,
-    GetConfigurationRequest,
-    GetConfigurationResponse,
     HeartbeatRequest,
     IdTagInfo,
-    Location,
-    Measurand,
-    MessageTrigger,
-    MeterValue,
-    MeterValuesRequest,
     ReadingContext,
     Reason,
     RegistrationStatus,
-    RemoteStartStopStatus,
-    RemoteStartTransactionRequest,
-    RemoteStartTransactionResponse,
-    RemoteStopTransactionRequest,
-    RemoteStopTransactionResponse,
-    ResetRequest,
-    ResetResponse,
-    ResetStatus,
-    ResetType,
-    SampledValue,
-    SetChargingProfileRequest,
-    SetChargingProfileResponse,
-    StartTransactionRequest,
     StartTransactionResponse,
-    StatusNotificationRequest,
-    StopTransactionRequest,
-    TriggerMessageRequest,
-    TriggerMessageResponse,
-    TriggerMessageStatus,
-    UnitOfMeasure,
 )
+from shell.clock import Clock, SystemClock, sleep_until
+from shell.link import Answer, CallOutcome, OcppLink, response_of
+from shell.websocket import WebSocketLink
+from simulators import messages
 from simulators.charger import ChargerModel, ChargerSpec, LocalTransaction
-from simulators.clock import Clock, RealClock, sleep_until, to_datetime
 from simulators.connector import ConnectorEvent
-from simulators.faults import Faults
-from simulators.link import CallFailed, CallTimeout, LinkClosed, OcppLink, Reply
+from simulators.faults import Faults, FaultyWire
+from simulators.handlers import CentralSystemCalls, ProfileRecord
+from simulators.outbox import Message, Outbox
 from simulators.vehicles import Vehicle
 
 __all__ = ["ChargePoint", "ProfileRecord"]
@@ -108,33 +78,6 @@ __all__ = ["ChargePoint", "ProfileRecord"]
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
-M = TypeVar("M", bound=OcppModel)
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileRecord:
-    """One SetChargingProfile as the charger saw it. From ``received_at`` the charger may be
-    applying the profile; ``answered_at`` is when it answered (and, if accepted, applied it)."""
-
-    received_at: float
-    answered_at: float
-    connector_id: int
-    profile: ChargingProfile
-    status: ChargingProfileStatus
-
-    @property
-    def accepted(self) -> bool:
-        return self.status is ChargingProfileStatus.ACCEPTED
-
-
-@dataclass(slots=True)
-class _Outgoing:
-    build: Callable[[], OcppModel]
-    transactional: bool
-    on_answer: Callable[[Any], None] | None = None
-    future: asyncio.Future[OcppModel] | None = None
-    request: OcppModel | None = None  # built once, so that a resend is identical
-    errors: int = 0
 
 
 class ChargePoint:
@@ -161,7 +104,7 @@ class ChargePoint:
         chargers that report on change do; otherwise only the periodic samples go out."""
         self.spec = spec
         self.url = f"{url.rstrip('/')}/{quote(spec.charge_point_id, safe='')}"
-        self.clock: Clock = clock or RealClock()
+        self.clock: Clock = clock or SystemClock()
         self.faults = faults or Faults()
         self.model = ChargerModel(spec, self.clock.now())
         self.profile_log: list[ProfileRecord] = []
@@ -169,22 +112,21 @@ class ChargePoint:
         self.connections = 0  # WebSocket connections opened
         self.boots = 0  # BootNotifications accepted
         self.last_error: BaseException | None = None
+        self.meter_on_change_w = meter_on_change_w
         self._password = password
         self._rng = random.Random(seed)
         self._call_timeout = call_timeout
         self._reconnect_delay = reconnect_delay
         self._boot_retry = boot_retry
         self._open_timeout = open_timeout
-        self.meter_on_change_w = meter_on_change_w
-        self._link: OcppLink | None = None
-        self._ready = False  # booted (or carrying on) on the current link
+        self._calls = CentralSystemCalls(self)
+        self._outbox = Outbox(self.clock, self.model.int_setting, self._notify)
+        self._link: WebSocketLink | None = None
+        self._ready = False  # booted (or carrying on) on the current connection
         self._reboot = False
-        self._outbox: deque[_Outgoing] = deque()
-        self._outbox_changed = asyncio.Event()
         self._changed = asyncio.Event()
         self._allowed_online = asyncio.Event()
         self._allowed_online.set()
-        self._profile_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -216,7 +158,8 @@ class ChargePoint:
         return self._link is not None and self._ready
 
     @property
-    def link(self) -> OcppLink | None:
+    def link(self) -> WebSocketLink | None:
+        """The current connection (its ``stats`` count frames and events), if any."""
         return self._link
 
     @property
@@ -225,7 +168,7 @@ class ChargePoint:
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds; it is re-checked whenever the charger's state moves
-        (a connection, an answer, a profile, a status change)."""
+        (a connection, a frame, an answer, a profile, a status change)."""
         while not predicate():
             changed = self._changed
             await changed.wait()
@@ -266,8 +209,7 @@ class ChargePoint:
         """A load without a vehicle model: draw at most ``watts`` (None: whatever is allowed)."""
         self.advance()
         self.model.connector(connector_id).demand_w = watts
-        self.model.advance(self.clock.now())
-        self._after_model_change()
+        self.advance()
 
     # -- the driver's side ----------------------------------------------------------------------
 
@@ -275,11 +217,19 @@ class ChargePoint:
         self.advance()
         self.model.fire(connector_id, ConnectorEvent.PLUG_IN)
         self.model.connector(connector_id).vehicle = vehicle
-        self._queue_status(connector_id)
+        self.report_status(connector_id)
 
     async def authorize(self, id_tag: str) -> IdTagInfo:
         """Authorize.req (4.1); raises LinkClosed when offline."""
-        response = await self._request(AuthorizeRequest(id_tag=id_tag), AuthorizeResponse)
+        answered: asyncio.Future[CallOutcome] = asyncio.get_running_loop().create_future()
+
+        def settle(outcome: CallOutcome) -> None:
+            if not answered.done():
+                answered.set_result(outcome)
+
+        self._outbox.put(Message(lambda: AuthorizeRequest(id_tag=id_tag), on_outcome=settle))
+        response = response_of(await answered)
+        assert isinstance(response, AuthorizeResponse)
         return response.id_tag_info
 
     async def start_transaction(
@@ -288,27 +238,7 @@ class ChargePoint:
         """Start charging at once and queue StartTransaction.req (4.8); the transactionId comes
         with the answer (see :meth:`wait_transaction_id`). Energy flows under the
         TxDefaultProfile until a TxProfile for the transaction arrives (3.13.1)."""
-        now = self.clock.now()
-        tx = self.model.begin_transaction(connector_id, id_tag, now)
-        tx.pending_profile = profile
-        request = StartTransactionRequest(
-            connector_id=connector_id,
-            id_tag=id_tag,
-            meter_start=tx.meter_start,
-            timestamp=to_datetime(now),
-        )
-
-        def started(response: StartTransactionResponse) -> None:
-            self.model.confirm_transaction(tx, response.transaction_id, self.clock.now())
-            if response.id_tag_info.status is not AuthorizationStatus.ACCEPTED:
-                # StopTransactionOnInvalidId (9.1.34): a real charger stops such a transaction.
-                connector = self.model.connector(connector_id)
-                if connector.transaction is tx:
-                    self._stop(connector_id, Reason.DE_AUTHORIZED)
-
-        self._queue(_Outgoing(lambda: request, True, started))
-        self._after_model_change()
-        return tx
+        return self.begin_transaction(connector_id, id_tag, profile)
 
     async def wait_transaction_id(self, connector_id: int) -> int:
         """The id of the transaction on a connector, once the central system has given it."""
@@ -323,22 +253,112 @@ class ChargePoint:
         self, connector_id: int, reason: Reason = Reason.LOCAL
     ) -> LocalTransaction:
         """Stop charging and queue StopTransaction.req with meterStop (4.10)."""
-        return self._stop(connector_id, reason)
+        return self.end_transaction(connector_id, reason)
 
     async def unplug(self, connector_id: int) -> None:
         """Pull the cable; a running transaction stops with reason EVDisconnected."""
         if self.model.connector(connector_id).transaction is not None:
-            self._stop(connector_id, Reason.EV_DISCONNECTED)
+            self.end_transaction(connector_id, Reason.EV_DISCONNECTED)
         self.model.fire(connector_id, ConnectorEvent.UNPLUG)
         self.model.connector(connector_id).vehicle = None
-        self._queue_status(connector_id)
+        self.report_status(connector_id)
 
     async def sample_meters(self, context: ReadingContext = ReadingContext.SAMPLE_PERIODIC) -> None:
         """Queue MeterValues.req (4.7) for every connector with a transaction."""
+        self.report_meters(context)
+
+    # -- what the handlers of the central system's calls act through ----------------------------
+
+    def begin_transaction(
+        self, connector_id: int, id_tag: str, profile: ChargingProfile | None = None
+    ) -> LocalTransaction:
+        """Charging starts now; StartTransaction.req is queued, and its answer (the
+        transactionId, the TxProfile that came with a remote start) takes effect as it is
+        dispatched."""
+        tx = self.model.begin_transaction(connector_id, id_tag, self.clock.now())
+        tx.pending_profile = profile
+
+        def started(outcome: CallOutcome) -> None:
+            if not isinstance(outcome, CallAnswered):
+                return  # given up: the transaction never gets an id
+            response = outcome.response
+            assert isinstance(response, StartTransactionResponse)
+            self.model.confirm_transaction(tx, response.transaction_id, self.clock.now())
+            refused = response.id_tag_info.status is not AuthorizationStatus.ACCEPTED
+            if refused and self.model.connector(connector_id).transaction is tx:
+                # StopTransactionOnInvalidId (9.1.34): a real charger stops such a transaction.
+                self.end_transaction(connector_id, Reason.DE_AUTHORIZED)
+            self._after_model_change()
+
+        self._outbox.put(
+            Message(lambda: messages.start_transaction(tx), transactional=True, on_outcome=started)
+        )
+        self._after_model_change()
+        return tx
+
+    def end_transaction(self, connector_id: int, reason: Reason) -> LocalTransaction:
+        """Charging stops now; StopTransaction.req and the connector's status are queued."""
+        tx = self.model.end_transaction(connector_id, self.clock.now())
+        self._outbox.put(Message(lambda: messages.stop_transaction(tx, reason), transactional=True))
+        self._after_model_change()
+        self.report_status(connector_id)
+        return tx
+
+    def limits_changed(self) -> None:
+        self._after_model_change()
+        self._report_draw_changes()
+
+    def send(self, request: OcppModel) -> None:
+        """Queue a message that is not a transaction message (dropped while offline)."""
+        self._outbox.put(Message(lambda: request))
+
+    def report_status(self, connector_id: int) -> None:
+        status = (
+            ChargePointStatus.AVAILABLE
+            if connector_id == 0
+            else self.model.connector(connector_id).status
+        )
+        self.send(messages.status_notification(connector_id, status, self.clock.now()))
+        self._notify()
+
+    def report_meters(self, context: ReadingContext, connector_id: int | None = None) -> None:
+        """Queue MeterValues.req for each transaction (on ``connector_id`` alone if given)."""
         self.advance()
-        for connector_id, connector in self.model.connectors.items():
-            if connector.transaction is not None:
-                self._queue_meter_values(connector_id, connector.transaction, context)
+        for n, connector in self.model.connectors.items():
+            tx = connector.transaction
+            if tx is not None and connector_id in (None, n):
+                self._send_meter_values(tx, context)
+
+    async def boot(self, link: OcppLink) -> None:
+        """BootNotification until accepted (4.2). The charger is online from the moment the
+        accepting answer is dispatched; while Pending or Rejected it sends nothing else and
+        boots again after ``interval`` (4.2.1)."""
+        request = messages.boot_notification(self.spec)
+        while True:
+            answered: asyncio.Future[tuple[CallOutcome, float]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            link.send_call(request, functools.partial(self._registered, link, answered))
+            outcome, answered_at = await answered
+            if isinstance(outcome, CallCancelled):
+                return  # the connection is gone
+            retry = self._boot_retry
+            if isinstance(outcome, CallAnswered):
+                response = outcome.response
+                assert isinstance(response, BootNotificationResponse)
+                if response.status is RegistrationStatus.ACCEPTED:
+                    return
+                if response.interval > 0:
+                    retry = response.interval
+            # Counted from the answer: the clock may have moved before this task resumed.
+            await sleep_until(self.clock, answered_at + retry)
+
+    async def reboot(self) -> None:
+        """Once what has been written so far has left: drop the connection and boot again."""
+        link = self._link
+        if link is not None:
+            await link.drained()
+        await self.disconnect(reboot=True)
 
     # -- faults that act on the connection ------------------------------------------------------
 
@@ -355,7 +375,7 @@ class ChargePoint:
     def reconnect(self) -> None:
         self._allowed_online.set()
 
-    # -- connection loop ------------------------------------------------------------------------
+    # -- connections ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
         started = self.clock.now()
@@ -385,75 +405,84 @@ class ChargePoint:
                     if ws.subprotocol != SUBPROTOCOL:
                         # OCPP-J 3.2: a central system without ocpp1.6 cannot be talked to.
                         raise InvalidHandshake("central system did not accept ocpp1.6")
-                    connection = Connection(Role.CHARGE_POINT, call_timeout=self._call_timeout)
-                    link = OcppLink(
-                        ws,
-                        connection,
-                        self.clock,
-                        self.faults,
-                        self._rng,
-                        self._handle_call,
-                        self._notify,
-                    )
-                    self._link = link
-                    self.connections += 1
-                    self._notify()
-                    await link.run(self._session)
+                    await self._serve(ws)
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as error:
                 self.last_error = error
                 log.info("%s: connection failed: %s", self.spec.charge_point_id, error)
             finally:
                 self._link = None
                 self._ready = False
-                self._drop_untransactional()
+                self._outbox.detach()
                 self._notify()
             await asyncio.sleep(self._reconnect_delay)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        wire = FaultyWire(self.faults, self._rng)
+        link = WebSocketLink(
+            ws,
+            Connection(Role.CHARGE_POINT, call_timeout=self._call_timeout),
+            clock=self.clock,
+            handler=functools.partial(self._handle_call, wire),
+            name=self.spec.charge_point_id,
+            outgoing=wire,
+            on_event=self._on_event,
+        )
+        self._link = link
+        self.connections += 1
+        self._notify()
+        link.link.spawn(self._session(link.link), "session")
+        await link.run()
+
+    def _handle_call(self, wire: FaultyWire, link: OcppLink, call: CallReceived) -> Answer | None:
+        wire.note_call(call)  # before the handler answers: the wire must know what to withhold
+        return self._calls.handle(link, call)
+
+    def _on_event(self, _: Event) -> None:
+        self._notify()
 
     async def _session(self, link: OcppLink) -> None:
         first_contact = self.registration is not RegistrationStatus.ACCEPTED
         if first_contact or self._reboot or self.faults.boot_on_reconnect:
-            await self._boot(link)
-        online_since = self.clock.now()
-        self._ready = True
-        self._notify()
-        for connector_id in range(self.spec.connectors + 1):
-            self._queue_status(connector_id)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._deliver(link))
-            group.create_task(self._heartbeat_loop(online_since))
+            await self.boot(link)
+        else:
+            self._go_online(link)
 
-    async def _boot(self, link: OcppLink) -> None:
-        spec = self.spec
-        request = BootNotificationRequest(
-            charge_point_vendor=spec.vendor,
-            charge_point_model=spec.model,
-            charge_point_serial_number=spec.charge_point_id[:25],
-            firmware_version=spec.firmware_version,
-        )
-        while True:
-            try:
-                response = await link.call(request)
-            except (CallFailed, CallTimeout):
-                await self.clock.sleep(self._boot_retry)
-                continue
+    def _registered(
+        self,
+        link: OcppLink,
+        answered: asyncio.Future[tuple[CallOutcome, float]],
+        outcome: CallOutcome,
+    ) -> None:
+        """The effect of an answer to BootNotification, as it is dispatched."""
+        if isinstance(outcome, CallAnswered):
+            response = outcome.response
             assert isinstance(response, BootNotificationResponse)
             self.registration = response.status
-            self._notify()
             if response.status is RegistrationStatus.ACCEPTED:
                 if response.interval > 0:
                     self.model.change_configuration("HeartbeatInterval", str(response.interval))
                 self.boots += 1
                 self._reboot = False
-                return
-            # Pending / Rejected: nothing but a new BootNotification after `interval` (4.2.1).
-            await self.clock.sleep(response.interval if response.interval > 0 else self._boot_retry)
+                self._go_online(link)
+            self._notify()
+        if not answered.done():
+            answered.set_result((outcome, self.clock.now()))
+
+    def _go_online(self, link: OcppLink) -> None:
+        if self._ready:
+            return  # a triggered BootNotification changes nothing else
+        self._ready = True
+        self._outbox.attach(link)
+        for connector_id in range(self.spec.connectors + 1):
+            self.report_status(connector_id)
+        link.spawn(self._heartbeat_loop(self.clock.now()), "heartbeat")
 
     async def _heartbeat_loop(self, origin: float) -> None:
         beat = origin
         while True:
             beat += max(1, self.model.int_setting("HeartbeatInterval"))
             await sleep_until(self.clock, beat)
-            self._queue(_Outgoing(HeartbeatRequest, False))
+            self.send(HeartbeatRequest())
 
     async def _meter_loop(self, origin: float) -> None:
         sample = origin
@@ -462,134 +491,16 @@ class ChargePoint:
             sample += interval if interval > 0 else 60
             await sleep_until(self.clock, sample)
             if interval > 0:  # 0 turns sampling off (9.1.18)
-                await self.sample_meters()
+                self.report_meters(ReadingContext.SAMPLE_PERIODIC)
 
-    # -- the outbox -----------------------------------------------------------------------------
+    # -- the charger's own messages -------------------------------------------------------------
 
-    def _queue(self, item: _Outgoing) -> None:
-        if not item.transactional and not self.online:
-            if item.future is not None:
-                item.future.set_exception(LinkClosed("offline"))
-            return
-        self._outbox.append(item)
-        self._outbox_changed.set()
-
-    async def _request(self, request: OcppModel, expected: type[M]) -> M:
-        future: asyncio.Future[OcppModel] = asyncio.get_running_loop().create_future()
-        self._queue(_Outgoing(lambda: request, False, future=future))
-        response = await future
-        assert isinstance(response, expected)
-        return response
-
-    def _drop_untransactional(self) -> None:
-        kept: deque[_Outgoing] = deque()
-        for item in self._outbox:
-            if item.transactional:
-                kept.append(item)
-            elif item.future is not None and not item.future.done():
-                item.future.set_exception(LinkClosed("connection lost"))
-        self._outbox = kept
-
-    async def _deliver(self, link: OcppLink) -> None:
-        """Send the outbox in order, one answered message at a time."""
-        while True:
-            if not self._outbox:
-                self._outbox_changed.clear()
-                await self._outbox_changed.wait()
-                continue
-            item = self._outbox[0]
-            if item.request is None:
-                item.request = item.build()
-            sent_at = self.clock.now()
-            try:
-                response = await link.call(item.request)
-            except LinkClosed:
-                return  # transactional messages stay for the next connection
-            except (CallFailed, CallTimeout) as error:
-                if item.transactional and await self._retry(item, error, sent_at):
-                    continue
-                self._outbox.popleft()
-                if item.future is not None and not item.future.done():
-                    item.future.set_exception(error)
-                self._notify()
-                continue
-            self._outbox.popleft()
-            if item.on_answer is not None:
-                item.on_answer(response)
-            if item.future is not None and not item.future.done():
-                item.future.set_result(response)
-            self._after_model_change()
-            self._notify()
-
-    async def _retry(self, item: _Outgoing, error: Exception, sent_at: float) -> bool:
-        """Whether to send a transaction message again (4.8 / 9.1.36-37); the wait counts
-        from the failed attempt."""
-        if isinstance(error, CallFailed):
-            item.errors += 1
-            if item.errors >= self.model.int_setting("TransactionMessageAttempts"):
-                return False
-        interval = self.model.int_setting("TransactionMessageRetryInterval")
-        await sleep_until(self.clock, sent_at + interval * max(1, item.errors))
-        return True
-
-    # -- message builders -----------------------------------------------------------------------
-
-    def _queue_status(self, connector_id: int) -> None:
-        status = (
-            ChargePointStatus.AVAILABLE
-            if connector_id == 0
-            else self.model.connector(connector_id).status
-        )
-        request = StatusNotificationRequest(
-            connector_id=connector_id,
-            error_code=ChargePointErrorCode.NO_ERROR,
-            status=status,
-            timestamp=to_datetime(self.clock.now()),
-        )
-        self._queue(_Outgoing(lambda: request, False))
-        self._notify()
-
-    def _queue_meter_values(
-        self, connector_id: int, tx: LocalTransaction, context: ReadingContext
-    ) -> None:
-        connector = self.model.connector(connector_id)
-        at = to_datetime(self.clock.now())
-        values = [
-            SampledValue(
-                value=f"{connector.power_w:.1f}",
-                context=context,
-                measurand=Measurand.POWER_ACTIVE_IMPORT,
-                location=Location.OUTLET,
-                unit=UnitOfMeasure.W,
-            ),
-            SampledValue(
-                value=f"{connector.meter_wh:.1f}",
-                context=context,
-                measurand=Measurand.ENERGY_ACTIVE_IMPORT_REGISTER,
-                location=Location.OUTLET,
-                unit=UnitOfMeasure.WH,
-            ),
-        ]
-        if connector.vehicle is not None:
-            values.append(
-                SampledValue(
-                    value=f"{connector.vehicle.soc * 100:.1f}",
-                    context=context,
-                    measurand=Measurand.SOC,
-                    location=Location.EV,
-                    unit=UnitOfMeasure.PERCENT,
-                )
-            )
-        sample = MeterValue(timestamp=at, sampled_value=values)
+    def _send_meter_values(self, tx: LocalTransaction, context: ReadingContext) -> None:
+        connector = self.model.connector(tx.connector_id)
+        sample = messages.meter_sample(connector, context, self.clock.now())
         tx.reported_w = connector.power_w
-
-        def build() -> MeterValuesRequest:
-            # The transactionId is known by the time the message leaves: the outbox is in order.
-            return MeterValuesRequest(
-                connector_id=connector_id, transaction_id=tx.transaction_id, meter_value=[sample]
-            )
-
-        self._queue(_Outgoing(build, True))
+        # Built when it leaves: by then the transactionId is known, the outbox is in order.
+        self._outbox.put(Message(lambda: messages.meter_values(tx, sample), transactional=True))
 
     def _report_draw_changes(self) -> None:
         """A sample for each transaction whose draw moved since its last report (see
@@ -597,217 +508,14 @@ class ChargePoint:
         threshold = self.meter_on_change_w
         if threshold is None:
             return
-        for connector_id, connector in self.model.connectors.items():
+        for connector in self.model.connectors.values():
             tx = connector.transaction
             if tx is None:
                 continue
             if tx.reported_w is None or abs(connector.power_w - tx.reported_w) >= threshold:
-                self._queue_meter_values(connector_id, tx, ReadingContext.OTHER)
-
-    def _stop(self, connector_id: int, reason: Reason) -> LocalTransaction:
-        tx = self.model.end_transaction(connector_id, self.clock.now())
-        assert tx.meter_stop is not None and tx.stopped_at is not None
-        meter_stop, stopped_at = tx.meter_stop, tx.stopped_at
-
-        def build() -> StopTransactionRequest:
-            return StopTransactionRequest(
-                id_tag=tx.id_tag,
-                meter_stop=meter_stop,
-                timestamp=to_datetime(stopped_at),
-                # -1 only if the central system never gave the transaction an id.
-                transaction_id=tx.transaction_id if tx.transaction_id is not None else -1,
-                reason=reason,
-            )
-
-        self._queue(_Outgoing(build, True))
-        self._after_model_change()
-        self._queue_status(connector_id)
-        return tx
+                self._send_meter_values(tx, ReadingContext.OTHER)
 
     def _after_model_change(self) -> None:
         for connector_id in self.model.take_status_changes():
-            self._queue_status(connector_id)
+            self.report_status(connector_id)
         self._notify()
-
-    # -- the central system's calls (OCPP 1.6 section 5) ----------------------------------------
-
-    async def _handle_call(self, event: CallReceived, received_at: float) -> Reply:
-        request = event.request
-        match request:
-            case SetChargingProfileRequest():
-                return Reply(await self._set_charging_profile(request, received_at))
-            case ClearChargingProfileRequest():
-                self._require_smart_charging(event.action)
-                cleared = self.model.clear_charging_profile(request, self.clock.now())
-                self._after_model_change()
-                self._report_draw_changes()
-                return Reply(ClearChargingProfileResponse(status=cleared))
-            case GetCompositeScheduleRequest():
-                return Reply(self._composite_schedule(event.action, request))
-            case GetConfigurationRequest():
-                known, unknown = self.model.get_configuration(request.key)
-                return Reply(
-                    GetConfigurationResponse(
-                        configuration_key=known or None, unknown_key=unknown or None
-                    )
-                )
-            case ChangeConfigurationRequest():
-                changed = self.model.change_configuration(request.key, request.value)
-                return Reply(ChangeConfigurationResponse(status=changed))
-            case RemoteStartTransactionRequest():
-                return self._remote_start(request)
-            case RemoteStopTransactionRequest():
-                return self._remote_stop(request)
-            case ResetRequest():
-                return Reply(
-                    ResetResponse(status=ResetStatus.ACCEPTED), lambda: self._reset(request)
-                )
-            case TriggerMessageRequest():
-                return self._trigger(request)
-            case DataTransferRequest():
-                return Reply(DataTransferResponse(status=DataTransferStatus.UNKNOWN_VENDOR_ID))
-            case _:
-                raise NotSupported(f"{event.action} is not supported by this charge point")
-
-    def _require_smart_charging(self, action: str) -> None:
-        if not self.spec.smart_charging:
-            raise NotSupported(f"{action}: the SmartCharging feature profile is not supported")
-
-    async def _set_charging_profile(
-        self, request: SetChargingProfileRequest, received: float
-    ) -> SetChargingProfileResponse:
-        # One at a time, in arrival order, like a charger's firmware (5.16).
-        async with self._profile_lock:
-            hold = self.faults.profile_hold
-            if hold is not None:
-                await hold.wait()
-            if self.faults.profile_delay > 0:
-                await sleep_until(self.clock, received + self.faults.profile_delay)
-            now = self.clock.now()
-            if not self.spec.smart_charging:
-                status = ChargingProfileStatus.NOT_SUPPORTED
-            elif self.faults.take_profile_rejection():
-                status = ChargingProfileStatus.REJECTED
-            else:
-                status = self.model.set_charging_profile(
-                    request.connector_id, request.cs_charging_profiles, now
-                )
-            self.profile_log.append(
-                ProfileRecord(
-                    received, now, request.connector_id, request.cs_charging_profiles, status
-                )
-            )
-            self._after_model_change()
-            self._report_draw_changes()
-        return SetChargingProfileResponse(status=status)
-
-    def _composite_schedule(
-        self, action: str, request: GetCompositeScheduleRequest
-    ) -> GetCompositeScheduleResponse:
-        self._require_smart_charging(action)
-        unit = request.charging_rate_unit
-        if request.connector_id > self.spec.connectors or (
-            unit is not None and unit not in self.spec.rate_units
-        ):
-            return GetCompositeScheduleResponse(status=GetCompositeScheduleStatus.REJECTED)
-        now = self.clock.now()
-        schedule = self.model.composite_schedule(request.connector_id, request.duration, unit, now)
-        return GetCompositeScheduleResponse(
-            status=GetCompositeScheduleStatus.ACCEPTED,
-            connector_id=request.connector_id,
-            schedule_start=to_datetime(now),
-            charging_schedule=schedule,
-        )
-
-    def _remote_start(self, request: RemoteStartTransactionRequest) -> Reply:
-        free = (ChargePointStatus.AVAILABLE, ChargePointStatus.PREPARING)
-        candidates = (
-            [request.connector_id]
-            if request.connector_id is not None
-            else list(self.model.connectors)
-        )
-        chosen = next(
-            (
-                n
-                for n in candidates
-                if n in self.model.connectors and self.model.connector(n).status in free
-            ),
-            None,
-        )
-        profile = request.charging_profile
-        if chosen is None or (
-            profile is not None
-            and profile.charging_profile_purpose is not ChargingProfilePurposeType.TX_PROFILE
-        ):
-            # 5.11: a charging profile given here SHALL have purpose TxProfile.
-            return Reply(RemoteStartTransactionResponse(status=RemoteStartStopStatus.REJECTED))
-        connector_id = chosen
-
-        async def start() -> None:
-            await self.start_transaction(connector_id, request.id_tag, profile)
-
-        return Reply(RemoteStartTransactionResponse(status=RemoteStartStopStatus.ACCEPTED), start)
-
-    def _remote_stop(self, request: RemoteStopTransactionRequest) -> Reply:
-        tx = self.model.transaction_by_id(request.transaction_id)
-        if tx is None:
-            return Reply(RemoteStopTransactionResponse(status=RemoteStartStopStatus.REJECTED))
-        connector_id = tx.connector_id
-
-        async def stop() -> None:
-            if self.model.connector(connector_id).transaction is tx:
-                self._stop(connector_id, Reason.REMOTE)
-
-        return Reply(RemoteStopTransactionResponse(status=RemoteStartStopStatus.ACCEPTED), stop)
-
-    async def _reset(self, request: ResetRequest) -> None:
-        # 5.14: stop transactions, then reboot (a new connection and BootNotification).
-        reason = Reason.HARD_RESET if request.type is ResetType.HARD else Reason.SOFT_RESET
-        for connector_id, connector in self.model.connectors.items():
-            if connector.transaction is not None:
-                self._stop(connector_id, reason)
-        await self.disconnect(reboot=True)
-
-    def _trigger(self, request: TriggerMessageRequest) -> Reply:
-        connector_id = request.connector_id
-        if connector_id is not None and connector_id > self.spec.connectors:
-            return Reply(TriggerMessageResponse(status=TriggerMessageStatus.REJECTED))
-        what = request.requested_message
-        link = self._link
-
-        async def send() -> None:
-            # 5.17: the requested message follows the TriggerMessage.conf.
-            match what:
-                case MessageTrigger.BOOT_NOTIFICATION:
-                    if link is not None:
-                        await self._boot(link)
-                case MessageTrigger.HEARTBEAT:
-                    self._queue(_Outgoing(HeartbeatRequest, False))
-                case MessageTrigger.STATUS_NOTIFICATION:
-                    ids = (
-                        [connector_id]
-                        if connector_id is not None
-                        else range(self.spec.connectors + 1)
-                    )
-                    for n in ids:
-                        self._queue_status(n)
-                case MessageTrigger.METER_VALUES:
-                    self.advance()
-                    for n, connector in self.model.connectors.items():
-                        tx = connector.transaction
-                        if tx is not None and connector_id in (None, n):
-                            self._queue_meter_values(n, tx, ReadingContext.TRIGGER)
-                case MessageTrigger.DIAGNOSTICS_STATUS_NOTIFICATION:
-                    status = DiagnosticsStatus.IDLE
-                    self._queue(
-                        _Outgoing(
-                            lambda: DiagnosticsStatusNotificationRequest(status=status), False
-                        )
-                    )
-                case MessageTrigger.FIRMWARE_STATUS_NOTIFICATION:
-                    firmware = FirmwareStatus.IDLE
-                    self._queue(
-                        _Outgoing(lambda: FirmwareStatusNotificationRequest(status=firmware), False)
-                    )
-
-        return Reply(TriggerMessageResponse(status=TriggerMessageStatus.ACCEPTED), send)

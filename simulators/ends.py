@@ -5,7 +5,8 @@
   and profile count are read directly.
 * :class:`RemoteController`: a running controller seen only through the chargers; its battery
   is modelled locally from the measured load with the controller's own
-  :class:`controller.battery.Battery` (the peak-shaving rule of behaviour spec section 4).
+  :class:`controller.core.battery.Battery` (the peak-shaving rule of docs/allocation.md,
+  "The battery").
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import aiohttp
 from controller.app import ControllerApp
 from controller.config import DatabaseConfig, StationConfig
 from controller.core.battery import Battery
-from simulators.clock import Clock
+from shell.clock import Clock
 
 REST_TIMEOUT = 30.0  # real seconds for one REST call
 
@@ -246,7 +247,7 @@ class LocalController:
 
 class RemoteController:
     """A controller elsewhere, seen only through the chargers: its battery is modelled
-    locally from the measured load (the station's peak-shaving rule, behaviour spec 4)."""
+    locally from the measured load (the station's peak-shaving rule, docs/allocation.md)."""
 
     def __init__(
         self, url: str, station: StationConfig, now: float, rest_url: str | None = None

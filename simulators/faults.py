@@ -3,6 +3,9 @@
 A test flips these knobs on a running :class:`simulators.chargepoint.ChargePoint`
 (``cp.faults.reject_next_profiles = 2``) and watches how the central system copes. The frame
 mangling itself (:func:`mangle`) is pure: it maps one outgoing frame to what goes on the wire.
+:class:`FaultyWire` applies it to one connection as the ``outgoing`` hook of its
+:class:`shell.websocket.WebSocketLink`, and withholds the answers the knobs say never leave.
+The profile knobs act in :mod:`simulators.handlers`.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from protocol import Call, CallError, CallResult, OcppError, parse_frame
+from protocol import Call, CallError, CallReceived, CallResult, OcppError, parse_frame
 
-__all__ = ["Corruption", "Faults", "corrupt", "mangle"]
+__all__ = ["Corruption", "Faults", "FaultyWire", "corrupt", "mangle"]
 
 
 class Corruption(StrEnum):
@@ -43,12 +46,53 @@ class Faults:
     corruption: Corruption = Corruption.NOT_JSON
     # After a reconnection, boot again (a reboot) or carry on (OCPP-J 5.4 allows both).
     boot_on_reconnect: bool = False
+    # What the knobs did so far: frames lost on the wire, answers withheld.
+    dropped_frames: int = 0
+    silenced_answers: int = 0
+
+    def profiles_wait(self) -> bool:
+        """Whether a SetChargingProfile arriving now is answered later (delayed or held)."""
+        held = self.profile_hold is not None and not self.profile_hold.is_set()
+        return held or self.profile_delay > 0
 
     def take_profile_rejection(self) -> bool:
         if self.reject_profiles:
             return True
         if self.reject_next_profiles > 0:
             self.reject_next_profiles -= 1
+            return True
+        return False
+
+
+class FaultyWire:
+    """The fault layer of one connection: every outgoing frame passes through it."""
+
+    def __init__(self, faults: Faults, rng: random.Random) -> None:
+        self._faults = faults
+        self._rng = rng
+        self._silenced: set[str] = set()  # the peer's CALLs whose answer must not leave
+
+    def note_call(self, call: CallReceived) -> None:
+        """A CALL of an ``unanswered`` action is handled as usual; its answer never leaves."""
+        if call.action in self._faults.unanswered:
+            self._silenced.add(call.unique_id)
+
+    def __call__(self, frame: str) -> list[str]:
+        if self._silenced and self._is_silenced(frame):
+            self._faults.silenced_answers += 1
+            return []
+        wire = mangle(frame, self._faults, self._rng)
+        if not wire:
+            self._faults.dropped_frames += 1
+        return wire
+
+    def _is_silenced(self, frame: str) -> bool:
+        try:
+            parsed = parse_frame(frame)
+        except OcppError:
+            return False
+        if isinstance(parsed, CallResult | CallError) and parsed.unique_id in self._silenced:
+            self._silenced.discard(parsed.unique_id)
             return True
         return False
 

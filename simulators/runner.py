@@ -3,7 +3,7 @@
 Two ways to run:
 
 * **Virtual time** (default): an in-process :class:`controller.app.ControllerApp` and every
-  charger share one :class:`simulators.clock.VirtualClock`. The runner jumps from event to
+  charger share one :class:`shell.clock.ManualClock`. The runner jumps from event to
   event: the next arrival or departure, the next timer of any charger (meter samples,
   heartbeats), the controller's next wakeup (a battery threshold, an offline charger). After
   each jump it waits until both ends are quiet (every charger's outbox answered, no
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.messages import Reason
+from shell.clock import Clock, ManualClock, SystemClock
 from simulators.chargepoint import ChargePoint
 from simulators.charger import LocalTransaction
-from simulators.clock import Clock, RealClock, VirtualClock
 from simulators.ends import ControllerEnd, LocalController, RemoteController, RunError
 from simulators.records import DayRecord, Sample, SessionRecord
 from simulators.scenarios import ConnectorPool, PlannedVisit, Scenario, charger_specs
@@ -225,7 +225,7 @@ class StationDay:
         moments += [v.planned.vehicle.departure for v in self.waiting]
         moments += [v.planned.vehicle.departure for v in self.plugged]
         if self.virtual:
-            assert isinstance(self.clock, VirtualClock)
+            assert isinstance(self.clock, ManualClock)
             for wakeup in (self.clock.next_wakeup(), self.controller.next_wakeup()):
                 if wakeup is not None:
                     moments.append(wakeup - self.origin)
@@ -236,7 +236,7 @@ class StationDay:
 
     async def _move_to(self, at: float) -> None:
         if self.virtual:
-            assert isinstance(self.clock, VirtualClock)
+            assert isinstance(self.clock, ManualClock)
             self.clock.set(max(self.clock.now(), self.origin + at))
         else:
             await self.clock.sleep(self.origin + at - self.clock.now())
@@ -463,10 +463,10 @@ async def run_day(
         )
 
     if url is not None:
-        clock = RealClock()
+        clock = SystemClock()
         remote = RemoteController(url, scenario.station, clock.now(), rest_url)
         return await day(remote, clock, virtual=False).run()
     with tempfile.TemporaryDirectory(prefix="ev-sim-") as workdir:
-        virtual = VirtualClock()
+        virtual = ManualClock()
         local = LocalController(scenario.station, virtual, Path(workdir))
         return await day(local, virtual, virtual=True).run()

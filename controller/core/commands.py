@@ -8,8 +8,8 @@
 * ``SendProfile`` / ``ReadConfiguration``: a CALL to a charger's current connection
   (``link``); its outcome comes back as ``ProfileAnswered`` / ``ConfigurationRead`` with
   the same ``ref``.
-* ``WakeAt``: send ``Tick`` at this time of the clock (None: no wake-up is needed); each
-  one replaces the previous.
+* ``WakeAt``: send ``Tick`` at this time of the clock; each one replaces the previous (it
+  only ever comes earlier: a wake-up that finds nothing due is harmless).
 * ``ScheduleReallocation``: send ``Reallocate`` once the events at hand are handled, so
   that a burst of changes shares one allocation.
 * ``Notice``: something an operator should read in the log.
@@ -95,7 +95,7 @@ class ReadConfiguration:
 
 @dataclass(frozen=True, slots=True)
 class WakeAt:
-    when: float | None
+    when: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,11 +218,14 @@ class StationCore:
         if self._outdated and not self._reallocation_asked:
             self._reallocation_asked = True
             out.append(ScheduleReallocation())
+        # The wake-up only ever moves earlier: one that comes too early finds nothing due
+        # and sets the next (a reading moves the battery's predicted moment at every
+        # MeterValues; re-arming the timer each time would cost more than the reading).
         wakeup = self.next_wakeup()
-        if wakeup != self._announced_wakeup:
+        announced = self._announced_wakeup
+        if wakeup is not None and (announced is None or wakeup < announced):
             self._announced_wakeup = wakeup
             out.append(WakeAt(wakeup))
-        self._out = []
         return out
 
     def _dispatch(self, event: Event, now: float) -> None:
@@ -258,6 +261,7 @@ class StationCore:
             case CommitFailed():
                 self._on_commit_failed(event, now)
             case Tick():
+                self._announced_wakeup = None  # the wake-up came: the next one is to be set
                 self._refresh(now)
             case Reallocate():
                 self._reallocation_asked = False
@@ -763,10 +767,12 @@ class StationCore:
             if answer is not None and proposal.reply_to is not None:
                 answers.append((proposal.reply_to, answer))
         if self._outdated:
-            self._reallocate(now)
-        # Answers after the reallocation: they report the new allocation.
+            self._allocate(now)
+        # Answers after the allocation, which they report; limits after the answers, so
+        # that a charger knows a new transaction's id before the profile naming it.
         for reply_to, answer in answers:
             self._emit(Reply(reply_to, answer()))
+        self._pump_due(now)
         self._handle_waiting(waited, now)
 
     def _on_commit_failed(self, event: CommitFailed, now: float) -> None:
@@ -1000,6 +1006,10 @@ class StationCore:
     # -- allocation --------------------------------------------------------------------------
 
     def _reallocate(self, now: float) -> None:
+        self._allocate(now)
+        self._pump_due(now)
+
+    def _allocate(self, now: float) -> None:
         self._advance_battery(now)
         self._last_run = now
         self.available_power = self._root_limit()
@@ -1028,8 +1038,10 @@ class StationCore:
         self._load = sum(session_load(s) for s in self._sessions.values())
         self._set_battery_load(now)
         self.reallocations += 1
-        # Only the chargers whose limits changed: with thousands connected, asking every
-        # one would cost more than the allocation.
+
+    def _pump_due(self, now: float) -> None:
+        """Start the next job of the chargers that have limits to send. Only those: with
+        thousands connected, asking every one would cost more than the allocation."""
         due = {book.charger_id for book in self._books.values() if self._due(book) is not None}
         for charger_id in due:
             self._pump(charger_id, now)

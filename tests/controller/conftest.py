@@ -141,21 +141,23 @@ async def start_controller(clock: ManualClock, db_path: Path) -> AsyncIterator[C
 
 
 async def run_timers_until(
-    clock: ManualClock, predicate: Callable[[], bool], *, steps: int = 500
+    app: ControllerApp, clock: ManualClock, predicate: Callable[[], bool], *, steps: int = 100
 ) -> None:
     """Jump the manual clock from one timer to the next (call timeouts, retries, the
-    battery) until ``predicate`` holds. No wall-clock time is waited for: each jump runs
-    the timers that came due, and what they set off on the loop. Only for peers that
-    never answer: a jump past a call's deadline times out an answer still in transit."""
+    battery) until ``predicate`` holds, each time waiting for the controller to act on what
+    came due (it sets a new timer, or the predicate holds). Only for peers that never
+    answer: a jump past a call's deadline times out an answer still in transit."""
     for _ in range(steps):
         if predicate():
             return
         wakeup = clock.next_wakeup()
+
+        def moved(wakeup: float | None = wakeup) -> bool:
+            return predicate() or clock.next_wakeup() != wakeup
+
         if wakeup is not None:
             clock.set(max(wakeup, clock.now()))
-        # Let the timers that came due run, and what they scheduled in turn.
-        for _ in range(3):
-            await asyncio.sleep(0)
+        await asyncio.wait_for(app.wait_until(moved), 10)
     raise AssertionError("the condition did not come true")
 
 

@@ -1,9 +1,9 @@
 """A bare OCPP 1.6J charger for the controller's tests, on a real websockets client.
 
-Built on ``protocol.Connection`` like the simulators, but with literal control
-over every answer: the test decides per CALL whether to accept, reject or hold
-it, and can send raw frames. Waiting is on conditions checked at every frame
-received, never on sleeps.
+It runs on the shared shell (:class:`shell.websocket.WebSocketLink`) like the simulators, but
+with literal control over every answer: the test's policy decides per CALL whether to answer
+at once or hold it (``answer`` it later), and the test can send raw frames. Waiting is on
+conditions checked at every frame received, never on sleeps.
 """
 
 from __future__ import annotations
@@ -15,9 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
-from websockets.asyncio.client import ClientConnection
 
-from protocol import CallAnswered, CallErrored, CallReceived, Connection, Event, Role
+from protocol import (
+    CallAnswered,
+    CallErrored,
+    CallReceived,
+    CallTimedOut,
+    Connection,
+    Event,
+    Role,
+)
 from protocol.messages import (
     BootNotificationRequest,
     ChargingProfileStatus,
@@ -27,9 +34,13 @@ from protocol.messages import (
 )
 from protocol.messages.base import OcppModel
 from protocol.registry import ACTIONS
+from shell.clock import SystemClock
+from shell.link import OcppLink
+from shell.websocket import WebSocketLink
 
 WAIT = 10.0  # upper bound for any condition in a test; never reached when things work
 
+# The answer to a CALL, or None to hold it (the test answers it later).
 Policy = Callable[[CallReceived], OcppModel | None]
 
 
@@ -48,6 +59,7 @@ class Received:
     call: CallReceived
     answered: bool = False
     response: OcppModel | None = None
+    link: OcppLink | None = field(default=None, repr=False)  # the connection it came on
 
 
 @dataclass
@@ -61,62 +73,73 @@ class FakeCharger:
     arrivals: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.connection = Connection(Role.CHARGE_POINT, call_timeout=WAIT)
-        self.ws: ClientConnection | None = None
-        self._frame = asyncio.Event()
-        self._answers: dict[str, asyncio.Future[Event]] = {}
-        self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        self._link: WebSocketLink | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._frame = asyncio.Event()
+        self._raw: asyncio.Queue[str] = asyncio.Queue()
 
     async def connect(self, **kwargs: Any) -> FakeCharger:
-        self.ws = await websockets.connect(
+        ws = await websockets.connect(
             f"{self.url}/{self.charger_id}",
-            subprotocols=self.subprotocols,
-            **kwargs,  # type: ignore[arg-type]
+            subprotocols=self.subprotocols,  # type: ignore[arg-type]
+            **kwargs,
         )
-        self.connection = Connection(Role.CHARGE_POINT, call_timeout=WAIT)
+        self._link = WebSocketLink(
+            ws,
+            Connection(Role.CHARGE_POINT, call_timeout=WAIT),
+            clock=SystemClock(),
+            handler=self._handle,
+            name=self.charger_id,
+            on_event=self._on_event,
+            on_received=self._keep_raw,
+        )
         self.closed.clear()
-        self._reader = asyncio.create_task(self._read())
+        self._serving = asyncio.create_task(self._serve(self._link))
         return self
 
     async def boot(self) -> Any:
-        answer = await self.call(
+        return await self.call(
             BootNotificationRequest(charge_point_vendor="Test", charge_point_model="T1")
         )
-        return answer
 
     async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
+        if self._link is not None:
+            await self._link.close()
+        if self._serving is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+                await self._serving
 
     async def call(self, request: OcppModel) -> Any:
         """Send a CALL; the response model, or the CallErrored event."""
-        unique_id = self.connection.send_call(request, 0.0)
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._answers[unique_id] = future
-        await self._flush()
-        event = await asyncio.wait_for(future, WAIT)
-        if isinstance(event, CallAnswered):
-            return event.response
-        return event
+        outcome = await self._connected().link.call(request)
+        match outcome:
+            case CallAnswered(response=response):
+                return response
+            case CallErrored():
+                return outcome
+            case CallTimedOut(action=action):
+                raise TimeoutError(f"no answer to {action} within {WAIT:g} s")
+            case _:
+                raise ConnectionError("connection closed before the answer")
 
     async def send_raw(self, text: str) -> None:
-        assert self.ws is not None
-        await self.ws.send(text)
+        link = self._connected()
+        link.send_raw(text)
+        await link.drained()
 
     async def next_raw(self) -> str:
-        """For tests that read the controller's literal answer frames themselves."""
-        assert self.ws is not None and self._reader is None
-        return str(await asyncio.wait_for(self.ws.recv(), WAIT))
+        """The next message received, as it came (in order from the connection's first), for
+        tests that read the controller's literal frames themselves."""
+        return await asyncio.wait_for(self._raw.get(), WAIT)
 
     async def answer(self, item: Received, response: OcppModel) -> None:
-        self.connection.send_result(item.call.unique_id, response)
+        """Answer a CALL the policy held, on the connection it came on."""
+        assert item.link is not None
+        item.link.answer(item.call.unique_id, response)
         item.answered = True
         item.response = response
-        await self._flush()
+        await self._connected().drained()
         self._frame.set()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float = WAIT) -> None:
@@ -148,39 +171,35 @@ class FakeCharger:
     def pending(self, action: str = "SetChargingProfile") -> list[Received]:
         return [r for r in self.received if r.call.action == action and not r.answered]
 
-    async def _flush(self) -> None:
-        assert self.ws is not None
-        for frame in self.connection.data_to_send():
-            await self.ws.send(frame)
+    def _connected(self) -> WebSocketLink:
+        assert self._link is not None, "connect() first"
+        return self._link
 
-    async def _read(self) -> None:
-        assert self.ws is not None
+    def _handle(self, link: OcppLink, call: CallReceived) -> OcppModel | None:
+        # Recorded before the policy decides: a policy may look at what is still unanswered.
+        item = Received(call, link=link)
+        self.received.append(item)
+        response = self.policy(call)
+        if response is not None:
+            item.answered = True
+            item.response = response
+        return response
+
+    def _keep_raw(self, message: str | bytes) -> None:
+        self._raw.put_nowait(message if isinstance(message, str) else message.decode())
+
+    def _on_event(self, event: Event) -> None:
+        match event:
+            case CallReceived(action=action):
+                self.arrivals.append(("call", action))
+            case CallAnswered(action=action) | CallErrored(action=action):
+                self.arrivals.append(("answer", action))
+        self._frame.set()
+
+    async def _serve(self, link: WebSocketLink) -> None:
         try:
-            async for message in self.ws:
-                for event in self.connection.receive(message, 0.0):
-                    if isinstance(event, CallReceived):
-                        self.arrivals.append(("call", event.action))
-                        item = Received(event)
-                        self.received.append(item)
-                        response = self.policy(event)
-                        if response is not None:
-                            self.connection.send_result(event.unique_id, response)
-                            item.answered = True
-                            item.response = response
-                    elif isinstance(event, CallAnswered | CallErrored):
-                        self.arrivals.append(("answer", event.action))
-                        future = self._answers.pop(event.unique_id, None)
-                        if future is not None and not future.done():
-                            future.set_result(event)
-                await self._flush()
-                self._frame.set()
-        except websockets.ConnectionClosed:
-            pass
+            await link.run()
         finally:
-            for future in self._answers.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("connection closed before the answer"))
-            self._answers.clear()
             self.closed.set()
             self._frame.set()
 

@@ -9,6 +9,8 @@ import pytest
 
 from controller.core.commands import (
     Refusal,
+    Reply,
+    SendProfile,
     SessionAnswer,
     StopAnswer,
     TransactionAnswer,
@@ -17,6 +19,7 @@ from controller.core.commands import (
 from controller.core.events import (
     ChargerConnected,
     ChargerDisconnected,
+    CommitDone,
     ProfileAnswered,
     ProfileResult,
     SessionStartRequested,
@@ -206,3 +209,24 @@ def test_every_phase_can_be_left() -> None:
         phases = {phase for phase, _ in table}
         targets = set(table.values())
         assert targets <= phases  # no dead end a connector or charger could get stuck in
+
+
+def test_a_new_transaction_is_answered_before_any_profile_names_it() -> None:
+    # The grid is spoken for: the new transaction's first limit is 0 kW, not a raise, so it
+    # needs no commit of its own; it must still follow the StartTransaction.conf.
+    h = CoreHarness(example_config(battery=None, gridCapacity=1))
+    h.connect("CP001")
+    h.connect("CP002")
+    h.start_transaction("CP002", 1)
+    h.answer_profiles()
+    h.auto_commit = False
+    h.handle(start_event(h, Token("new")))
+    (number,) = h.proposals
+    commands = h.core.handle(CommitDone(h.now, (number,)))
+    (answer,) = [i for i, c in enumerate(commands) if isinstance(c, Reply)]
+    (profile,) = [
+        i
+        for i, c in enumerate(commands)
+        if isinstance(c, SendProfile) and c.request.cs_charging_profiles.transaction_id == 2
+    ]
+    assert answer < profile

@@ -69,7 +69,7 @@ async def test_a_charger_that_accepts_nothing_is_budgeted_at_its_maximum(
     await mute.call(start_request(1))
     await mute.call(start_request(2))
     # Three profiles unanswered (0.2 s each, with back-off): then it cannot be limited.
-    await run_timers_until(clock, lambda: not app.core.chargers["CP001"].smart_charging)
+    await run_timers_until(app, clock, lambda: not app.core.chargers["CP001"].smart_charging)
     await app.wait_settled()
     powers = sorted(s.allocated_power for s in app.core.active_sessions())
     assert powers == [100, 100]  # its 200 kW shared as it would share them itself

@@ -1,42 +1,32 @@
-"""A small OCPP 1.6 central system for the simulator's socket tests, built on
-``protocol.Connection(Role.CENTRAL_SYSTEM)`` over a real websockets server on port 0."""
+"""A small OCPP 1.6 central system for the simulator's socket tests: a real websockets server
+on port 0, each connection served by the shared shell (:class:`shell.websocket.WebSocketLink`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from protocol import (
-    CallAnswered,
-    CallErrored,
-    CallReceived,
-    Connection,
-    OcppModel,
-    Role,
-)
+from protocol import CallErrored, CallReceived, Connection, OcppModel, Role
 from protocol import messages as m
+from shell.clock import SystemClock
+from shell.link import CallOutcome, OcppLink, response_of
+from shell.websocket import WebSocketLink
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
-
-@dataclass
-class Peer:
-    """One connected charger as the central system sees it."""
-
-    ws: ServerConnection
-    conn: Connection
-    waiting: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+# Given the charger and the response the central system is about to give: a CALL to write
+# right behind that answer, or None.
+FollowUp = Callable[[str, OcppModel], OcppModel | None]
 
 
 class CentralSystem:
@@ -48,11 +38,12 @@ class CentralSystem:
     ) -> None:
         self.boot_answers = list(boot_answers or [])
         self.passwords = passwords or {}
-        self.unanswered: set[str] = set()  # actions the central system sits on
-        self.held: list[tuple[str, str, OcppModel]] = []  # (charger, unique id, request)
+        self.unanswered: set[str] = set()  # actions the central system never answers
         self.received: list[tuple[str, str, OcppModel]] = []  # (charger, action, request)
-        self.frames: list[tuple[str, str]] = []  # every raw text received, per charger
-        self.peers: dict[str, Peer] = {}
+        self.frames: list[tuple[str, str]] = []  # every message received, per charger
+        self.follow_up: FollowUp | None = None
+        self.follow_up_answers: list[Any] = []  # what follow-up CALLs got, as call() returns it
+        self.peers: dict[str, WebSocketLink] = {}
         self.connections = 0
         self.next_transaction = 100
         self._changed = asyncio.Event()
@@ -92,28 +83,14 @@ class CentralSystem:
 
     async def call(self, charger: str, request: OcppModel) -> Any:
         """Send a CALL to a charger; returns the response model or the CallErrored event."""
-        peer = self.peers[charger]
-        loop = asyncio.get_running_loop()
-        unique_id = peer.conn.send_call(request, loop.time())
-        future: asyncio.Future[Any] = loop.create_future()
-        peer.waiting[unique_id] = future
-        await self._flush(peer)
-        return await future
+        return _result(await self.peers[charger].link.call(request))
 
     async def send_raw(self, charger: str, text: str) -> None:
-        await self.peers[charger].ws.send(text)
+        peer = self.peers[charger]
+        peer.send_raw(text)
+        await peer.drained()
 
-    async def answer_held(self) -> None:
-        """Answer every CALL the central system sat on."""
-        held, self.held = self.held, []
-        for charger, unique_id, request in held:
-            peer = self.peers.get(charger)
-            if peer is not None:
-                with contextlib.suppress(ValueError):  # asked on a connection since closed
-                    peer.conn.send_result(unique_id, self._response(request))
-                    await self._flush(peer)
-
-    def _notify(self) -> None:
+    def _notify(self, *_: object) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -132,46 +109,41 @@ class CentralSystem:
     async def _serve(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         charger = ws.request.path.rsplit("/", 1)[-1]
-        peer = Peer(ws, Connection(Role.CENTRAL_SYSTEM, call_timeout=3600))
+        peer = WebSocketLink(
+            ws,
+            Connection(Role.CENTRAL_SYSTEM, call_timeout=3600),
+            clock=SystemClock(),
+            handler=functools.partial(self._handle, charger),
+            name=charger,
+            on_event=self._notify,
+            on_received=functools.partial(self._record, charger),
+        )
         self.peers[charger] = peer
         self.connections += 1
         self._notify()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionClosed):
-            async for text in ws:
-                assert isinstance(text, str)
-                self.frames.append((charger, text))
-                for event in peer.conn.receive(text, loop.time()):
-                    match event:
-                        case CallReceived(unique_id=uid, action=action, request=req):
-                            self.received.append((charger, action, req))
-                            if action in self.unanswered:
-                                self.held.append((charger, uid, req))
-                            else:
-                                peer.conn.send_result(uid, self._response(req))
-                        case CallAnswered(unique_id=uid, response=response):
-                            self._resolve(peer, uid, response)
-                        case CallErrored(unique_id=uid):
-                            self._resolve(peer, uid, event)
-                        case _:
-                            pass
-                await self._flush(peer)
-                self._notify()
-        for future in peer.waiting.values():
-            future.cancel()
+        await peer.run()
         self._notify()
 
-    @staticmethod
-    def _resolve(peer: Peer, unique_id: str, outcome: Any) -> None:
-        future = peer.waiting.pop(unique_id, None)
-        if future is not None and not future.done():
-            future.set_result(outcome)
+    def _record(self, charger: str, message: str | bytes) -> None:
+        self.frames.append((charger, message if isinstance(message, str) else message.decode()))
+        self._notify()
 
-    @staticmethod
-    async def _flush(peer: Peer) -> None:
-        for frame in peer.conn.data_to_send():
-            with contextlib.suppress(ConnectionClosed):
-                await peer.ws.send(frame)
+    def _handle(self, charger: str, link: OcppLink, call: CallReceived) -> OcppModel | None:
+        self.received.append((charger, call.action, call.request))
+        if call.action in self.unanswered:
+            return None
+        response = self._response(call.request)
+        follow_up = None if self.follow_up is None else self.follow_up(charger, response)
+        if follow_up is None:
+            return response
+        # Both frames are written in this one step: the charger gets them back to back.
+        link.answer(call.unique_id, response)
+        link.send_call(follow_up, self._followed)
+        return None
+
+    def _followed(self, outcome: CallOutcome) -> None:
+        self.follow_up_answers.append(_result(outcome))
+        self._notify()
 
     def _response(self, request: OcppModel) -> OcppModel:
         accepted = m.IdTagInfo(status=m.AuthorizationStatus.ACCEPTED)
@@ -207,3 +179,9 @@ class CentralSystem:
             case m.FirmwareStatusNotificationRequest():
                 return m.FirmwareStatusNotificationResponse()
         raise AssertionError(f"unexpected {type(request).__name__}")
+
+
+def _result(outcome: CallOutcome) -> Any:
+    """The response model, or the CallErrored event itself; a timeout or a closed connection
+    raises."""
+    return outcome if isinstance(outcome, CallErrored) else response_of(outcome)

@@ -1,6 +1,6 @@
 """The charge point simulator over real loopback WebSockets against a test central system.
 
-Simulated time is a VirtualClock: the tests move it, and wait on conditions, never on sleeps.
+Simulated time is a ManualClock: the tests move it, and wait on conditions, never on sleeps.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
-from sim_central import CentralSystem
 
-from protocol import CallErrored
+from protocol import CallErrored, OcppModel
 from protocol import messages as m
+from shell.clock import ManualClock
 from simulators.chargepoint import ChargePoint
 from simulators.charger import ChargerSpec
-from simulators.clock import VirtualClock
 from simulators.vehicles import ChargingCurve, CurveKind, Vehicle
+from tests.simulators.sim_central import CentralSystem
 
 CP = "CP001"
 
@@ -28,14 +28,14 @@ CP = "CP001"
 class Rig:
     cs: CentralSystem
     cp: ChargePoint
-    clock: VirtualClock
+    clock: ManualClock
 
 
 @asynccontextmanager
 async def rig(
     cs: CentralSystem | None = None, *, boot: bool = True, **spec: object
 ) -> AsyncIterator[Rig]:
-    clock = VirtualClock()
+    clock = ManualClock()
     settings: dict[str, object] = {"connectors": 2, "max_power_w": 150_000.0, **spec}
     password = settings.pop("password", None)
     async with asyncio.timeout(10), cs or CentralSystem() as central:
@@ -158,6 +158,30 @@ async def test_tx_default_applies_until_the_tx_profile_arrives() -> None:
         right = await r.cs.call(CP, set_profile(1, tx_profile(50_000, transaction_id)))
         assert right.status is m.ChargingProfileStatus.ACCEPTED
         assert (r.cp.applied_limit_w(1), r.cp.applied_limit_w(2)) == (50_000, 22_000)
+
+
+async def test_a_tx_profile_right_behind_the_start_answer_finds_its_transaction() -> None:
+    """The central system writes StartTransaction.conf and, in the same breath, a TxProfile
+    for that transaction. A charger reads its socket in order: it has the transactionId by
+    the time it handles the profile."""
+
+    def tx_profile_behind_the_start(charger: str, response: OcppModel) -> OcppModel | None:
+        if not isinstance(response, m.StartTransactionResponse):
+            return None
+        return set_profile(1, tx_profile(7_000, response.transaction_id))
+
+    cs = CentralSystem()
+    cs.follow_up = tx_profile_behind_the_start
+    async with rig(cs) as r:
+        await r.cp.plug_in(1)
+        await r.cp.start_transaction(1, "TAG1")
+        await r.cs.wait_for(lambda: len(r.cs.follow_up_answers) == 1)
+        [answer] = r.cs.follow_up_answers
+        assert answer.status is m.ChargingProfileStatus.ACCEPTED
+        [record] = r.cp.profile_log
+        tx = r.cp.transaction(1)
+        assert tx is not None and record.profile.transaction_id == tx.transaction_id == 101
+        assert r.cp.applied_limit_w(1) == 7_000
 
 
 async def test_boot_pending_is_retried_after_the_interval() -> None:

@@ -1,4 +1,4 @@
-"""The virtual clock wakes sleepers in order; the pure modules stay free of I/O."""
+"""The manual clock wakes sleepers in order; the pure modules stay free of I/O."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from simulators.clock import VirtualClock, sleep_until
+from shell.clock import ManualClock, sleep_until
 
 SIMULATORS = Path(__file__).resolve().parents[2] / "simulators"
-PURE = ["profiles.py", "connector.py", "vehicles.py", "charger.py", "scenarios.py"]
+PURE = ["profiles.py", "connector.py", "vehicles.py", "charger.py", "messages.py", "scenarios.py"]
 FORBIDDEN = {"asyncio", "websockets", "aiohttp", "socket", "time", "sqlite3", "threading"}
 
 
-async def test_virtual_clock_wakes_sleepers_in_deadline_order() -> None:
-    clock = VirtualClock(start=1000.0)
+async def test_manual_clock_wakes_sleepers_in_deadline_order() -> None:
+    clock = ManualClock(start=1000.0)
     woke: list[tuple[str, float]] = []
 
     async def sleeper(name: str, seconds: float) -> None:
@@ -37,7 +37,7 @@ async def test_virtual_clock_wakes_sleepers_in_deadline_order() -> None:
 
 
 async def test_sleep_until_a_moment_already_past_returns_at_once() -> None:
-    clock = VirtualClock(start=0.0)
+    clock = ManualClock(start=0.0)
     clock.advance(100)
     await asyncio.wait_for(sleep_until(clock, 50), timeout=1)
 

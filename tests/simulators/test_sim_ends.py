@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from controller.config import config_from_dict
-from simulators.clock import VirtualClock
+from shell.clock import ManualClock
 from simulators.ends import LocalController
 
 STATION = {
@@ -18,7 +18,7 @@ STATION = {
 
 
 async def test_the_real_controller_starts_and_stops(tmp_path: Path) -> None:
-    local = LocalController(config_from_dict(STATION), VirtualClock(), tmp_path)
+    local = LocalController(config_from_dict(STATION), ManualClock(), tmp_path)
     await local.start()
     assert local.url.startswith("ws://127.0.0.1:") and local.url.endswith("/ocpp")
     await local.stop()

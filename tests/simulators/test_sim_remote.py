@@ -64,9 +64,7 @@ async def test_a_running_controller_is_driven_in_real_time(tmp_path: Path) -> No
     for session in sessions:
         assert session.meter_kwh is not None and session.meter_kwh > 0
         assert session.controller_kwh is None  # a remote controller is seen only via chargers
-        stopped = Repository(tmp_path / "c.db").session_by_transaction(
-            session.transaction_id or -1
-        )
+        stopped = Repository(tmp_path / "c.db").session_by_transaction(session.transaction_id or -1)
         assert stopped is not None and stopped.consumed_energy == session.meter_kwh
     report = build_report(record)
     assert report["profilesSent"] >= 2  # the failsafe default, then the sessions' limits

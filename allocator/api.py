@@ -80,8 +80,9 @@ def allocate(
     return _limits(ids, sessions.source, power, code, compiled.bound_names)
 
 
-def _limits(ids: list[str], source: IntArray, power: IntArray, code: IntArray,
-            names: tuple[str, ...]) -> dict[str, Limit]:
+def _limits(
+    ids: list[str], source: IntArray, power: IntArray, code: IntArray, names: tuple[str, ...]
+) -> dict[str, Limit]:
     # Most sessions share a (power, bound) pair with others; one Limit per
     # distinct pair is much cheaper than one per session, and they are immutable.
     distinct, which = _distinct_pairs(power, code, len(names))
@@ -96,8 +97,9 @@ def _limits(ids: list[str], source: IntArray, power: IntArray, code: IntArray,
     return result
 
 
-def _distinct_pairs(power: IntArray, code: IntArray,
-                    codes: int) -> tuple[list[tuple[int, int]], IntArray]:
+def _distinct_pairs(
+    power: IntArray, code: IntArray, codes: int
+) -> tuple[list[tuple[int, int]], IntArray]:
     """The distinct (power, code) pairs, and which one each session has."""
     if len(power) == 0:
         return [], np.zeros(0, dtype=np.int64)
@@ -117,6 +119,6 @@ def _distinct_pairs(power: IntArray, code: IntArray,
     else:
         keys, which = np.unique(key, return_inverse=True)
     code_of = np.flatnonzero(used)
-    return [
-        (k // in_use, int(code_of[k % in_use])) for k in keys.tolist()
-    ], which.reshape(-1).astype(np.int64)
+    return [(k // in_use, int(code_of[k % in_use])) for k in keys.tolist()], which.reshape(
+        -1
+    ).astype(np.int64)

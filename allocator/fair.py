@@ -23,8 +23,9 @@ _HISTOGRAM_FACTOR = 3
 _PAIRWISE_LIMIT = 4
 
 
-def progressive_fill(tree: CompiledTree, node: IntArray, caps: IntArray,
-                     room: IntArray) -> IntArray:
+def progressive_fill(
+    tree: CompiledTree, node: IntArray, caps: IntArray, room: IntArray
+) -> IntArray:
     """Fill sessions up to ``caps`` under every node's ``room``.
 
     ``node`` is each session's charger and the arrays are in priority order.
@@ -45,8 +46,9 @@ def progressive_fill(tree: CompiledTree, node: IntArray, caps: IntArray,
     return alloc
 
 
-def _fill_flat(alloc: IntArray, here: IntArray | None, segment: IntArray, room: IntArray,
-               size: int) -> None:
+def _fill_flat(
+    alloc: IntArray, here: IntArray | None, segment: IntArray, room: IntArray, size: int
+) -> None:
     """One round of flat filling for many nodes at once.
 
     Sessions ``here`` (ascending, so in priority order; None for all) sit
@@ -134,8 +136,9 @@ def _single_level(values: IntArray, room: int) -> tuple[int, int]:
     return level, left - growing * level
 
 
-def _levels_by_histogram(seg: IntArray, values: IntArray, limit: IntArray,
-                         width: int) -> tuple[IntArray, IntArray]:
+def _levels_by_histogram(
+    seg: IntArray, values: IntArray, limit: IntArray, width: int
+) -> tuple[IntArray, IntArray]:
     """T and R - H(T) per node from a (node, cap) histogram; for few nodes or small caps."""
     nodes = len(limit)
     hist = np.bincount(seg * width + values, minlength=nodes * width).reshape(nodes, width)
@@ -160,8 +163,9 @@ def _need_pairwise(seg: IntArray, values: IntArray, largest: int) -> IntArray:
     return need
 
 
-def _levels_by_sorting(seg: IntArray, values: IntArray, limit: IntArray, sizes: IntArray,
-                       width: int) -> tuple[IntArray, IntArray]:
+def _levels_by_sorting(
+    seg: IntArray, values: IntArray, limit: IntArray, sizes: IntArray, width: int
+) -> tuple[IntArray, IntArray]:
     """T and R - H(T) per node by sorting the caps within each node."""
     order = np.argsort(seg * width + values)
     s_seg = seg[order]
@@ -174,8 +178,9 @@ def _levels_by_sorting(seg: IntArray, values: IntArray, limit: IntArray, sizes: 
     return _share(s_seg, s_value, need, limit, sizes)
 
 
-def _share(seg: IntArray, values: IntArray, need: IntArray, limit: IntArray,
-           sizes: IntArray) -> tuple[IntArray, IntArray]:
+def _share(
+    seg: IntArray, values: IntArray, need: IntArray, limit: IntArray, sizes: IntArray
+) -> tuple[IntArray, IntArray]:
     """T and R - H(T) per node, given H(e_i) for every session.
 
     H(e_i) <= R exactly for the sessions whose cap e_i is at most T: they are

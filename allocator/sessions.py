@@ -108,4 +108,3 @@ def _priority_order(start: FloatArray, started: list[float], ids: list[str]) -> 
         members = sorted(order[slots].tolist(), key=lambda i: (started[i], ids[i]))
         order[slots] = members
     return order
-

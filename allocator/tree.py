@@ -130,9 +130,7 @@ def compile_tree(tree: StationTree) -> CompiledTree:
         owner = next(g.id for g in groups if exc.args[0] in g.chargers)
         raise ValueError(f"group {owner!r} names unknown charger {exc.args[0]!r}") from None
     if len(member_node) and np.bincount(member_node).max() > 1:
-        raise ValueError(
-            f"charger {_first_duplicate(members)!r} belongs to more than one group"
-        )
+        raise ValueError(f"charger {_first_duplicate(members)!r} belongs to more than one group")
     parent[member_node] = np.repeat(
         np.arange(1, first_charger, dtype=np.int64), [len(g.chargers) for g in groups]
     )

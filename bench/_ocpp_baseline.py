@@ -42,8 +42,9 @@ class BaselineChargePoint(ChargePoint):  # type: ignore[misc]
         self._transaction_ids = transaction_ids
 
     @on(Action.boot_notification)  # type: ignore[untyped-decorator]
-    def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
-                             **_: Any) -> Any:
+    def on_boot_notification(
+        self, charge_point_vendor: str, charge_point_model: str, **_: Any
+    ) -> Any:
         return call_result.BootNotification(
             current_time=_now(), interval=300, status=RegistrationStatus.accepted
         )
@@ -57,8 +58,9 @@ class BaselineChargePoint(ChargePoint):  # type: ignore[misc]
         return call_result.StatusNotification()
 
     @on(Action.start_transaction)  # type: ignore[untyped-decorator]
-    def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int,
-                             timestamp: str, **_: Any) -> Any:
+    def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
+    ) -> Any:
         return call_result.StartTransaction(
             transaction_id=next(self._transaction_ids),
             id_tag_info={"status": AuthorizationStatus.accepted},
@@ -82,7 +84,10 @@ async def start_baseline(host: str, port: int) -> tuple[int, Callable[[], Awaita
             await charge_point.start()
 
     server = await websockets.serve(
-        on_connect, host, port, subprotocols=["ocpp1.6"]  # type: ignore[list-item]
+        on_connect,
+        host,
+        port,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
     )
     bound = server.sockets[0].getsockname()[1]
 

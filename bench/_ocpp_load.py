@@ -85,8 +85,9 @@ class BenchCharger(WsClient):
         self.limits: dict[int, float] = {}  # TxProfile limit accepted, per connector
         self.default_installed = False
 
-    async def call(self, action: str, payload: dict[str, Any],
-                   timeout: float = CALL_TIMEOUT) -> tuple[Any, float]:
+    async def call(
+        self, action: str, payload: dict[str, Any], timeout: float = CALL_TIMEOUT
+    ) -> tuple[Any, float]:
         """One CALL (the caller keeps to one outstanding); its payload and arrival time."""
         self._seq += 1
         waiter = asyncio.get_running_loop().create_future()
@@ -135,12 +136,24 @@ class BenchCharger(WsClient):
                 self.default_installed = True
             answer = [CALL_RESULT, unique_id, {"status": "Accepted"}]
         elif action == "GetConfiguration":
-            answer = [CALL_RESULT, unique_id, {"configurationKey": [
-                {"key": "SupportedFeatureProfiles", "readonly": True,
-                 "value": "Core,FirmwareManagement,SmartCharging"},
-                {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True,
-                 "value": "Power"},
-            ]}]
+            answer = [
+                CALL_RESULT,
+                unique_id,
+                {
+                    "configurationKey": [
+                        {
+                            "key": "SupportedFeatureProfiles",
+                            "readonly": True,
+                            "value": "Core,FirmwareManagement,SmartCharging",
+                        },
+                        {
+                            "key": "ChargingScheduleAllowedChargingRateUnit",
+                            "readonly": True,
+                            "value": "Power",
+                        },
+                    ]
+                },
+            ]
         else:
             answer = [CALL_ERROR, unique_id, "NotImplemented", "", {}]
         self.send_text(_json(answer))
@@ -148,18 +161,28 @@ class BenchCharger(WsClient):
     # -- charger messages ------------------------------------------------------------------------
 
     async def boot(self) -> None:
-        answer, _ = await self.call("BootNotification", {
-            "chargePointVendor": "Bench", "chargePointModel": "Load-1",
-            "chargePointSerialNumber": self.charger_id, "firmwareVersion": "1.0.0",
-        })
+        answer, _ = await self.call(
+            "BootNotification",
+            {
+                "chargePointVendor": "Bench",
+                "chargePointModel": "Load-1",
+                "chargePointSerialNumber": self.charger_id,
+                "firmwareVersion": "1.0.0",
+            },
+        )
         if answer.get("status") != "Accepted":
             raise RuntimeError(f"{self.charger_id}: boot {answer}")
 
     async def start_transaction(self, connector: int) -> tuple[int, float]:
-        answer, at = await self.call("StartTransaction", {
-            "connectorId": connector, "idTag": f"TAG{self.index:05d}{connector}",
-            "meterStart": 1000, "timestamp": _iso(datetime.now(UTC)),
-        })
+        answer, at = await self.call(
+            "StartTransaction",
+            {
+                "connectorId": connector,
+                "idTag": f"TAG{self.index:05d}{connector}",
+                "meterStart": 1000,
+                "timestamp": _iso(datetime.now(UTC)),
+            },
+        )
         return int(answer["transactionId"]), at
 
 
@@ -173,20 +196,38 @@ class MeterPump:
         self.prefix = f"m{charger.index}-".encode()
         self.tails: list[bytes] = []
         for n in range(self.VARIANTS):
-            frame = _json([CALL, _ID_SLOT, "MeterValues", {
-                "connectorId": connector,
-                "transactionId": transaction_id,
-                "meterValue": [{
-                    "timestamp": _iso(_EPOCH + timedelta(seconds=60 * n)),
-                    "sampledValue": [
-                        {"value": f"{7360 - 40 * n}", "context": "Sample.Periodic",
-                         "measurand": "Power.Active.Import", "location": "Outlet", "unit": "W"},
-                        {"value": f"{1000 + 123 * n}", "context": "Sample.Periodic",
-                         "measurand": "Energy.Active.Import.Register", "location": "Outlet",
-                         "unit": "Wh"},
-                    ],
-                }],
-            }])
+            frame = _json(
+                [
+                    CALL,
+                    _ID_SLOT,
+                    "MeterValues",
+                    {
+                        "connectorId": connector,
+                        "transactionId": transaction_id,
+                        "meterValue": [
+                            {
+                                "timestamp": _iso(_EPOCH + timedelta(seconds=60 * n)),
+                                "sampledValue": [
+                                    {
+                                        "value": f"{7360 - 40 * n}",
+                                        "context": "Sample.Periodic",
+                                        "measurand": "Power.Active.Import",
+                                        "location": "Outlet",
+                                        "unit": "W",
+                                    },
+                                    {
+                                        "value": f"{1000 + 123 * n}",
+                                        "context": "Sample.Periodic",
+                                        "measurand": "Energy.Active.Import.Register",
+                                        "location": "Outlet",
+                                        "unit": "Wh",
+                                    },
+                                ],
+                            }
+                        ],
+                    },
+                ]
+            )
             head, tail = frame.split(_ID_SLOT.encode())
             assert head == b'[2,"'
             self.tails.append(tail)
@@ -234,8 +275,9 @@ async def _bounded(jobs: Iterable[Coroutine[Any, Any, None]], limit: int) -> Non
     await asyncio.gather(*(one(job) for job in jobs))
 
 
-async def _connect_and_boot(chargers: Sequence[BenchCharger], host: str, port: int,
-                            path: str) -> None:
+async def _connect_and_boot(
+    chargers: Sequence[BenchCharger], host: str, port: int, path: str
+) -> None:
     async def one(charger: BenchCharger) -> None:
         await open_client(charger, host, port, f"{path}/{charger.charger_id}")
         await charger.boot()
@@ -286,8 +328,9 @@ async def _close_all(chargers: Sequence[BenchCharger]) -> None:
             charger.transport.abort()
 
 
-def _client_process(body: Callable[[Connection], Coroutine[Any, Any, None]],
-                    conn: Connection) -> None:
+def _client_process(
+    body: Callable[[Connection], Coroutine[Any, Any, None]], conn: Connection
+) -> None:
     raise_fd_limit()
     try:
         asyncio.run(body(conn))
@@ -299,8 +342,17 @@ def _client_process(body: Callable[[Connection], Coroutine[Any, Any, None]],
 # -- (1) throughput ----------------------------------------------------------------------------
 
 
-def throughput_clients(conn: Connection, host: str, port: int, path: str, ids: list[str],
-                       warmup: float, window: float, server_pid: int, profile: bool) -> None:
+def throughput_clients(
+    conn: Connection,
+    host: str,
+    port: int,
+    path: str,
+    ids: list[str],
+    warmup: float,
+    window: float,
+    server_pid: int,
+    profile: bool,
+) -> None:
     async def body(conn: Connection) -> None:
         log = ProfileLog()
         chargers = [BenchCharger(i, cid, log) for i, cid in enumerate(ids)]
@@ -318,8 +370,13 @@ def throughput_clients(conn: Connection, host: str, port: int, path: str, ids: l
         await asyncio.sleep(warmup)
 
         def snapshot() -> tuple[float, int, int, float, float]:
-            return (time.perf_counter(), sum(p.answered for p in pumps),
-                    sum(p.errors for p in pumps), cpu_seconds(server_pid), time.process_time())
+            return (
+                time.perf_counter(),
+                sum(p.answered for p in pumps),
+                sum(p.errors for p in pumps),
+                cpu_seconds(server_pid),
+                time.process_time(),
+            )
 
         if profile:
             os.kill(server_pid, signal.SIGUSR1)
@@ -333,15 +390,20 @@ def throughput_clients(conn: Connection, host: str, port: int, path: str, ids: l
         await _until(lambda: not any(p.outstanding for p in pumps), 30, "the last answers")
         await _close_all(chargers)
         elapsed = t1 - t0
-        conn.send(("result", {
-            "rate": (n1 - n0) / elapsed,
-            "answered": n1 - n0,
-            "errors": e1 - e0,
-            "seconds": elapsed,
-            "server_cpu": (s1 - s0) / elapsed,
-            "client_cpu": (c1 - c0) / elapsed,
-            "sent_total": sum(p.seq for p in pumps),
-        }))
+        conn.send(
+            (
+                "result",
+                {
+                    "rate": (n1 - n0) / elapsed,
+                    "answered": n1 - n0,
+                    "errors": e1 - e0,
+                    "seconds": elapsed,
+                    "server_cpu": (s1 - s0) / elapsed,
+                    "client_cpu": (c1 - c0) / elapsed,
+                    "sent_total": sum(p.seq for p in pumps),
+                },
+            )
+        )
 
     _client_process(body, conn)
 
@@ -349,9 +411,19 @@ def throughput_clients(conn: Connection, host: str, port: int, path: str, ids: l
 # -- (2) latency -------------------------------------------------------------------------------
 
 
-def latency_clients(conn: Connection, host: str, port: int, path: str, ids: list[str],
-                    initial: list[tuple[int, int]], measured: list[tuple[int, int]],
-                    quiet: float, budget: float, server_pid: int, profile: bool) -> None:
+def latency_clients(
+    conn: Connection,
+    host: str,
+    port: int,
+    path: str,
+    ids: list[str],
+    initial: list[tuple[int, int]],
+    measured: list[tuple[int, int]],
+    quiet: float,
+    budget: float,
+    server_pid: int,
+    profile: bool,
+) -> None:
     async def body(conn: Connection) -> None:
         log = ProfileLog()
         chargers = [BenchCharger(i, cid, log) for i, cid in enumerate(ids)]
@@ -398,21 +470,27 @@ def latency_clients(conn: Connection, host: str, port: int, path: str, ids: list
                 failures += 1
                 continue
             last = log.last_changed_at if log.last_changed_at > t0 else log.watch_seen_at
-            samples.append({
-                "latency": last - t0,
-                "own": log.watch_seen_at - t0,
-                "answer": answered_at - t0,
-                "profiles": log.tx_profiles,
-                "changed": log.changed,
-                "chargers": len(log.chargers_hit),
-                "defaults": log.defaults,
-            })
+            samples.append(
+                {
+                    "latency": last - t0,
+                    "own": log.watch_seen_at - t0,
+                    "answer": answered_at - t0,
+                    "profiles": log.tx_profiles,
+                    "changed": log.changed,
+                    "chargers": len(log.chargers_hit),
+                    "defaults": log.defaults,
+                }
+            )
         if profile:
             os.kill(server_pid, signal.SIGUSR2)
         measuring = time.perf_counter() - began
         await _close_all(chargers)
-        conn.send(("result", {"samples": samples, "failures": failures,
-                              "measuring_s": measuring, **setup}))
+        conn.send(
+            (
+                "result",
+                {"samples": samples, "failures": failures, "measuring_s": measuring, **setup},
+            )
+        )
 
     _client_process(body, conn)
 
@@ -420,8 +498,9 @@ def latency_clients(conn: Connection, host: str, port: int, path: str, ids: list
 # -- (3) memory --------------------------------------------------------------------------------
 
 
-def idle_clients(conn: Connection, host: str, port: int, path: str, ids: list[str],
-                 first_index: int) -> None:
+def idle_clients(
+    conn: Connection, host: str, port: int, path: str, ids: list[str], first_index: int
+) -> None:
     async def body(conn: Connection) -> None:
         log = ProfileLog()
         chargers = [BenchCharger(first_index + i, cid, log) for i, cid in enumerate(ids)]

@@ -57,16 +57,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def server_main(kind: str, config_path: str | None, conn: Connection,
-                profile_path: str | None) -> None:
+def server_main(
+    kind: str, config_path: str | None, conn: Connection, profile_path: str | None
+) -> None:
     raise_fd_limit()
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     asyncio.run(_serve(kind, config_path, conn, profile_path))
 
 
-async def _serve(kind: str, config_path: str | None, conn: Connection,
-                 profile_path: str | None) -> None:
+async def _serve(
+    kind: str, config_path: str | None, conn: Connection, profile_path: str | None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -87,8 +90,9 @@ async def _serve(kind: str, config_path: str | None, conn: Connection,
         from controller.config import load_config
 
         assert config_path is not None
-        app = ControllerApp(load_config(Path(config_path)), host="127.0.0.1",
-                            rest_port=0, ocpp_port=0)
+        app = ControllerApp(
+            load_config(Path(config_path)), host="127.0.0.1", rest_port=0, ocpp_port=0
+        )
         await app.start()
         tune_gc()  # as ``ev-controller`` does once it is serving
         port, stopper = app.ocpp_port, app.stop
@@ -129,14 +133,19 @@ async def start_echo(host: str, port: int) -> tuple[int, Callable[[], Awaitable[
             elif action == "BootNotification":
                 body = '{"status":"Accepted","currentTime":"2026-01-01T00:00:00Z","interval":300}'
             elif action == "StartTransaction":
-                body = (f'{{"transactionId":{next(transaction_ids)},'
-                        '"idTagInfo":{"status":"Accepted"}}')
+                body = (
+                    f'{{"transactionId":{next(transaction_ids)},'
+                    '"idTagInfo":{"status":"Accepted"}}'
+                )
             else:
                 body = "{}"
             await websocket.send(f'[3,"{unique_id}",{body}]')
 
     server = await websockets.serve(
-        on_connect, host, port, subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        on_connect,
+        host,
+        port,
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         compression=None,
     )
     bound = server.sockets[0].getsockname()[1]

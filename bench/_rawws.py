@@ -199,8 +199,14 @@ class WsClient(asyncio.Protocol):
         """The TCP connection is gone."""
 
 
-async def open_client(client: WsClient, host: str, port: int, path: str,
-                      subprotocol: str = "ocpp1.6", timeout: float = 30.0) -> None:
+async def open_client(
+    client: WsClient,
+    host: str,
+    port: int,
+    path: str,
+    subprotocol: str = "ocpp1.6",
+    timeout: float = 30.0,
+) -> None:
     """Connect ``client`` and complete the opening handshake."""
     loop = asyncio.get_running_loop()
     client.prepare(host, port, path, subprotocol)

@@ -53,16 +53,18 @@ def station(sessions: int, seed: int = 1) -> tuple[StationTree, list[Demand], fl
                 continue
             vehicle = rnd.choice([None, 7.4, 11, 22, 50.5, 100, 150, 350])
             fixed = rnd.randint(0, 50) if rnd.random() < 0.01 else None
-            demands.append(Demand(f"S{len(demands):07d}", charger.id,
-                                  rnd.uniform(0, 86_400), vehicle, fixed))
+            demands.append(
+                Demand(f"S{len(demands):07d}", charger.id, rnd.uniform(0, 86_400), vehicle, fixed)
+            )
 
     power = {c.id: c.max_power for c in chargers}
 
-    def groups_of(items: list[tuple[float, GroupNode | str]], per: int,
-                  prefix: str) -> list[tuple[float, GroupNode]]:
+    def groups_of(
+        items: list[tuple[float, GroupNode | str]], per: int, prefix: str
+    ) -> list[tuple[float, GroupNode]]:
         out: list[tuple[float, GroupNode]] = []
         for start in range(0, len(items), per):
-            chunk = items[start:start + per]
+            chunk = items[start : start + per]
             below = sum(p for p, _ in chunk)
             node = GroupNode(
                 id=f"{prefix}{len(out)}",
@@ -98,10 +100,14 @@ def timed_ms(run: Callable[[], object], runs: int = RUNS) -> tuple[float, float]
 
 
 def main() -> None:
-    print(f"allocator benchmark: median (fastest) of {RUNS} runs, python "
-          f"{sys.version.split()[0]}, numpy {np.__version__}")
-    print(f"{'sessions':>9} {'strategy':>10} {'StationTree':>18} {'compiled tree':>18}"
-          f" {'reference':>15}")
+    print(
+        f"allocator benchmark: median (fastest) of {RUNS} runs, python "
+        f"{sys.version.split()[0]}, numpy {np.__version__}"
+    )
+    print(
+        f"{'sessions':>9} {'strategy':>10} {'StationTree':>18} {'compiled tree':>18}"
+        f" {'reference':>15}"
+    )
     figures: dict[tuple[str, int, Strategy], float] = {}
     reference_per_pair: dict[Strategy, float] = {}
     for size in (*SMALL_SIZES, *SIZES):
@@ -125,8 +131,10 @@ def main() -> None:
                 reference = f"{ref_ms:9.0f} ms ok"
             else:
                 reference = f"skip (~{estimate / 1000:.0f} s)"
-            print(f"{size:>9} {strategy.value:>10} {full[0]:8.2f} ({full[1]:6.2f}) ms"
-                  f" {warm[0]:8.2f} ({warm[1]:6.2f}) ms {reference:>15}")
+            print(
+                f"{size:>9} {strategy.value:>10} {full[0]:8.2f} ({full[1]:6.2f}) ms"
+                f" {warm[0]:8.2f} ({warm[1]:6.2f}) ms {reference:>15}"
+            )
 
     print("\ngrowth of the median, measured vs n log n:")
     for kind in ("StationTree", "compiled"):
@@ -137,11 +145,13 @@ def main() -> None:
                 nlogn = big * math.log(big) / (small * math.log(small))
                 ratios.append(f"{small} -> {big}: x{measured:.1f} (n log n x{nlogn:.1f})")
             print(f"  {kind:>11} {strategy.value:>10}  " + "   ".join(ratios))
-    print("\n'compiled tree' passes compile_tree(tree), done once, instead of the StationTree."
-          "\n'reference' is the 1 kW-at-a-time reference procedure of docs/allocation.md"
-          " (tests/allocator/reference.py),"
-          "\nrun once and checked equal to allocate(); skipped where it would take more than"
-          f" ~{REFERENCE_BUDGET_S:.0f} s.")
+    print(
+        "\n'compiled tree' passes compile_tree(tree), done once, instead of the StationTree."
+        "\n'reference' is the 1 kW-at-a-time reference procedure of docs/allocation.md"
+        " (tests/allocator/reference.py),"
+        "\nrun once and checked equal to allocate(); skipped where it would take more than"
+        f" ~{REFERENCE_BUDGET_S:.0f} s."
+    )
 
 
 if __name__ == "__main__":

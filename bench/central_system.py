@@ -97,12 +97,15 @@ def charger_ids(n: int) -> list[str]:
     return [f"CP{i:05d}" for i in range(1, n + 1)]
 
 
-def station_config(n: int, *, powers: tuple[float, ...], grid_share: float,
-                   battery: bool, seed: int) -> dict[str, Any]:
+def station_config(
+    n: int, *, powers: tuple[float, ...], grid_share: float, battery: bool, seed: int
+) -> dict[str, Any]:
     rnd = random.Random(seed)
     powers_kw = [rnd.choice(powers) for _ in range(n)]
-    chargers = [{"id": cid, "maxPower": kw, "connectors": 2}
-                for cid, kw in zip(charger_ids(n), powers_kw, strict=True)]
+    chargers = [
+        {"id": cid, "maxPower": kw, "connectors": 2}
+        for cid, kw in zip(charger_ids(n), powers_kw, strict=True)
+    ]
     config: dict[str, Any] = {
         "stationId": f"BENCH_{n}",
         "gridCapacity": round(sum(powers_kw) * grid_share),
@@ -132,11 +135,16 @@ class Server:
 
 
 @contextmanager
-def server_process(kind: str, config_path: str | None,
-                   profile_path: str | None = None) -> Iterator[Server]:
+def server_process(
+    kind: str, config_path: str | None, profile_path: str | None = None
+) -> Iterator[Server]:
     parent, child = _SPAWN.Pipe()
-    process = _SPAWN.Process(target=server_main, args=(kind, config_path, child, profile_path),
-                             name=f"bench-{kind}", daemon=True)
+    process = _SPAWN.Process(
+        target=server_main,
+        args=(kind, config_path, child, profile_path),
+        name=f"bench-{kind}",
+        daemon=True,
+    )
     process.start()
     try:
         if not parent.poll(120):
@@ -155,8 +163,7 @@ def server_process(kind: str, config_path: str | None,
 @contextmanager
 def client_process(target: Callable[..., None], *args: Any) -> Iterator[Connection]:
     parent, child = _SPAWN.Pipe()
-    process = _SPAWN.Process(target=target, args=(child, *args), name="bench-chargers",
-                             daemon=True)
+    process = _SPAWN.Process(target=target, args=(child, *args), name="bench-chargers", daemon=True)
     process.start()
     try:
         yield parent
@@ -184,49 +191,80 @@ def receive(conn: Connection, expected: str, timeout: float) -> dict[str, Any]:
 
 def bench_throughput(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     n = args.chargers
-    config = station_config(n, powers=(22,), grid_share=0.6, battery=not args.no_battery,
-                            seed=args.seed)
+    config = station_config(
+        n, powers=(22,), grid_share=0.6, battery=not args.no_battery, seed=args.seed
+    )
     path = write_config(folder, "throughput", config)
-    print(f"(1) throughput: {n} chargers, one transaction each, MeterValues as fast as answered;"
-          f" {'no battery' if args.no_battery else 'with a battery'};"
-          f" warm-up {args.warmup:g} s, window {args.window:g} s")
+    print(
+        f"(1) throughput: {n} chargers, one transaction each, MeterValues as fast as answered;"
+        f" {'no battery' if args.no_battery else 'with a battery'};"
+        f" warm-up {args.warmup:g} s, window {args.window:g} s"
+    )
     rates: dict[str, float] = {}
     cpu_us: dict[str, float] = {}
     busy: list[str] = []
-    for kind, label in ((CONTROLLER, "controller"), (BASELINE, "ocpp package baseline"),
-                        (ECHO, "websockets floor")):
+    for kind, label in (
+        (CONTROLLER, "controller"),
+        (BASELINE, "ocpp package baseline"),
+        (ECHO, "websockets floor"),
+    ):
         profile = _profile_path(args, f"{kind}-throughput") if kind == CONTROLLER else None
-        with server_process(kind, path, profile) as server, client_process(
-            throughput_clients, HOST, server.port, OCPP_PATH, charger_ids(n),
-            args.warmup, args.window, server.pid, profile is not None,
-        ) as conn:
+        with (
+            server_process(kind, path, profile) as server,
+            client_process(
+                throughput_clients,
+                HOST,
+                server.port,
+                OCPP_PATH,
+                charger_ids(n),
+                args.warmup,
+                args.window,
+                server.pid,
+                profile is not None,
+            ) as conn,
+        ):
             result = receive(conn, "result", 120 + args.warmup + args.window)
         if result["errors"]:
-            raise BenchError(f"{label}: {result['errors']} MeterValues not answered with a"
-                             " CALLRESULT")
+            raise BenchError(
+                f"{label}: {result['errors']} MeterValues not answered with a CALLRESULT"
+            )
         rates[kind] = result["rate"]
         per_message = result["server_cpu"] / result["rate"] * 1e6
         cpu_us[kind] = per_message
-        print(f"    {label:<22} {result['rate']:>7,.0f} msg/s  ({result['answered']:,} in"
-              f" {result['seconds']:.1f} s; round trip {n / result['rate'] * 1000:.0f} ms;"
-              f" CPU: server {result['server_cpu']:.0%} = {per_message:.0f} us/msg,"
-              f" load generator {result['client_cpu']:.0%})")
+        print(
+            f"    {label:<22} {result['rate']:>7,.0f} msg/s  ({result['answered']:,} in"
+            f" {result['seconds']:.1f} s; round trip {n / result['rate'] * 1000:.0f} ms;"
+            f" CPU: server {result['server_cpu']:.0%} = {per_message:.0f} us/msg,"
+            f" load generator {result['client_cpu']:.0%})"
+        )
         if result["server_cpu"] < BUSY_MACHINE_CPU:
             busy.append(label)
         _print_profile(profile)
     if busy:
-        print(f"    note: {', '.join(busy)} got less than {BUSY_MACHINE_CPU:.0%} of a core: other"
-              " work shares this machine, so rates are low; CPU per message is the steadier"
-              " figure")
+        print(
+            f"    note: {', '.join(busy)} got less than {BUSY_MACHINE_CPU:.0%} of a core: other"
+            " work shares this machine, so rates are low; CPU per message is the steadier"
+            " figure"
+        )
     ratio = rates[CONTROLLER] / rates[BASELINE]
-    print(f"    ratio controller / baseline: {ratio:.2f}x; controller / websockets floor:"
-          f" {rates[CONTROLLER] / rates[ECHO]:.0%} (the floor answers canned frames, no OCPP)")
-    print(f"    server CPU per message: controller {cpu_us[CONTROLLER]:.0f} us, baseline"
-          f" {cpu_us[BASELINE]:.0f} us ({cpu_us[BASELINE] / cpu_us[CONTROLLER]:.2f}x),"
-          f" websockets floor {cpu_us[ECHO]:.0f} us")
-    return {"controller": rates[CONTROLLER], "baseline": rates[BASELINE], "ratio": ratio,
-            "floor": rates[ECHO], "cpu_controller": cpu_us[CONTROLLER],
-            "cpu_baseline": cpu_us[BASELINE], "cpu_floor": cpu_us[ECHO]}
+    print(
+        f"    ratio controller / baseline: {ratio:.2f}x; controller / websockets floor:"
+        f" {rates[CONTROLLER] / rates[ECHO]:.0%} (the floor answers canned frames, no OCPP)"
+    )
+    print(
+        f"    server CPU per message: controller {cpu_us[CONTROLLER]:.0f} us, baseline"
+        f" {cpu_us[BASELINE]:.0f} us ({cpu_us[BASELINE] / cpu_us[CONTROLLER]:.2f}x),"
+        f" websockets floor {cpu_us[ECHO]:.0f} us"
+    )
+    return {
+        "controller": rates[CONTROLLER],
+        "baseline": rates[BASELINE],
+        "ratio": ratio,
+        "floor": rates[ECHO],
+        "cpu_controller": cpu_us[CONTROLLER],
+        "cpu_baseline": cpu_us[BASELINE],
+        "cpu_floor": cpu_us[ECHO],
+    }
 
 
 # -- (2) latency -------------------------------------------------------------------------------
@@ -241,8 +279,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     n, starts = args.latency_chargers, args.starts
-    config = station_config(n, powers=(22, 50, 75, 100, 150), grid_share=0.3, battery=False,
-                            seed=args.seed)
+    config = station_config(
+        n, powers=(22, 50, 75, 100, 150), grid_share=0.3, battery=False, seed=args.seed
+    )
     path = write_config(folder, "latency", config)
     rnd = random.Random(args.seed)
     connectors = [(i, c) for i in range(n) for c in (1, 2)]
@@ -250,16 +289,30 @@ def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     busy = round(len(connectors) * args.busy)
     if busy + starts > len(connectors):
         raise BenchError("not enough free connectors for the starts; lower --busy")
-    initial, measured = connectors[:busy], connectors[busy:busy + starts]
-    print(f"(2) latency: {n} chargers x 2 connectors, {config['gridCapacity']:,} kW grid for"
-          f" {sum(c['maxPower'] for c in config['chargers']):,} kW of chargers;"
-          f" {busy} sessions, then {starts} starts on free connectors; quiet period"
-          f" {args.quiet * 1000:.0f} ms")
+    initial, measured = connectors[:busy], connectors[busy : busy + starts]
+    print(
+        f"(2) latency: {n} chargers x 2 connectors, {config['gridCapacity']:,} kW grid for"
+        f" {sum(c['maxPower'] for c in config['chargers']):,} kW of chargers;"
+        f" {busy} sessions, then {starts} starts on free connectors; quiet period"
+        f" {args.quiet * 1000:.0f} ms"
+    )
     profile = _profile_path(args, "controller-latency")
-    with server_process(CONTROLLER, path, profile) as server, client_process(
-        latency_clients, HOST, server.port, OCPP_PATH, charger_ids(n), initial, measured,
-        args.quiet, args.latency_budget, server.pid, profile is not None,
-    ) as conn:
+    with (
+        server_process(CONTROLLER, path, profile) as server,
+        client_process(
+            latency_clients,
+            HOST,
+            server.port,
+            OCPP_PATH,
+            charger_ids(n),
+            initial,
+            measured,
+            args.quiet,
+            args.latency_budget,
+            server.pid,
+            profile is not None,
+        ) as conn,
+    ):
         result = receive(conn, "result", 900 + args.latency_budget)
     samples = result["samples"]
     if not samples:
@@ -269,24 +322,35 @@ def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     changed = [s["changed"] for s in samples]
     answer = [s["answer"] * 1000 for s in samples]
     own = [s["own"] * 1000 for s in samples]
-    print(f"    setup: connect+boot {result['connect_s']:.1f} s, {busy} sessions"
-          f" {result['sessions_s']:.1f} s; starts measured over {result['measuring_s']:.1f} s")
+    print(
+        f"    setup: connect+boot {result['connect_s']:.1f} s, {busy} sessions"
+        f" {result['sessions_s']:.1f} s; starts measured over {result['measuring_s']:.1f} s"
+    )
     cut = len(samples) + result["failures"] < starts
-    print(f"    start -> last changed profile: p50 {percentile(ms, 50):.1f} ms,"
-          f" p99 {percentile(ms, 99):.1f} ms, max {max(ms):.1f} ms"
-          f" ({len(samples)} starts, {result['failures']} without a profile"
-          + (f"; the {args.latency_budget:g} s budget ended the run before {starts})" if cut
-             else ")"))
-    print(f"    start -> its answer p50 {percentile(answer, 50):.1f} ms;"
-          f" -> its own profile p50 {percentile(own, 50):.1f} ms")
-    print(f"    profiles per start: median {statistics.median(profiles):g}, min {min(profiles)},"
-          f" max {max(profiles)} (changed: median {statistics.median(changed):g});"
-          f" chargers reached per start: median"
-          f" {statistics.median(s['chargers'] for s in samples):g}")
+    print(
+        f"    start -> last changed profile: p50 {percentile(ms, 50):.1f} ms,"
+        f" p99 {percentile(ms, 99):.1f} ms, max {max(ms):.1f} ms"
+        f" ({len(samples)} starts, {result['failures']} without a profile"
+        + (f"; the {args.latency_budget:g} s budget ended the run before {starts})" if cut else ")")
+    )
+    print(
+        f"    start -> its answer p50 {percentile(answer, 50):.1f} ms;"
+        f" -> its own profile p50 {percentile(own, 50):.1f} ms"
+    )
+    print(
+        f"    profiles per start: median {statistics.median(profiles):g}, min {min(profiles)},"
+        f" max {max(profiles)} (changed: median {statistics.median(changed):g});"
+        f" chargers reached per start: median"
+        f" {statistics.median(s['chargers'] for s in samples):g}"
+    )
     _print_profile(profile)
-    return {"p50": percentile(ms, 50), "p99": percentile(ms, 99),
-            "profiles": statistics.median(profiles), "failures": result["failures"],
-            "measured": len(samples)}
+    return {
+        "p50": percentile(ms, 50),
+        "p99": percentile(ms, 99),
+        "profiles": statistics.median(profiles),
+        "failures": result["failures"],
+        "measured": len(samples),
+    }
 
 
 # -- (3) memory --------------------------------------------------------------------------------
@@ -298,9 +362,11 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     path = write_config(folder, "memory", config)
     ids = charger_ids(n)
     per_process = max(1, raise_fd_limit() - FD_MARGIN)
-    groups = [ids[i:i + per_process] for i in range(0, n, per_process)]
-    print(f"(3) memory: {n} idle chargers connected and booted"
-          f" ({len(groups)} load-generator process{'es' if len(groups) > 1 else ''})")
+    groups = [ids[i : i + per_process] for i in range(0, n, per_process)]
+    print(
+        f"(3) memory: {n} idle chargers connected and booted"
+        f" ({len(groups)} load-generator process{'es' if len(groups) > 1 else ''})"
+    )
     with server_process(CONTROLLER, path) as server:
         time.sleep(0.5)
         before = rss_kib(server.pid)
@@ -317,9 +383,11 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> dict[str, float]:
                 receive(conn, "result", 120)
     mb_before, mb_after = before["VmRSS"] * 1024 / 1e6, after["VmRSS"] * 1024 / 1e6
     per_charger = (after["VmRSS"] - before["VmRSS"]) / n
-    print(f"    controller RSS before connecting {mb_before:.1f} MB; with {n} chargers"
-          f" {mb_after:.1f} MB (peak {after['VmHWM'] * 1024 / 1e6:.1f} MB),"
-          f" {per_charger:.1f} KiB per charger; connect+boot took {connected_s:.1f} s")
+    print(
+        f"    controller RSS before connecting {mb_before:.1f} MB; with {n} chargers"
+        f" {mb_after:.1f} MB (peak {after['VmHWM'] * 1024 / 1e6:.1f} MB),"
+        f" {per_charger:.1f} KiB per charger; connect+boot took {connected_s:.1f} s"
+    )
     return {"before": mb_before, "after": mb_after, "per_charger_kib": per_charger}
 
 
@@ -330,9 +398,12 @@ def _many_clients(groups: list[list[str]], port: int) -> Iterator[list[Connectio
         first = 0
         for group in groups:
             parent, child = _SPAWN.Pipe()
-            process = _SPAWN.Process(target=idle_clients,
-                                     args=(child, HOST, port, OCPP_PATH, group, first),
-                                     name="bench-chargers", daemon=True)
+            process = _SPAWN.Process(
+                target=idle_clients,
+                args=(child, HOST, port, OCPP_PATH, group, first),
+                name="bench-chargers",
+                daemon=True,
+            )
             process.start()
             processes.append(process)
             conns.append(parent)
@@ -368,7 +439,7 @@ def _print_profile(path: str | None, top: int = 15) -> None:
     print(f"    cProfile of the controller -> {path}; top {top} by own time:")
     lines = out.getvalue().splitlines()
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-    for line in lines[start:start + top + 1]:
+    for line in lines[start : start + top + 1]:
         print(f"      {line}")
 
 
@@ -378,33 +449,58 @@ def _print_profile(path: str | None, top: int = 15) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run, small sizes")
-    parser.add_argument("--only", action="append", choices=("throughput", "latency", "memory"),
-                        help="run only this part (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("throughput", "latency", "memory"),
+        help="run only this part (repeatable)",
+    )
     parser.add_argument("--chargers", type=int, help="(1) chargers sending MeterValues [200]")
     parser.add_argument("--warmup", type=float, help="(1) seconds before counting [3]")
     parser.add_argument("--window", type=float, help="(1) seconds counted [10]")
-    parser.add_argument("--no-battery", action="store_true",
-                        help="(1) a station without a battery (skips the battery's bookkeeping)")
+    parser.add_argument(
+        "--no-battery",
+        action="store_true",
+        help="(1) a station without a battery (skips the battery's bookkeeping)",
+    )
     parser.add_argument("--latency-chargers", type=int, help="(2) chargers [1000]")
     parser.add_argument("--starts", type=int, help="(2) measured starts [100]")
-    parser.add_argument("--busy", type=float, default=0.85,
-                        help="(2) share of connectors with a session before the starts [0.85]")
-    parser.add_argument("--quiet", type=float, default=0.25,
-                        help="(2) seconds without a CALL that end a start [0.25]")
-    parser.add_argument("--latency-budget", type=float,
-                        help="(2) seconds at most for the starts; fewer are measured when the"
-                             " controller is slower [120]")
+    parser.add_argument(
+        "--busy",
+        type=float,
+        default=0.85,
+        help="(2) share of connectors with a session before the starts [0.85]",
+    )
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=0.25,
+        help="(2) seconds without a CALL that end a start [0.25]",
+    )
+    parser.add_argument(
+        "--latency-budget",
+        type=float,
+        help="(2) seconds at most for the starts; fewer are measured when the"
+        " controller is slower [120]",
+    )
     parser.add_argument("--memory-chargers", type=int, help="(3) idle chargers [5000]")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", metavar="DIR",
-                        help="write cProfile stats of the controller's measured parts to DIR")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="write cProfile stats of the controller's measured parts to DIR",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"chargers": 200, "warmup": 1.0 if quick else 3.0,
-                "window": 3.0 if quick else 10.0, "latency_chargers": 200 if quick else 1000,
-                "starts": 20 if quick else 100,
-                "latency_budget": 30.0 if quick else 120.0,
-                "memory_chargers": 500 if quick else 5000}
+    defaults = {
+        "chargers": 200,
+        "warmup": 1.0 if quick else 3.0,
+        "window": 3.0 if quick else 10.0,
+        "latency_chargers": 200 if quick else 1000,
+        "starts": 20 if quick else 100,
+        "latency_budget": 30.0 if quick else 120.0,
+        "memory_chargers": 500 if quick else 5000,
+    }
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -415,21 +511,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     parts = args.only or ["throughput", "latency", "memory"]
     soft = raise_fd_limit()
-    print(f"OCPP benchmark: python {sys.version.split()[0]}, {multiprocessing.cpu_count()} cores,"
-          f" open files limit {soft}{', quick run' if args.quick else ''}")
+    print(
+        f"OCPP benchmark: python {sys.version.split()[0]}, {multiprocessing.cpu_count()} cores,"
+        f" open files limit {soft}{', quick run' if args.quick else ''}"
+    )
     needed = max(args.chargers, args.latency_chargers, args.memory_chargers) + FD_MARGIN
     if soft < needed:
-        print(f"note: {needed} open files needed for the largest part but the hard limit allows"
-              f" {soft}; raise it (ulimit -Hn) or expect refused connections")
+        print(
+            f"note: {needed} open files needed for the largest part but the hard limit allows"
+            f" {soft}; raise it (ulimit -Hn) or expect refused connections"
+        )
     print(f"code: {source_revision()}")
-    print(f"machine: load average {os.getloadavg()[0]:.2f} before the run; a pure-Python loop"
-          f" of 10^6 additions takes {python_loop_ms():.0f} ms here (compare across machines)")
+    print(
+        f"machine: load average {os.getloadavg()[0]:.2f} before the run; a pure-Python loop"
+        f" of 10^6 additions takes {python_loop_ms():.0f} ms here (compare across machines)"
+    )
     started = time.perf_counter()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ocpp-") as tmp:
         folder = Path(tmp)
-        runners = {"throughput": bench_throughput, "latency": bench_latency,
-                   "memory": bench_memory}
+        runners = {"throughput": bench_throughput, "latency": bench_latency, "memory": bench_memory}
         for part in parts:
             results[part] = runners[part](args, folder)
             print()
@@ -442,11 +543,20 @@ def source_revision() -> str:
     """The commit measured, and whether the work tree differs from it."""
     root = ROOT
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True)
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "(not a git checkout)"
     changed = len(dirty.stdout.splitlines())
@@ -470,31 +580,56 @@ def print_summary(args: argparse.Namespace, results: dict[str, dict[str, float]]
     if "throughput" in results:
         r = results["throughput"]
         rows += [
-            (f"(1) MeterValues/s, controller, {args.chargers} chargers",
-             f"{r['controller']:,.0f}", "~10,000", _verdict(r["controller"] >= 10_000)),
+            (
+                f"(1) MeterValues/s, controller, {args.chargers} chargers",
+                f"{r['controller']:,.0f}",
+                "~10,000",
+                _verdict(r["controller"] >= 10_000),
+            ),
             ("(1) MeterValues/s, ocpp package baseline", f"{r['baseline']:,.0f}", "", ""),
             ("(1) MeterValues/s, websockets floor (no OCPP)", f"{r['floor']:,.0f}", "", ""),
-            ("(1) controller / baseline", f"{r['ratio']:.2f}x", ">= 2.5x",
-             _verdict(r["ratio"] >= 2.5)),
+            (
+                "(1) controller / baseline",
+                f"{r['ratio']:.2f}x",
+                ">= 2.5x",
+                _verdict(r["ratio"] >= 2.5),
+            ),
             ("(1) server CPU per message: controller", f"{r['cpu_controller']:.0f} us", "", ""),
-            ("(1) server CPU per message: baseline / floor",
-             f"{r['cpu_baseline']:.0f} / {r['cpu_floor']:.0f} us", "", ""),
+            (
+                "(1) server CPU per message: baseline / floor",
+                f"{r['cpu_baseline']:.0f} / {r['cpu_floor']:.0f} us",
+                "",
+                "",
+            ),
         ]
     if "latency" in results:
         r = results["latency"]
         rows += [
-            (f"(2) start -> last profile p50, {args.latency_chargers} chargers,"
-             f" {r['measured']:.0f} starts", f"{r['p50']:.1f} ms", "", ""),
-            ("(2) start -> last profile p99", f"{r['p99']:.1f} ms", "< 200 ms",
-             _verdict(r["p99"] < 200 and not r["failures"])),
+            (
+                f"(2) start -> last profile p50, {args.latency_chargers} chargers,"
+                f" {r['measured']:.0f} starts",
+                f"{r['p50']:.1f} ms",
+                "",
+                "",
+            ),
+            (
+                "(2) start -> last profile p99",
+                f"{r['p99']:.1f} ms",
+                "< 200 ms",
+                _verdict(r["p99"] < 200 and not r["failures"]),
+            ),
             ("(2) profiles per start (median)", f"{r['profiles']:g}", "", ""),
         ]
     if "memory" in results:
         r = results["memory"]
         rows += [
             ("(3) controller RSS before connecting", f"{r['before']:.1f} MB", "", ""),
-            (f"(3) controller RSS, {args.memory_chargers} idle chargers",
-             f"{r['after']:.1f} MB", "< 500 MB", _verdict(r["after"] < 500)),
+            (
+                f"(3) controller RSS, {args.memory_chargers} idle chargers",
+                f"{r['after']:.1f} MB",
+                "< 500 MB",
+                _verdict(r["after"] < 500),
+            ),
         ]
     width = max(len(row[0]) for row in rows)
     print(f"{'summary':<{width}}  {'measured':>12}  {'target':>10}")

@@ -66,20 +66,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-# Run as a script, this file's folder would come first on sys.path and its ocpp.py would shadow
-# the ``ocpp`` package; the repository root goes first instead (as in bench/ocpp.py).
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
-sys.path.insert(0, str(_BENCH.parent))
+# Run as a script: the repository root goes first on sys.path, so that ``bench`` is a package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiohttp  # noqa: E402
+import aiohttp
 
-from bench._soak_controller import ControllerProcess, StartFailed  # noqa: E402
-from bench._soak_ledger import LimitLedger  # noqa: E402
-from shell.clock import SystemClock  # noqa: E402
-from shell.websocket import WebSocketLink  # noqa: E402
-from simulators.chargepoint import ChargePoint  # noqa: E402
-from simulators.charger import ChargerSpec, LocalTransaction  # noqa: E402
+from bench._soak_controller import ControllerProcess, StartFailed
+from bench._soak_ledger import LimitLedger
+from shell.clock import SystemClock
+from shell.websocket import WebSocketLink
+from simulators.chargepoint import ChargePoint
+from simulators.charger import ChargerSpec, LocalTransaction
 
 POLL_INTERVAL = 0.5  # s between status polls
 LEDGER_LAG = 5.0  # s the ledger stays behind real time, so that every record is in

@@ -157,14 +157,18 @@ def parse_frame(text: str | bytes) -> Frame | None:
         return None
 
     if size < 2:
-        raise _fail(ProtocolError, f"{message_type.name} frame has no unique id", unique_id,
-                    message_type)
+        raise _fail(
+            ProtocolError, f"{message_type.name} frame has no unique id", unique_id, message_type
+        )
     if unique_id is None:
         raise _fail(FormationViolation, "unique id is not a string", unique_id, message_type)
     if len(unique_id) > MAX_UNIQUE_ID_LENGTH:
-        raise _fail(FormationViolation,
-                    f"unique id exceeds {MAX_UNIQUE_ID_LENGTH} characters", unique_id,
-                    message_type)
+        raise _fail(
+            FormationViolation,
+            f"unique id exceeds {MAX_UNIQUE_ID_LENGTH} characters",
+            unique_id,
+            message_type,
+        )
     expected = _ARITY[message_type]
     if size != expected:
         arity = f"{message_type.name} frame has {size} elements, expected {expected}"
@@ -176,31 +180,30 @@ def parse_frame(text: str | bytes) -> Frame | None:
         if not isinstance(action, str):
             raise _fail(FormationViolation, "action is not a string", unique_id, message_type)
         if payload is None:
-            raise _fail(FormationViolation, "payload is not a JSON object", unique_id,
-                        message_type)
+            raise _fail(FormationViolation, "payload is not a JSON object", unique_id, message_type)
         return Call(unique_id, action, payload)
 
     if message_type is MessageTypeId.CALL_RESULT:
         payload = _object_or_empty(data[2])
         if payload is None:
-            raise _fail(FormationViolation, "payload is not a JSON object", unique_id,
-                        message_type)
+            raise _fail(FormationViolation, "payload is not a JSON object", unique_id, message_type)
         return CallResult(unique_id, payload)
 
     code, description, details = data[2], data[3], _object_or_empty(data[4])
     if not isinstance(code, str):
         raise _fail(FormationViolation, "errorCode is not a string", unique_id, message_type)
     if not isinstance(description, str):
-        raise _fail(FormationViolation, "errorDescription is not a string", unique_id,
-                    message_type)
+        raise _fail(FormationViolation, "errorDescription is not a string", unique_id, message_type)
     if details is None:
-        raise _fail(FormationViolation, "errorDetails is not a JSON object", unique_id,
-                    message_type)
+        raise _fail(
+            FormationViolation, "errorDetails is not a JSON object", unique_id, message_type
+        )
     return CallError(unique_id, code, description, details)
 
 
-def _fail(cls: type[OcppError], description: str, unique_id: str | None,
-          message_type: MessageTypeId) -> OcppError:
+def _fail(
+    cls: type[OcppError], description: str, unique_id: str | None, message_type: MessageTypeId
+) -> OcppError:
     return cls(description, unique_id=unique_id, message_type_id=message_type)
 
 

@@ -72,8 +72,9 @@ class _Seeded:
         return self.rnd.sample(items, len(items))
 
 
-def build_case(src: Source, *, min_chargers: int = 1, max_chargers: int, scale: float,
-               pins: bool) -> Case:
+def build_case(
+    src: Source, *, min_chargers: int = 1, max_chargers: int, scale: float, pins: bool
+) -> Case:
     """A station of min..max_chargers chargers with 1-4 connectors and 0-4 groups."""
 
     def power(top: float) -> float:
@@ -99,8 +100,9 @@ def build_case(src: Source, *, min_chargers: int = 1, max_chargers: int, scale: 
     for j in reversed(range(n_groups)):
         subgroups = tuple(built[k] for k in range(j + 1, n_groups) if group_parent[k] == j)
         below[j] += sum(below[k] for k in range(j + 1, n_groups) if group_parent[k] == j)
-        limit = (power(scale * 2) if src.integer(0, 3) == 0
-                 else round(below[j] * src.real(0.2, 1.2), 1))
+        limit = (
+            power(scale * 2) if src.integer(0, 3) == 0 else round(below[j] * src.real(0.2, 1.2), 1)
+        )
         built[j] = GroupNode(
             id=f"G{j}",
             max_power=limit,
@@ -117,9 +119,15 @@ def build_case(src: Source, *, min_chargers: int = 1, max_chargers: int, scale: 
     for charger, n_connectors in zip(chargers, connectors, strict=True):
         for _ in range(n_connectors - src.integer(0, n_connectors) // 2):
             kind = src.integer(0, 3)
-            vehicle = (None if kind == 0 else src.choice(_VEHICLES) if kind == 1
-                       else round(src.real(0, charger.max_power * 1.2), 2) if kind == 2
-                       else round(src.real(0, scale * 1.5), 2))
+            vehicle = (
+                None
+                if kind == 0
+                else src.choice(_VEHICLES)
+                if kind == 1
+                else round(src.real(0, charger.max_power * 1.2), 2)
+                if kind == 2
+                else round(src.real(0, scale * 1.5), 2)
+            )
             fixed = src.integer(0, int(scale) // 2) if pins and src.integer(0, 5) == 0 else None
             slots.append((charger.id, vehicle, fixed, float(src.integer(0, 4))))
     ids = src.shuffled([f"s{i:03d}" for i in range(len(slots))])
@@ -130,22 +138,32 @@ def build_case(src: Source, *, min_chargers: int = 1, max_chargers: int, scale: 
     # Tight, loose, or more than everything below (then lower nodes bind).
     total = sum(c.max_power for c in chargers)
     kind = src.integer(0, 3)
-    root_limit = (round(src.real(0, total), 1) if kind == 0
-                  else float(src.integer(0, int(scale) * 2)) if kind == 1
-                  else total + 1 if kind == 2
-                  else round(src.real(0.3, 0.9) * total, 1))
+    root_limit = (
+        round(src.real(0, total), 1)
+        if kind == 0
+        else float(src.integer(0, int(scale) * 2))
+        if kind == 1
+        else total + 1
+        if kind == 2
+        else round(src.real(0.3, 0.9) * total, 1)
+    )
     return Case(tree, demands, root_limit)
 
 
 @st.composite
-def cases(draw: st.DrawFn, *, max_chargers: int = 8, scale: float = 300,
-          pins: bool = True) -> Case:
+def cases(draw: st.DrawFn, *, max_chargers: int = 8, scale: float = 300, pins: bool = True) -> Case:
     return build_case(_Drawn(draw), max_chargers=max_chargers, scale=scale, pins=pins)
 
 
-def large_cases(*, min_chargers: int = 1, max_chargers: int = 100,
-                scale: float = 300) -> st.SearchStrategy[Case]:
+def large_cases(
+    *, min_chargers: int = 1, max_chargers: int = 100, scale: float = 300
+) -> st.SearchStrategy[Case]:
     return st.integers(0, 2**32).map(
-        lambda seed: build_case(_Seeded(seed), min_chargers=min_chargers,
-                                max_chargers=max_chargers, scale=scale, pins=True)
+        lambda seed: build_case(
+            _Seeded(seed),
+            min_chargers=min_chargers,
+            max_chargers=max_chargers,
+            scale=scale,
+            pins=True,
+        )
     )

@@ -25,17 +25,46 @@ def sessions(*specs: tuple[str, float | None]) -> list[Demand]:
 # (root limit, tree, sessions, fair, even-split) as in the spec; even-split is
 # None where the spec gives no figure (its even-split knows no groups).
 TABLE: list[tuple[str, float, StationTree, list[Demand], list[int], list[int] | None]] = [
-    ("500-battery", 500, EXAMPLE, sessions(("CP001", 150), ("CP001", 50), ("CP003", 350)),
-     [150, 50, 300], [100, 50, 300]),
-    ("500-feeder-A", 500, FEEDER_A, sessions(("CP001", 200), ("CP002", 200), ("CP003", 300)),
-     [150, 150, 200], None),
-    ("400-five", 400, EXAMPLE,
-     sessions(("CP001", 22), ("CP001", 150), ("CP002", 150), ("CP003", 350), ("CP003", 350)),
-     [22, 95, 95, 94, 94], [22, 95, 95, 94, 94]),
-    ("30-three", 30, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
-     [10, 10, 10], [10, 10, 10]),
-    ("31-three", 31, THREE_100, sessions(("C0", 100), ("C1", 100), ("C2", 100)),
-     [11, 10, 10], [11, 10, 10]),
+    (
+        "500-battery",
+        500,
+        EXAMPLE,
+        sessions(("CP001", 150), ("CP001", 50), ("CP003", 350)),
+        [150, 50, 300],
+        [100, 50, 300],
+    ),
+    (
+        "500-feeder-A",
+        500,
+        FEEDER_A,
+        sessions(("CP001", 200), ("CP002", 200), ("CP003", 300)),
+        [150, 150, 200],
+        None,
+    ),
+    (
+        "400-five",
+        400,
+        EXAMPLE,
+        sessions(("CP001", 22), ("CP001", 150), ("CP002", 150), ("CP003", 350), ("CP003", 350)),
+        [22, 95, 95, 94, 94],
+        [22, 95, 95, 94, 94],
+    ),
+    (
+        "30-three",
+        30,
+        THREE_100,
+        sessions(("C0", 100), ("C1", 100), ("C2", 100)),
+        [10, 10, 10],
+        [10, 10, 10],
+    ),
+    (
+        "31-three",
+        31,
+        THREE_100,
+        sessions(("C0", 100), ("C1", 100), ("C2", 100)),
+        [11, 10, 10],
+        [11, 10, 10],
+    ),
     ("400.9-7.9kW", 400.9, SMALL, sessions(("CP7", 11)), [7], [7]),
 ]
 ROWS = [
@@ -51,14 +80,18 @@ def powers(limits: dict[str, Limit], demands: list[Demand]) -> list[int]:
 
 
 @pytest.mark.parametrize(("root", "tree", "demands", "strategy", "expected"), ROWS)
-def test_worked_example(root: float, tree: StationTree, demands: list[Demand],
-                        strategy: Strategy, expected: list[int]) -> None:
+def test_worked_example(
+    root: float, tree: StationTree, demands: list[Demand], strategy: Strategy, expected: list[int]
+) -> None:
     assert powers(allocate(tree, demands, root, strategy), demands) == expected
 
 
 @pytest.mark.parametrize(("root", "tree", "demands", "strategy", "expected"), ROWS)
 def test_the_reference_procedure_gives_the_worked_example(
-    root: float, tree: StationTree, demands: list[Demand], strategy: Strategy,
+    root: float,
+    tree: StationTree,
+    demands: list[Demand],
+    strategy: Strategy,
     expected: list[int],
 ) -> None:
     result = reference_allocate(tree, demands, root, strategy)
@@ -161,8 +194,11 @@ def test_infinite_root_limit_binds_nobody() -> None:
 
 def test_large_pinned_value_is_reported_as_is() -> None:
     """Powers far apart (here a pinned 10**6 kW) take the sorting path of the result table."""
-    demands = [Demand("big", "CP001", 0.0, fixed=10**6), Demand("s", "CP002", 1.0, 100),
-               Demand("t", "CP003", 2.0)]
+    demands = [
+        Demand("big", "CP001", 0.0, fixed=10**6),
+        Demand("s", "CP002", 1.0, 100),
+        Demand("t", "CP003", 2.0),
+    ]
     assert allocate(EXAMPLE, demands, float("inf")) == {
         "big": Limit(10**6, "pinned"),
         "s": Limit(100, "vehicle"),

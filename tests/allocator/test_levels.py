@@ -53,8 +53,9 @@ def test_histogram_pairwise_and_sorting_find_the_level(nodes: list[tuple[list[in
 
     ways = {
         "histogram": _levels_by_histogram(seg, values, limit, width),
-        "pairwise": _share(seg, values, _need_pairwise(seg, values, int(sizes.max())), limit,
-                           sizes),
+        "pairwise": _share(
+            seg, values, _need_pairwise(seg, values, int(sizes.max())), limit, sizes
+        ),
         "sorting": _levels_by_sorting(seg, values, limit, sizes, width),
     }
     for way, (level, spare) in ways.items():
@@ -63,8 +64,9 @@ def test_histogram_pairwise_and_sorting_find_the_level(nodes: list[tuple[list[in
 
 @pytest.mark.parametrize("histogram_factor", [0, 10**9], ids=["sorting", "histogram"])
 @given(overflowing_nodes())
-def test_a_single_node_finds_its_level(histogram_factor: int,
-                                       nodes: list[tuple[list[int], int]]) -> None:
+def test_a_single_node_finds_its_level(
+    histogram_factor: int, nodes: list[tuple[list[int], int]]
+) -> None:
     caps, room = nodes[0]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fair, "_HISTOGRAM_FACTOR", histogram_factor)

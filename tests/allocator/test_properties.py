@@ -79,8 +79,9 @@ def test_equal_to_the_reference_procedure(case: Case, strategy: Strategy) -> Non
 
 @settings(deadline=None, max_examples=50)
 @given(MEDIUM, STRATEGIES)
-def test_equal_to_the_reference_procedure_on_busier_stations(case: Case,
-                                                              strategy: Strategy) -> None:
+def test_equal_to_the_reference_procedure_on_busier_stations(
+    case: Case, strategy: Strategy
+) -> None:
     limits = allocate(case.tree, case.demands, case.root_limit, strategy)
     expected = reference_allocate(case.tree, case.demands, case.root_limit, strategy)
     assert {sid: limit.power for sid, limit in limits.items()} == expected
@@ -100,8 +101,9 @@ WAYS = {
 @pytest.mark.parametrize("way", WAYS)
 @settings(deadline=None, max_examples=40)
 @given(case=st.one_of(SMALL, MEDIUM), strategy=STRATEGIES)
-def test_every_way_of_finding_levels_equals_the_reference(way: str, case: Case,
-                                                          strategy: Strategy) -> None:
+def test_every_way_of_finding_levels_equals_the_reference(
+    way: str, case: Case, strategy: Strategy
+) -> None:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in WAYS[way].items():
             patch.setattr(fair, name, value)
@@ -193,8 +195,10 @@ def test_bounds_are_consistent(case: Case, strategy: Strategy) -> None:
             continue
         node = node_of(d, limit.bound)
         assert node in view.above[d.charger_id], (d, limit)
-        at_share = strategy is Strategy.EVEN_SPLIT and limit.bound == "charger" and (
-            limit.power == view.cap(d, strategy)
+        at_share = (
+            strategy is Strategy.EVEN_SPLIT
+            and limit.bound == "charger"
+            and (limit.power == view.cap(d, strategy))
         )
         assert at_share or used[node] >= view.limit[node], (d, limit)
         # Nothing closer stopped it.
@@ -226,8 +230,9 @@ def test_sessions_stopped_by_a_node_end_within_1kw_earliest_first(case: Case) ->
 def test_even_split_equals_the_spec_without_groups_or_pins(case: Case) -> None:
     """Without groups and pins, even-split is the spec's phase 1 then phase 2 on the root only."""
     tree = StationTree(case.tree.chargers)
-    demands = [Demand(d.session_id, d.charger_id, d.started_at, d.vehicle_max_power)
-               for d in case.demands]
+    demands = [
+        Demand(d.session_id, d.charger_id, d.started_at, d.vehicle_max_power) for d in case.demands
+    ]
     view = View(Case(tree, demands, case.root_limit))
     caps = {d.session_id: view.cap(d, Strategy.EVEN_SPLIT) for d in demands}
     # Phase 2, 1 kW at a time, with only these caps and the root limit.

@@ -54,15 +54,23 @@ def test_unknown_strategy() -> None:
     [
         StationTree((ChargerNode("A", 50), ChargerNode("A", 50))),
         StationTree((ChargerNode("A", 50),), (GroupNode("g", 10, ("Z",)),)),
-        StationTree((ChargerNode("A", 50),),
-                    (GroupNode("g", 10, ("A",)), GroupNode("h", 10, ("A",)))),
+        StationTree(
+            (ChargerNode("A", 50),), (GroupNode("g", 10, ("A",)), GroupNode("h", 10, ("A",)))
+        ),
         StationTree((ChargerNode("A", 50),), (GroupNode("g", 10, groups=(GroupNode("g", 5),)),)),
         StationTree((ChargerNode("A", 50),), (GroupNode("station", 10, ("A",)),)),
         StationTree((ChargerNode("A", math.inf),)),
         StationTree((ChargerNode("A", 50),), (GroupNode("g", math.nan),)),
     ],
-    ids=["duplicate-charger", "unknown-charger", "charger-twice", "duplicate-group",
-         "reserved-group-id", "infinite-charger", "nan-group"],
+    ids=[
+        "duplicate-charger",
+        "unknown-charger",
+        "charger-twice",
+        "duplicate-group",
+        "reserved-group-id",
+        "infinite-charger",
+        "nan-group",
+    ],
 )
 def test_bad_tree(tree: StationTree) -> None:
     with pytest.raises(ValueError):

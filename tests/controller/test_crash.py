@@ -129,22 +129,31 @@ async def controller(tmp_path: Path) -> AsyncIterator[ControllerProcess]:
             raise
 
 
-def start_request(connector: int, tag: str) -> StartTransactionRequest:
+def start_request(
+    connector: int, tag: str, meter_start: int | None = None
+) -> StartTransactionRequest:
+    """A StartTransaction as a charger sends it (and resends it, identically)."""
     return StartTransactionRequest(
         connector_id=connector,
         id_tag=tag,
-        meter_start=100 * connector,
+        meter_start=100 * connector if meter_start is None else meter_start,
         timestamp="2026-01-01T07:00:00Z",
     )
+
+
+async def booted_chargers(controller: ControllerProcess) -> list[FakeCharger]:
+    """The OCPP chargers of the station, connected and booted."""
+    chargers = [FakeCharger(controller.ocpp_url, c) for c in OCPP_CHARGERS]
+    await asyncio.gather(*(c.connect() for c in chargers))
+    await asyncio.gather(*(c.boot() for c in chargers))
+    return chargers
 
 
 async def test_sigkill_in_a_burst_loses_no_acknowledged_session(
     controller: ControllerProcess,
 ) -> None:
     await controller.start()
-    chargers = [FakeCharger(controller.ocpp_url, c) for c in OCPP_CHARGERS]
-    await asyncio.gather(*(c.connect() for c in chargers))
-    await asyncio.gather(*(c.boot() for c in chargers))
+    chargers = await booted_chargers(controller)
 
     # Before the burst: one acknowledged stop to resend later, and REST load on the battery.
     first = chargers[0]
@@ -269,15 +278,6 @@ async def active_sessions(controller: ControllerProcess) -> list[dict[str, Any]]
     return list(active)
 
 
-def start(connector: int, tag: str, meter_start: int = 0) -> StartTransactionRequest:
-    return StartTransactionRequest(
-        connector_id=connector, id_tag=tag, meter_start=meter_start, timestamp=T_START
-    )
-
-
-T_START = "2026-01-01T07:00:00Z"
-
-
 async def test_numbers_too_large_for_sqlite_are_answered_and_survive_a_crash(
     controller: ControllerProcess,
 ) -> None:
@@ -292,27 +292,29 @@ async def test_numbers_too_large_for_sqlite_are_answered_and_survive_a_crash(
     for c in (charger, other):
         await c.connect()
         await c.boot()
-    big = await charger.call(start(1, "BIG", meter_start=2**63))
+    big = await charger.call(start_request(1, "BIG", meter_start=2**63))
     assert big.id_tag_info.status == "Accepted"
-    odd = await charger.call(start(2**63, "ODD"))
+    odd = await charger.call(start_request(2**63, "ODD", meter_start=0))
     assert odd.id_tag_info.status == "Invalid"  # no such connector: answered, nothing opened
-    after = await charger.call(start(2, "AFTER"))  # and commits go on working
+    after = await charger.call(
+        start_request(2, "AFTER", meter_start=0)
+    )  # and commits go on working
     assert after.id_tag_info.status == "Accepted"
     issued = {big.transaction_id, odd.transaction_id, after.transaction_id}
     assert len(issued) == 3
 
     await restart(controller, [charger, other])
     assert (
-        await charger.call(start(1, "BIG", meter_start=2**63))
+        await charger.call(start_request(1, "BIG", meter_start=2**63))
     ).transaction_id == big.transaction_id
-    resent_odd = await charger.call(start(2**63, "ODD"))
+    resent_odd = await charger.call(start_request(2**63, "ODD", meter_start=0))
     assert (resent_odd.transaction_id, resent_odd.id_tag_info.status) == (
         odd.transaction_id,
         "Invalid",
     )
     active = await active_sessions(controller)
     assert {s["transactionId"] for s in active} == {big.transaction_id, after.transaction_id}
-    new = await other.call(start(1, "NEW"))
+    new = await other.call(start_request(1, "NEW", meter_start=0))
     assert new.transaction_id > max(issued)  # never an id given before
     await asyncio.gather(charger.close(), other.close())
 
@@ -331,9 +333,7 @@ async def test_a_write_lock_held_by_another_process_refuses_cleanly_and_loses_no
     controller: ControllerProcess,
 ) -> None:
     await controller.start()
-    chargers = [FakeCharger(controller.ocpp_url, c) for c in OCPP_CHARGERS]
-    await asyncio.gather(*(c.connect() for c in chargers))
-    await asyncio.gather(*(c.boot() for c in chargers))
+    chargers = await booted_chargers(controller)
     holder = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -348,7 +348,7 @@ async def test_a_write_lock_held_by_another_process_refuses_cleanly_and_loses_no
     # A burst while the database is locked: every request is either acknowledged (it waited
     # for the lock within the busy timeout) or refused with nothing done.
     async def ocpp_start(charger: FakeCharger) -> tuple[FakeCharger, Any]:
-        return charger, await charger.call(start(1, "LOCK"))
+        return charger, await charger.call(start_request(1, "LOCK", meter_start=0))
 
     async def rest_start(charger_id: str) -> tuple[str, int, Any]:
         code, body = await controller.rest(
@@ -375,7 +375,7 @@ async def test_a_write_lock_held_by_another_process_refuses_cleanly_and_loses_no
                 assert answer.error_code == "InternalError"
                 refused += 1
                 # Nothing happened, so the charger's retry is a first attempt.
-                answer = await charger.call(start(1, "LOCK"))
+                answer = await charger.call(start_request(1, "LOCK", meter_start=0))
             acked_tx[charger.charger_id] = answer.transaction_id
         else:
             charger_id, code, body = result
@@ -415,7 +415,7 @@ async def test_a_start_whose_answer_was_lost_is_limited_once_resent(
     await charger.close()
     await charger.closed.wait()
     # The charger sends StartTransaction and loses its connection before the answer.
-    request = start(1, "LOST", meter_start=100)
+    request = start_request(1, "LOST", meter_start=100)
     raw = await websockets.connect(f"{controller.ocpp_url}/OC00", subprotocols=["ocpp1.6"])  # type: ignore[list-item]
     await raw.send(json.dumps([2, "lost-1", "StartTransaction", to_payload(request)]))
     raw.transport.abort()

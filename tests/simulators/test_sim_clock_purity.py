@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 from pathlib import Path
 
 import pytest
 
 from shell.clock import ManualClock, sleep_until
+from tests.purity import imported_modules
 
 SIMULATORS = Path(__file__).resolve().parents[2] / "simulators"
 PURE = ["profiles.py", "connector.py", "vehicles.py", "charger.py", "messages.py", "scenarios.py"]
@@ -52,18 +52,10 @@ def imports(name: str) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        for node in ast.walk(ast.parse((SIMULATORS / current).read_text())):
-            modules = (
-                [alias.name for alias in node.names]
-                if isinstance(node, ast.Import)
-                else [node.module]
-                if isinstance(node, ast.ImportFrom) and node.module
-                else []
-            )
-            for module in modules:
-                found.add(module.split(".")[0])
-                if module.startswith("simulators."):
-                    todo.append(module.removeprefix("simulators.") + ".py")
+        for module in imported_modules(SIMULATORS / current):
+            found.add(module.split(".")[0])
+            if module.startswith("simulators."):
+                todo.append(module.removeprefix("simulators.") + ".py")
     return found
 
 

@@ -122,7 +122,10 @@ class Driver:
     # -- events in ---------------------------------------------------------------------------
 
     def submit(self, event: Event) -> None:
-        """Hand the core an event and carry out what it asks."""
+        """Hand the core an event and carry out what it asks (nothing once closed: the
+        database is then closed too)."""
+        if self._closed:
+            return
         self._queue.append(event)
         if self._running:
             return
@@ -203,7 +206,7 @@ class Driver:
         if self._wakeup is not None:
             self._wakeup.cancel()
             self._wakeup = None
-        if when is not None and not self._closed:
+        if when is not None:
             self._wakeup = self.clock.call_at(when, self._wake)
 
     def _wake(self) -> None:
@@ -257,6 +260,10 @@ class Driver:
             self._waiters -= 1
 
     async def close(self) -> None:
-        self._closed = True
+        """Write what is left, then stop: later events are ignored."""
         self._set_wakeup(None)
-        await self.writer.close()
+        try:
+            await self.writer.close()
+        finally:
+            self._closed = True
+            self._set_wakeup(None)

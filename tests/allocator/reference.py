@@ -1,4 +1,4 @@
-"""The reference procedure of behaviour spec section 3, literally: 1 kW at a time.
+"""The reference procedure of docs/allocation.md ("Strategy `fair`"), literally: 1 kW at a time.
 
 Slow on purpose (steps x sessions x depth) and written to be read next to the
 spec; the fast allocator must give exactly the same numbers.

@@ -1,4 +1,4 @@
-"""The worked examples of behaviour spec section 3, for both strategies."""
+"""The worked examples of docs/allocation.md, for both strategies."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Lower before raise: allocation with limits chargers still hold (spec section 6)."""
+"""Lower before raise: allocation with limits chargers still hold (docs/allocation.md,
+"Holding back")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Properties of the allocation on random stations (behaviour spec section 3)."""
+"""Properties of the allocation on random stations (docs/allocation.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ which are carried out here, in order:
 * ``SendProfile`` / ``ReadConfiguration`` go to the charger's current link; the outcome
   comes back as ``ProfileAnswered`` / ``ConfigurationRead``.
 * ``WakeAt`` sets the one wake-up timer on the clock; ``ScheduleReallocation`` asks for a
-  ``Reallocate`` once the events at hand are handled (``call_soon``).
+  ``Reallocate`` a few milliseconds later, so that the events arriving meanwhile (a burst
+  of starts, the answers of a round of profiles) share one allocation.
 
 Events submitted while commands are being carried out (an outcome reported at once) wait
 their turn, so the core never sees an event in the middle of another.
@@ -56,6 +57,11 @@ from shell.clock import Clock, Timer
 from shell.link import CallOutcome, OcppLink
 
 log = logging.getLogger(__name__)
+
+# Events within this many seconds share one reallocation, yet limits follow within
+# milliseconds. A pause for the processor, not a deadline of the station: the event
+# loop's own time, whatever the station's clock says.
+COALESCE_WINDOW = 0.005
 
 
 class ReplyTarget(Protocol):
@@ -180,7 +186,8 @@ class Driver:
                 case WakeAt(when=when):
                     self._set_wakeup(when)
                 case ScheduleReallocation():
-                    asyncio.get_running_loop().call_soon(self._reallocate)
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(COALESCE_WINDOW, self._reallocate)
                 case Notice(message=message):
                     log.warning("%s", message)
 

@@ -10,8 +10,8 @@
   the same ``ref``.
 * ``WakeAt``: send ``Tick`` at this time of the clock; each one replaces the previous (it
   only ever comes earlier: a wake-up that finds nothing due is harmless).
-* ``ScheduleReallocation``: send ``Reallocate`` once the events at hand are handled, so
-  that a burst of changes shares one allocation.
+* ``ScheduleReallocation``: send ``Reallocate`` soon (the shell waits a few
+  milliseconds), so that a burst of changes shares one allocation.
 * ``Notice``: something an operator should read in the log.
 """
 

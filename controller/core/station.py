@@ -764,12 +764,17 @@ class StationCore:
             if proposal is None:
                 continue
             answer = self._apply(proposal, now)
-            if answer is not None and proposal.reply_to is not None:
+            if answer is None or proposal.reply_to is None:
+                continue
+            if _from_charger(proposal.change):
+                # A charger's answer reports no allocation: it leaves at once.
+                self._emit(Reply(proposal.reply_to, answer()))
+            else:
                 answers.append((proposal.reply_to, answer))
         if self._outdated:
             self._allocate(now)
-        # Answers after the allocation, which they report; limits after the answers, so
-        # that a charger knows a new transaction's id before the profile naming it.
+        # REST answers after the allocation, which they report; limits after all answers,
+        # so that a charger knows a new transaction's id before the profile naming it.
         for reply_to, answer in answers:
             self._emit(Reply(reply_to, answer()))
         self._pump_due(now)
@@ -877,14 +882,21 @@ class StationCore:
                     self._dirty_books.add(book.session_id)
                 self._release(change.ref)
             case StopSession() | UpdateSession():
-                # Its rows may have replaced rows waiting to be written behind.
-                self._dirty_sessions.add(change.session_id)
+                self._rewrite_behind(change.session_id)
             case StartTransaction(superseded=superseded) if superseded is not None:
-                self._dirty_sessions.add(superseded)
+                self._rewrite_behind(superseded)
             case _:
                 pass
         if proposal.reply_to is not None:
             self._emit(Reply(proposal.reply_to, Unavailable()))
+
+    def _rewrite_behind(self, session_id: str) -> None:
+        """A failed proposal's rows (a session, its limit book) may have replaced rows that
+        were waiting to be written behind: those are written again."""
+        if session_id in self._sessions:
+            self._dirty_sessions.add(session_id)
+        if session_id in self._books:
+            self._dirty_books.add(session_id)
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -1049,19 +1061,18 @@ class StationCore:
     def _structural_pins(self, now: float) -> dict[str, int]:
         """Fixed budgets: sessions of chargers that cannot be limited (at what they can
         physically draw) and of chargers offline too long (at the failsafe power)."""
-        by_charger: dict[str, list[Session]] = {}
-        for session in self._sessions.values():
-            if session.origin is Origin.OCPP:
-                by_charger.setdefault(session.charger_id, []).append(session)
         pins: dict[str, int] = {}
-        for charger_id, sessions in by_charger.items():
+        for charger_id, books in self._charger_books.items():
+            if not books:
+                continue
             charger = self.chargers[charger_id]
             config = self._charger_config[charger_id]
             if not charger.smart_charging:
+                sessions = [self._sessions[session_id] for session_id in books]
                 pins.update(physical_maximum(config, sessions))
             elif self._offline_too_long(charger, now):
                 failsafe = math.floor(self.config.failsafe_power_per_connector(config))
-                pins.update({s.session_id: failsafe for s in sessions})
+                pins.update(dict.fromkeys(books, failsafe))
         return pins
 
     def _root_limit(self) -> int:
@@ -1149,6 +1160,7 @@ class StationCore:
             # Committed while the charger went away: it gets it on its next connection.
             book.not_sent()
             self._sync_held(book)
+            self._dirty_books.add(book.session_id)
             self._release(ref)
             return
         self._calls[ref] = _Call(charger.charger_id, charger.link, book.session_id, kw)
@@ -1345,6 +1357,13 @@ class StationCore:
             self._start_keys = {
                 k: v for k, v in self._start_keys.items() if v.recorded_at >= oldest
             }
+
+
+def _from_charger(change: object) -> bool:
+    """A change a charger asked for (its answer carries no allocation)."""
+    return isinstance(change, StartTransaction) or (
+        isinstance(change, StopSession) and change.from_charger
+    )
 
 
 def _when(moment: float | None) -> float:

@@ -203,7 +203,9 @@ class StationCore:
         self.reallocations = 0
         self.profiles_sent = 0
         self.recovered = self._recover(stored, now) if stored is not None else {}
-        self._reallocate(now)
+        # The stored allocations are only a record: the first one after recovery says
+        # nothing about readings going stale (each session keeps what was stored).
+        self._allocate(now, recovering=True)
         # What recovery had to say, for the shell to carry out first.
         self.initial_commands: list[Command] = self._out
         self._out = []
@@ -1021,7 +1023,7 @@ class StationCore:
         self._allocate(now)
         self._pump_due(now)
 
-    def _allocate(self, now: float) -> None:
+    def _allocate(self, now: float, *, recovering: bool = False) -> None:
         self._advance_battery(now)
         self._last_run = now
         self.available_power = self._root_limit()
@@ -1036,7 +1038,8 @@ class StationCore:
         for session in self._sessions.values():
             limit = plan.effective[session.session_id]
             if (
-                limit.power > session.allocated_power
+                not recovering
+                and limit.power > session.allocated_power
                 and session.reading_at is not None
                 and session.reading_at < now  # a reading taken this instant already knows
                 and not session.reading_stale

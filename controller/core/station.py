@@ -455,6 +455,7 @@ class StationCore:
         charger.step(ChargerTrigger.RECONNECTED)
         for book in self._charger_books[charger.charger_id].values():
             book.reconnected()
+            self._dirty_books.add(book.session_id)  # its failures start again
         self._start_installing(charger, now)
 
     def _on_disconnected(self, event: ChargerDisconnected, now: float) -> None:

@@ -191,6 +191,9 @@ class StationCore:
         self._announced_wakeup: float | None = None
         self._outdated = False
         self._reallocation_asked = False
+        # Chargers that may have a limit to send after the next allocation: theirs changed,
+        # or a limit of theirs waited for it.
+        self._to_pump: set[str] = set()
         self._load = 0.0
         self._last_run = now
         # Written behind: what changed since the last Flush.
@@ -292,6 +295,11 @@ class StationCore:
 
     def limit_book(self, session_id: str) -> LimitBook | None:
         return self._books.get(session_id)
+
+    def limit_due(self, session_id: str) -> int | None:
+        """The limit the session's charger should be sent now (None: nothing to send)."""
+        book = self._books.get(session_id)
+        return None if book is None else self._due(book)
 
     @property
     def held(self) -> Mapping[str, int]:
@@ -774,13 +782,16 @@ class StationCore:
                 self._emit(Reply(proposal.reply_to, answer()))
             else:
                 answers.append((proposal.reply_to, answer))
-        if self._outdated:
-            self._allocate(now)
-        # REST answers after the allocation, which they report; limits after all answers,
-        # so that a charger knows a new transaction's id before the profile naming it.
-        for reply_to, answer in answers:
-            self._emit(Reply(reply_to, answer()))
-        self._pump_due(now)
+        if answers:
+            # REST answers report the allocation: it runs now. Limits follow all answers, so
+            # that a charger knows a new transaction's id before the profile naming it.
+            if self._outdated:
+                self._allocate(now)
+            for reply_to, answer in answers:
+                self._emit(Reply(reply_to, answer()))
+            self._pump_due(now)
+        # Otherwise the allocation waits for the shell's Reallocate, shared with whatever
+        # else arrives meanwhile (a burst of StartTransactions costs one).
         self._handle_waiting(waited, now)
 
     def _on_commit_failed(self, event: CommitFailed, now: float) -> None:
@@ -790,6 +801,7 @@ class StationCore:
             waited += waiting
             if proposal is not None:
                 self._drop(proposal, now)
+        self._pump_due(now)  # what waited for a dropped stop may go now
         self._handle_waiting(waited, now)
 
     def _handle_waiting(self, events: list[Event], now: float) -> None:
@@ -1036,8 +1048,23 @@ class StationCore:
             self._held,
             self._structural_pins(now),
         )
+        before = self.plan
+        changed = self._to_pump
+        if before is not None:
+            # A session held at what its charger holds, or no longer: what is sent changes.
+            for session_id in before.pinned ^ plan.pinned:
+                session = self._sessions.get(session_id)
+                if session is not None:
+                    changed.add(session.charger_id)
         for session in self._sessions.values():
-            limit = plan.effective[session.session_id]
+            session_id = session.session_id
+            limit = plan.effective[session_id]
+            if limit.power != session.allocated_power or (
+                before is None
+                or session_id not in before.target
+                or before.target[session_id].power != plan.target[session_id].power
+            ):
+                changed.add(session.charger_id)
             if (
                 not recovering
                 and limit.power > session.allocated_power
@@ -1056,9 +1083,10 @@ class StationCore:
         self.reallocations += 1
 
     def _pump_due(self, now: float) -> None:
-        """Start the next job of the chargers that have limits to send. Only those: with
-        thousands connected, asking every one would cost more than the allocation."""
-        due = {book.charger_id for book in self._books.values() if self._due(book) is not None}
+        """Start the next job of the chargers whose limits the allocation changed (or that
+        waited for it). Only those: with thousands connected, asking every one would cost
+        more than the allocation."""
+        due, self._to_pump = self._to_pump, set()
         for charger_id in due:
             self._pump(charger_id, now)
 
@@ -1111,14 +1139,20 @@ class StationCore:
         raising: tuple[LimitBook, int] | None = None
         for book in self._charger_books[charger.charger_id].values():
             kw = self._due(book)
-            if kw is None or self._proposals.locked(session_lock(book.session_id)):
-                continue  # nothing to send, or its session is being stopped
+            if kw is None:
+                continue
+            if self._proposals.locked(session_lock(book.session_id)):
+                self._to_pump.add(charger.charger_id)  # its session is being stopped
+                continue
             held = book.held
             if held is not None and kw < held:
                 return book, kw
             if raising is None:
                 raising = (book, kw)
-        return None if self._outdated else raising
+        if raising is not None and self._outdated:
+            self._to_pump.add(charger.charger_id)
+            return None
+        return raising
 
     def _pump(self, charger_id: str, now: float) -> None:
         """Start the charger's next job if it is free for one (one at a time): its failsafe
@@ -1267,6 +1301,10 @@ class StationCore:
 
     def _sync_held(self, book: LimitBook) -> None:
         held = book.held
+        if self._held.get(book.session_id) != held:
+            # What the charger may send next depends on what it holds: ask it again after
+            # the next allocation, even if its limits there do not change.
+            self._to_pump.add(book.charger_id)
         if held is None:
             self._held.pop(book.session_id, None)
         else:

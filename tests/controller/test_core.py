@@ -22,6 +22,7 @@ from controller.core.events import (
     CommitDone,
     ProfileAnswered,
     ProfileResult,
+    Reallocate,
     SessionStartRequested,
     SessionStopRequested,
     TransactionStartRequested,
@@ -223,6 +224,7 @@ def test_a_new_transaction_is_answered_before_any_profile_names_it() -> None:
     h.handle(start_event(h, Token("new")))
     (number,) = h.proposals
     commands = h.core.handle(CommitDone(h.now, (number,)))
+    commands += h.core.handle(Reallocate(h.now))  # what the shell sends soon after
     (answer,) = [i for i, c in enumerate(commands) if isinstance(c, Reply)]
     (profile,) = [
         i

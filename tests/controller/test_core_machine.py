@@ -16,6 +16,8 @@ After every step:
 * **No transaction id is issued twice**: never the same id for two different
   StartTransactions, across crashes.
 * **The books never count a charger below what it may apply**, also right after a crash.
+* **No limit is left behind**: once chargers answer, the database writes and time moves on,
+  every limit a charger may be sent reaches it and is confirmed.
 * **What the chargers may draw never grows above a limit.** The chargers here are modelled
   independently of the core: a charger may apply every TxProfile it accepted last or still
   has unanswered, and one whose answer was lost. For the station and each group and charger,
@@ -69,6 +71,7 @@ from controller.core.events import (
     TransactionStartRequested,
     TransactionStopRequested,
 )
+from controller.core.lifecycle import LimitPhase
 from controller.core.sessions import Origin, Session
 from controller.core.station import StationCore
 from controller.repository import Repository
@@ -145,6 +148,8 @@ class StationMachine(RuleBasedStateMachine):
         self.open_transactions: dict[int, tuple[str, int]] = {}
         self.stopped_transactions: set[int] = set()
         self.open_rest: dict[str, tuple[str, int]] = {}
+        # StopTransactions the chargers sent and have no answer to yet (they resend them).
+        self.unanswered_stops: dict[int, tuple[str, int]] = {}
         self.stopped_rest: set[str] = set()
         self.refused_session_ids: set[str] = set()
         self.revealed = False
@@ -214,6 +219,7 @@ class StationMachine(RuleBasedStateMachine):
             case ("stop", int() as tx), StopAnswer():
                 self.open_transactions.pop(tx, None)
                 self.stopped_transactions.add(tx)
+                self.unanswered_stops.pop(tx, None)
             case ("rest-start", str() as charger_id, int() as connector, _), SessionAnswer(
                 session=session
             ):
@@ -399,6 +405,11 @@ class StationMachine(RuleBasedStateMachine):
         applied = self.applied.get((charger, connector + 1))
         if applied is not None and applied.transaction_id == tx:
             del self.applied[(charger, connector + 1)]
+        self.unanswered_stops[tx] = (charger, meter_stop)
+        self.send_stop(tx)
+
+    def send_stop(self, tx: int) -> None:
+        charger, meter_stop = self.unanswered_stops[tx]
         self.ask(
             ("stop", tx),
             lambda token: TransactionStopRequested(self.now, charger, token, tx, meter_stop),
@@ -471,9 +482,63 @@ class StationMachine(RuleBasedStateMachine):
     def restart_would_bring_back_everything(self) -> None:
         """With nothing waiting for a commit, what is on disk after a flush is the core:
         recovered from it, every stored field comes back (docs/persistence.md)."""
-        self.write_batch()
-        recovered = StationCore(CONFIG, now=self.now, stored=self.repository.load())
+        # A commit may set off more changes (a raise to write, an answer to record): write
+        # until there is nothing left to write.
+        for _ in range(10):
+            self.write_batch()
+            recovered = StationCore(CONFIG, now=self.now, stored=self.repository.load())
+            if restart_view(recovered.records()) == restart_view(self.core.records()):
+                return
         assert restart_view(recovered.records()) == restart_view(self.core.records())
+
+    @rule()
+    def everything_settles(self) -> None:
+        """With chargers that answer, a database that writes and time that moves on, every
+        limit a charger may be sent reaches it and is confirmed: none is left behind."""
+        pace = dict(self.prompt)
+        self.prompt = dict.fromkeys(CHARGERS, True)
+        self.database_stalled = False
+        # Chargers deliver their transaction messages: a stop that got no answer is resent.
+        for tx, (charger, _) in list(self.unanswered_stops.items()):
+            if charger in self.links:
+                self.send_stop(tx)
+        for _ in range(100):
+            if self.batch.proposals:
+                self.write_batch()
+            for ref in list(self.calls):
+                if ref in self.calls:
+                    self.answer(ref, ProfileResult.ACCEPTED)
+            for ref, read in list(self.reads.items()):
+                del self.reads[ref]
+                keys = {"SupportedFeatureProfiles": "Core,SmartCharging"}
+                self.handle(ConfigurationRead(self.now, read.charger_id, ref, keys))
+            if self.reallocation_due:
+                self.reallocate()
+            elif self.core.settled() and not self.calls and not self.unconfirmed():
+                break
+            elif self.wakeup is not None:
+                self.advance(max(0.0, self.wakeup - self.now))  # a retry, say
+        self.prompt = pace
+        assert not self.unconfirmed()
+
+    def unconfirmed(self) -> list[str]:
+        """Sessions whose charger is set up to take limits but does not hold the one it
+        should (except those waiting for the charger to resend its StartTransaction)."""
+        left = []
+        for session in self.core.active_sessions():
+            charger_id = session.charger_id
+            book = self.core.limit_book(session.session_id)
+            if (
+                book is None
+                or not book.announced
+                or charger_id not in self.links
+                or not self.core.ready(charger_id)
+                or not self.core.chargers[charger_id].smart_charging
+            ):
+                continue
+            if book.phase is not LimitPhase.CONFIRMED or self.core.limit_due(session.session_id):
+                left.append(session.session_id)
+        return left
 
     @precondition(lambda self: self.batch.proposals)
     @rule()
@@ -593,8 +658,8 @@ class StationMachine(RuleBasedStateMachine):
 
 
 StationMachine.TestCase.settings = settings(
-    max_examples=80,
-    stateful_step_count=60,
+    max_examples=150,
+    stateful_step_count=80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -24,7 +24,6 @@ that prefers to raise.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -156,11 +155,14 @@ class OcppLink:
 
     def answer(self, unique_id: str, answer: Answer) -> None:
         """Answer the peer's CALL ``unique_id`` (a no-op once the connection ended)."""
+        self._queue_answer(unique_id, answer)
+        self._flush()
+
+    def _queue_answer(self, unique_id: str, answer: Answer) -> None:
         if isinstance(answer, OcppError):
             self.connection.send_error(unique_id, answer)
         else:
             self.connection.send_result(unique_id, answer)
-        self._flush()
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         """Run work tied to this connection; it is cancelled when the connection ends."""
@@ -221,10 +223,11 @@ class OcppLink:
             result = InternalError()
         if result is None:
             return
-        if inspect.isawaitable(result):
-            self.spawn(self._answer_later(event, result), event.action)
+        if isinstance(result, OcppModel | OcppError):
+            # Answered at once: it leaves with whatever else this message produced.
+            self._queue_answer(event.unique_id, result)
         else:
-            self.answer(event.unique_id, result)
+            self.spawn(self._answer_later(event, result), event.action)
 
     async def _answer_later(self, event: CallReceived, result: Awaitable[Answer]) -> None:
         try:

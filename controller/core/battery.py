@@ -69,6 +69,8 @@ class Battery:
         self.power = power
         self.grid_capacity = grid_capacity
         self.reserve = max(reserve, 0.0)
+        # Well above the reserve, or re-arming would be followed by emptying at once.
+        self.rearm_energy = max(REARM_FRACTION * initial_capacity, 2 * self.reserve)
         stored = initial_capacity if stored_energy is None else stored_energy
         self.stored_energy = min(max(stored, 0.0), initial_capacity)
         self.may_discharge = (
@@ -90,11 +92,6 @@ class Battery:
         self.updated_at = now
 
     @property
-    def rearm_energy(self) -> float:
-        # Well above the reserve, or re-arming would be followed by emptying at once.
-        return max(REARM_FRACTION * self.initial_capacity, 2 * self.reserve)
-
-    @property
     def available_power(self) -> float:
         """What the allocator may count on from the battery right now (kW)."""
         return self.power if self.may_discharge else 0.0
@@ -105,16 +102,20 @@ class Battery:
 
     def flow(self) -> Flow:
         """The battery's power at the current load."""
+        return Flow(self._power())
+
+    def _power(self) -> float:
+        # Runs at every meter reading: a float, no object.
         load = self._load
         if load > self.grid_capacity and self.stored_energy > EPSILON_KWH:
-            return Flow(min(load - self.grid_capacity, self.power))
+            return min(load - self.grid_capacity, self.power)
         if load < self.grid_capacity and self.stored_energy < self.initial_capacity - EPSILON_KWH:
-            return Flow(-min(self.grid_capacity - load, self.power))
-        return Flow(0.0)
+            return -min(self.grid_capacity - load, self.power)
+        return 0.0
 
     def grid_power(self) -> float:
         """What the station draws from the grid: load minus discharge plus charge."""
-        return self._load - self.flow().power
+        return self._load - self._power()
 
     def advance(self, now: float) -> bool:
         """Integrate the energy up to ``now``; True when may_discharge changed.
@@ -126,7 +127,7 @@ class Battery:
             return False
         self.updated_at = now
         before = self.may_discharge
-        energy = self.stored_energy - self.flow().power * elapsed / HOUR
+        energy = self.stored_energy - self._power() * elapsed / HOUR
         self.stored_energy = min(max(energy, 0.0), self.initial_capacity)
         self._settle()
         return self.may_discharge != before
@@ -139,7 +140,7 @@ class Battery:
 
     def next_event_at(self) -> float | None:
         """When the flow will next change on its own (empty, re-armed or full)."""
-        flow = self.flow().power
+        flow = self._power()
         if flow > 0:
             floor = self.reserve if self.may_discharge else 0.0
             return self.updated_at + max(self.stored_energy - floor, 0.0) / flow * HOUR

@@ -29,7 +29,15 @@ from controller.core.events import ChargerConnected, ChargerDisconnected
 from controller.driver import Driver
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
-from protocol import CallRejected, Connection, Event, FrameRejected, Role, UnmatchedAnswer
+from protocol import (
+    CallReceived,
+    CallRejected,
+    Connection,
+    Event,
+    FrameRejected,
+    Role,
+    UnmatchedAnswer,
+)
 from shell.link import OcppLink
 
 log = logging.getLogger(__name__)
@@ -169,6 +177,8 @@ class OcppServer:
 
 
 def _log_event(charger_id: str, event: Event) -> None:
+    if type(event) is CallReceived:
+        return  # the common case, handled by the link
     match event:
         case UnmatchedAnswer(unique_id=unique_id):
             log.warning("%s: answer to unknown call %r ignored", charger_id, unique_id)

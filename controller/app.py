@@ -20,11 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from controller.config import StationConfig
+from controller.core.rules import START_KEY_MEMORY
 from controller.core.station import StationCore
 from controller.driver import Driver
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.server import OcppServer
-from controller.repository import Repository
+from controller.repository import Pruned, Repository, StoreError
 from controller.rest import create_app
 from controller.views import status_view
 from shell.clock import Clock, SystemClock
@@ -39,6 +40,8 @@ FLUSH_INTERVAL = 1.0
 SHUTDOWN_STEP_TIMEOUT = 5.0
 # Nor the whole shutdown.
 STOP_DEADLINE = 20.0
+# The history is pruned at start-up and then once a day (docs/persistence.md, "Retention").
+PRUNE_INTERVAL = 86_400.0
 
 
 def _log_running_tasks() -> None:
@@ -109,6 +112,8 @@ class ControllerApp:
         self.rest_port = 0
         self.ocpp_port = 0
         self._stopped = False
+        # When the history was last pruned (clock time), None before the first time.
+        self.pruned_at: float | None = None
 
     @property
     def driver(self) -> Driver:
@@ -137,6 +142,7 @@ class ControllerApp:
         driver.tick()
         await driver.flush()
         self._tasks.append(asyncio.create_task(self._flush_periodically(), name="flusher"))
+        self._tasks.append(asyncio.create_task(self._prune_daily(), name="pruner"))
         log.info("REST API on http://%s:%d", self.host, self.rest_port)
 
     async def _flush_periodically(self) -> None:
@@ -144,6 +150,37 @@ class ControllerApp:
         while True:
             await asyncio.sleep(self._flush_interval)
             await self.driver.flush()
+
+    async def _prune_daily(self) -> None:
+        while True:
+            try:
+                await self.prune_history()
+                self.pruned_at = self.clock.now()
+            except StoreError as error:
+                log.error("pruning the history failed (tried again tomorrow): %s", error)
+            await self.clock.sleep(PRUNE_INTERVAL)
+
+    async def prune_history(self) -> Pruned:
+        """Delete what is older than the retention period, a batch at a time so that commits
+        in between are not held up; returns how much went in all."""
+        now = self.clock.now()
+        history_before = now - self.config.database.retention_days * 86_400.0
+        start_keys_before = now - START_KEY_MEMORY
+        writer, repository = self.driver.writer, self.repository
+        total = Pruned(0, 0, 0)
+        while pruned := await writer.read(
+            lambda: repository.prune(history_before, start_keys_before)
+        ):
+            total += pruned
+        if total:
+            log.info(
+                "history pruned: %d stopped sessions, %d journal lines and %d StartTransaction "
+                "keys older than the retention period",
+                total.sessions,
+                total.events,
+                total.start_keys,
+            )
+        return total
 
     # -- for tests and simulations -----------------------------------------------------------
 

@@ -106,6 +106,8 @@ class DatabaseConfig(_Model):
     path: str = str(DEFAULT_DB_PATH)
     # FULL: a committed change survives a power cut; NORMAL: only a process crash.
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # Stopped sessions and journal lines older than this are deleted, once a day.
+    retention_days: Annotated[int, Field(ge=1, le=36_500)] = 400
 
 
 class StationConfig(_Model):

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.core.fields import stored_fields
 from controller.core.records import Record, StoredState
@@ -44,6 +44,7 @@ from controller.core.state import (
     LimitBook,
     LimitDropped,
     StartKey,
+    StartKeyDropped,
     TransactionCounter,
 )
 
@@ -162,10 +163,33 @@ SCHEMA_VERSION = len(MIGRATIONS)
 NEXT_TRANSACTION_ID = "next_transaction_id"
 # How long a write waits for another process's lock before it gives up (seconds).
 BUSY_TIMEOUT = 5.0
+# Rows of each kind one pruning transaction deletes at most.
+PRUNE_BATCH = 5_000
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
     """The database cannot be opened or written: nothing new may be acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """How many rows one pruning transaction deleted."""
+
+    sessions: int
+    events: int
+    start_keys: int
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.events or self.start_keys)
+
+    def __add__(self, other: Pruned) -> Pruned:
+        return Pruned(
+            self.sessions + other.sessions,
+            self.events + other.events,
+            self.start_keys + other.start_keys,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +328,7 @@ class Repository:
         upserts: dict[str, list[tuple[Any, ...]]] = {}
         dropped: list[tuple[str]] = []
         starts: list[tuple[Any, ...]] = []
+        dropped_keys: list[tuple[str]] = []
         journal: list[tuple[Any, ...]] = []
         meta: list[tuple[str, str]] = []
         battery: tuple[Any, ...] | None = None
@@ -321,6 +346,8 @@ class Repository:
                     dropped.append((session_id,))
                 case StartKey():
                     starts.append(START_KEYS.row(record))
+                case StartKeyDropped(key=key):
+                    dropped_keys.append((key,))
                 case BatteryRecord():
                     battery = BATTERY.row(record)
                 case TransactionCounter(next_transaction_id=next_id):
@@ -335,30 +362,40 @@ class Repository:
                             json.dumps(record.data, separators=(",", ":")),
                         )
                     )
+
+        def write_all(db: sqlite3.Connection) -> None:
+            for statement, rows in upserts.items():
+                db.executemany(statement, rows)
+            db.executemany("DELETE FROM limits WHERE session_id = ?", dropped)
+            db.executemany(
+                "INSERT OR REPLACE INTO start_keys "
+                f"({', '.join(START_KEYS.columns)}) VALUES (?, ?, ?, ?, ?)",
+                starts,
+            )
+            db.executemany("DELETE FROM start_keys WHERE key = ?", dropped_keys)
+            db.executemany(
+                "INSERT INTO events (at, kind, charger_id, session_id, data) "
+                "VALUES (?, ?, ?, ?, ?)",
+                journal,
+            )
+            if battery is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO battery "
+                    "(id, stored_energy, may_discharge, updated_at) VALUES (1, ?, ?, ?)",
+                    battery,
+                )
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
+
+        self._in_transaction(write_all)
+        self.commits += 1
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction: all of it or, on any error, none of it."""
         with self._lock:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
-                for statement, rows in upserts.items():
-                    db.executemany(statement, rows)
-                db.executemany("DELETE FROM limits WHERE session_id = ?", dropped)
-                db.executemany(
-                    "INSERT OR IGNORE INTO start_keys "
-                    f"({', '.join(START_KEYS.columns)}) VALUES (?, ?, ?, ?, ?)",
-                    starts,
-                )
-                db.executemany(
-                    "INSERT INTO events (at, kind, charger_id, session_id, data) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    journal,
-                )
-                if battery is not None:
-                    db.execute(
-                        "INSERT OR REPLACE INTO battery "
-                        "(id, stored_energy, may_discharge, updated_at) VALUES (1, ?, ?, ?)",
-                        battery,
-                    )
-                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
+                result = work(db)
                 db.execute("COMMIT")
             except BaseException as error:
                 # Anything at all (not only sqlite3.Error: a value too large to bind raises
@@ -368,7 +405,35 @@ class Repository:
                 if isinstance(error, Exception):
                     raise StoreError(f"cannot write {self.path}: {error}") from error
                 raise
-        self.commits += 1
+        return result
+
+    def prune(
+        self, history_before: float, start_keys_before: float, *, batch: int = PRUNE_BATCH
+    ) -> Pruned:
+        """Delete at most ``batch`` rows of each kind that are older than the cutoffs: stopped
+        sessions and journal lines before ``history_before``, StartTransaction keys before
+        ``start_keys_before``. One short transaction, so that commits waiting behind it are not
+        held up; the caller repeats while something was deleted."""
+
+        def delete_old(db: sqlite3.Connection) -> Pruned:
+            sessions = db.execute(
+                "DELETE FROM sessions WHERE session_id IN (SELECT session_id FROM sessions "
+                "WHERE status = ? AND stopped_at < ? LIMIT ?)",
+                (SessionStatus.STOPPED.value, history_before, batch),
+            ).rowcount
+            events = db.execute(
+                "DELETE FROM events WHERE seq IN "
+                "(SELECT seq FROM events WHERE at < ? ORDER BY seq LIMIT ?)",
+                (history_before, batch),
+            ).rowcount
+            keys = db.execute(
+                "DELETE FROM start_keys WHERE key IN "
+                "(SELECT key FROM start_keys WHERE recorded_at < ? LIMIT ?)",
+                (start_keys_before, batch),
+            ).rowcount
+            return Pruned(sessions, events, keys)
+
+        return self._in_transaction(delete_old)
 
     # -- reading -----------------------------------------------------------------------------
 

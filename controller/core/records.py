@@ -13,6 +13,7 @@ from controller.core.state import (
     LimitBook,
     LimitDropped,
     StartKey,
+    StartKeyDropped,
     TransactionCounter,
 )
 
@@ -23,6 +24,7 @@ Record = (
     | LimitBook
     | LimitDropped
     | StartKey
+    | StartKeyDropped
     | BatteryRecord
     | TransactionCounter
     | JournalEntry
@@ -57,7 +59,7 @@ def record_key(record: Record) -> tuple[str, ...] | None:
             return ("connectors", record.charger_id, str(record.connector_id))
         case LimitBook() | LimitDropped():
             return ("limits", record.session_id)
-        case StartKey():
+        case StartKey() | StartKeyDropped():
             return ("start_keys", record.key)
         case BatteryRecord():
             return ("battery",)

@@ -210,6 +210,14 @@ class StartKey:
 
 
 @dataclass(frozen=True, slots=True)
+class StartKeyDropped:
+    """The charger stopped the transaction a StartTransaction key answered. Its messages
+    arrive in order, so it will never resend that StartTransaction: the key goes."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class BatteryRecord:
     stored_energy: float
     may_discharge: bool

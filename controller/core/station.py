@@ -120,6 +120,7 @@ from controller.core.state import (
     LimitBook,
     LimitDropped,
     StartKey,
+    StartKeyDropped,
     TransactionCounter,
 )
 from protocol.messages import AuthorizationStatus, GetConfigurationRequest
@@ -184,6 +185,8 @@ class StationCore:
             )
         self.next_transaction_id = 1
         self._start_keys: dict[str, StartKey] = {}
+        # transaction id -> its StartTransaction's key, to drop the key when the charger stops it
+        self._start_key_of: dict[int, str] = {}
         self._proposals = Proposals()
         self._calls: dict[int, _Call] = {}
         self._refs = count(1)
@@ -424,7 +427,7 @@ class StationCore:
         )
         for key in stored.start_keys:
             if key.recorded_at >= now - START_KEY_MEMORY:
-                self._start_keys[key.key] = key
+                self._keep_start_key(key)
         # Every charger counts as offline from now until it reconnects.
         for charger in self.chargers.values():
             charger.disconnected_at = now
@@ -653,6 +656,9 @@ class StationCore:
         reason = event.reason or "Local"
         change = StopSession(session.session_id, now, energy, reason, info, from_charger=True)
         records = self._stop_records(session, now, energy, reason)
+        start_key = self._start_key_of.get(event.transaction_id)
+        if start_key is not None:
+            records.append(StartKeyDropped(start_key))
         self._propose(change, (lock,), event.reply_to, records)
 
     def _stop_records(
@@ -837,7 +843,7 @@ class StationCore:
 
     def _apply_transaction_start(self, change: StartTransaction) -> AnswerLater:
         key = change.key
-        self._start_keys[key.key] = key
+        self._keep_start_key(key)
         self.next_transaction_id = max(self.next_transaction_id, key.transaction_id + 1)
         answer = TransactionAnswer(key.transaction_id, key.status)
         if change.session is None:
@@ -870,6 +876,7 @@ class StationCore:
         # The proposal wrote the session as it was then; readings since are kept too.
         self._emit(Persist((session.copy(),)))
         if change.from_charger:
+            self._drop_start_key(session.transaction_id)
             status = change.id_tag_status
             return lambda: StopAnswer(status)
         return lambda: SessionAnswer(session.copy())
@@ -1393,12 +1400,25 @@ class StationCore:
         if records:
             self._emit(Persist(tuple(records)))
 
+    def _keep_start_key(self, key: StartKey) -> None:
+        self._start_keys[key.key] = key
+        self._start_key_of[key.transaction_id] = key.key
+
+    def _drop_start_key(self, transaction_id: int | None) -> None:
+        if transaction_id is not None:
+            key = self._start_key_of.pop(transaction_id, None)
+            if key is not None:
+                del self._start_keys[key]
+
     def _forget_old_start_keys(self, now: float) -> None:
+        """Keys older than START_KEY_MEMORY: no charger resends that late. The repository
+        deletes their rows on the same rule when it prunes."""
         oldest = now - START_KEY_MEMORY
         if self._start_keys and next(iter(self._start_keys.values())).recorded_at < oldest:
             self._start_keys = {
                 k: v for k, v in self._start_keys.items() if v.recorded_at >= oldest
             }
+            self._start_key_of = {v.transaction_id: k for k, v in self._start_keys.items()}
 
 
 def _from_charger(change: object) -> bool:

@@ -222,3 +222,23 @@ def test_journal_and_start_keys_round_trip(tmp_path: Path) -> None:
     )
     (line,) = repository.journal(0, 10)
     assert line.entry == entry
+
+
+def test_a_start_key_goes_once_the_charger_has_stopped_its_transaction(tmp_path: Path) -> None:
+    """The charger sends its messages in order: after its StopTransaction it never resends
+    the StartTransaction, so the key that would recognise the resend is dropped, in the
+    core and on disk, in the stop's own commit (docs/persistence.md)."""
+    h = CoreHarness(example_config())
+    h.connect("CP001")
+    kept = h.start_transaction("CP001", 1)
+    stopped = h.start_transaction("CP001", 2)
+    repository = Repository(tmp_path / "a.db")
+    repository.write(h.written)
+    assert {k.transaction_id for k in repository.load().start_keys} == {kept, stopped}
+    h.written.clear()
+    h.stop_transaction("CP001", stopped, 5000)
+    repository.write(h.written)
+    assert [k.transaction_id for k in repository.load().start_keys] == [kept]
+    assert [k.transaction_id for k in h.core.records() if isinstance(k, StartKey)] == [kept]
+    # A resend of the open one is still recognised: the same id, no new session.
+    assert h.start_transaction("CP001", 1) == kept

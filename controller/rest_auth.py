@@ -100,7 +100,7 @@ class TokenBook:
 
 def token_sha256(token: str) -> str:
     """What the config keeps of a token."""
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_token(name: str, role: str) -> tuple[str, ApiTokenConfig]:

@@ -233,6 +233,23 @@ async def test_the_authorization_scheme_must_be_bearer(client: Callable[..., Any
     assert status == 200
 
 
+async def test_a_token_of_any_bytes_is_just_unknown(client: Callable[..., Any]) -> None:
+    """Sent over a raw socket: header bytes that are not UTF-8 are a 401, not a 500."""
+    api: Client = await client(secured())
+    port = int(api.base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /station/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer \xff\xfe\xed\x80abc\r\n\r\n"
+    )
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+    assert b'"invalid_token"' in answer
+
+
 # -- tokens from the environment and the `token` command -------------------------------------
 
 

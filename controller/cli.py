@@ -1,18 +1,33 @@
-"""``ev-controller``: start the station power controller on a config file."""
+"""``ev-controller``: start the station power controller on a config file.
+
+``ev-controller token --name NAME --role ROLE`` prints a new REST API token instead
+(docs/security-rest.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from controller.app import ControllerApp
-from controller.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, ConfigError, load_config
+from controller.config import (
+    API_TOKENS_ENV_VAR,
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    load_config,
+    validation_problems,
+)
 from controller.repository import StoreError
+from controller.rest_auth import new_token
 
 EXIT_CONFIG = 2
 
@@ -20,6 +35,7 @@ EXIT_CONFIG = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ev-controller",
+        usage="%(prog)s [options]\n       %(prog)s token --name NAME --role {read,operate}",
         description="Station power controller for EV charging sites (OCPP 1.6J + REST).",
     )
     parser.add_argument(
@@ -32,7 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
     parser.add_argument("--db", type=Path, help="SQLite database file (default data/controller.db)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    token = commands.add_parser(
+        "token",
+        help="print a new REST API token and its config entry",
+        description="Print a new random REST API token and the entry to add to api.tokens "
+        f"(or to the {API_TOKENS_ENV_VAR} list). The config keeps only its SHA-256.",
+    )
+    token.add_argument("--name", required=True, help="a name for the token (shown in the log)")
+    token.add_argument("--role", required=True, choices=("read", "operate"))
     return parser
+
+
+def print_token(name: str, role: str) -> int:
+    try:
+        token, entry = new_token(name, role)
+    except ValidationError as error:
+        for problem in validation_problems(error):
+            print(f"ev-controller token: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"New API token {name!r} (role {role}); it is shown only this once, keep it secret:")
+    print(token)
+    print(f"Add this entry to api.tokens in the configuration (or to {API_TOKENS_ENV_VAR}):")
+    print(json.dumps(entry.model_dump(by_alias=True)))
+    return 0
 
 
 def config_path(flag: Path | None) -> Path:
@@ -45,6 +84,8 @@ def config_path(flag: Path | None) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "token":
+        return print_token(args.name, args.role)
     level = logging.getLevelName(args.log_level.upper())
     if not isinstance(level, int):
         print(f"ev-controller: unknown --log-level {args.log_level!r}", file=sys.stderr)

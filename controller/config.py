@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+import os
+import re
+import string
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
 
 from allocator import (
@@ -29,6 +40,8 @@ from allocator import (
 )
 
 CONFIG_ENV_VAR = "EV_CONTROLLER_CONFIG"
+# A JSON list of API tokens added to ``api.tokens`` (docs/security-rest.md).
+API_TOKENS_ENV_VAR = "EV_CONTROLLER_API_TOKENS"
 DEFAULT_CONFIG_PATH = Path("config.json")
 DEFAULT_DB_PATH = Path("data/controller.db")
 
@@ -102,6 +115,43 @@ class OcppConfig(_Model):
     authorized_id_tags: tuple[str, ...] | None = None
 
 
+def _sha256_hex(value: str) -> str:
+    if len(value) != 64 or any(c not in string.hexdigits for c in value):
+        raise ValueError("must be 64 hexadecimal digits: the SHA-256 of the token")
+    return value.lower()
+
+
+class ApiTokenConfig(_Model):
+    """One REST API token. Only its SHA-256 is kept: the config file is no secret."""
+
+    name: NonEmptyId
+    role: Literal["read", "operate"]
+    sha256: Annotated[str, AfterValidator(_sha256_hex)]
+
+
+ApiTokens = Annotated[tuple[ApiTokenConfig, ...], Field(max_length=1000)]
+_ORIGIN = re.compile(r"https?://[^\s/?#*]+")
+
+
+def _origin(value: str) -> str:
+    # Compared as is with the Origin header a browser sends: scheme, host and port only.
+    if not _ORIGIN.fullmatch(value):
+        raise ValueError("must be an origin such as 'https://ops.example.com:8443' (no path)")
+    return value
+
+
+Origin = Annotated[str, Field(max_length=255), AfterValidator(_origin)]
+
+
+class ApiConfig(_Model):
+    # Without any token, reads are open and changes come only from loopback clients.
+    tokens: ApiTokens = ()
+    # Web origins allowed to call the API from a browser (CORS); none by default.
+    cors_origins: Annotated[tuple[Origin, ...], Field(max_length=100)] = ()
+    # How long GET /healthz waits for the database before answering 503.
+    health_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+
 class DatabaseConfig(_Model):
     path: str = str(DEFAULT_DB_PATH)
     # FULL: a committed change survives a power cut; NORMAL: only a process crash.
@@ -122,6 +172,7 @@ class StationConfig(_Model):
     server: ServerConfig = ServerConfig()
     ocpp: OcppConfig = OcppConfig()
     database: DatabaseConfig = DatabaseConfig()
+    api: ApiConfig = ApiConfig()
 
     @property
     def battery_reserve(self) -> float:
@@ -229,17 +280,22 @@ def describe_error(error: Any) -> str:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         return text.format(value) if "{}" in text else f"{text} {value}"
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
     if kind in ("literal_error", "enum"):
         return f"must be one of {ctx.get('expected', 'the allowed values')}"
     message: str = error.get("msg", "is invalid")
     return message[0].lower() + message[1:] if message else "is invalid"
 
 
-def validation_problems(error: ValidationError) -> list[str]:
+def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
     problems = []
     for item in error.errors():
         loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        problems.append(f"{field_path(loc)}: {describe_error(item)}")
+        path = field_path(loc)
+        if prefix:
+            path = prefix if path == "(root)" else prefix + (path if path[0] == "[" else "." + path)
+        problems.append(f"{path}: {describe_error(item)}")
     return problems
 
 
@@ -280,7 +336,54 @@ def cross_field_problems(config: StationConfig) -> list[str]:
                 )
             else:
                 owner[charger_id] = group.id
+    problems += token_problems([(f"api.tokens[{i}]", t) for i, t in enumerate(config.api.tokens)])
     return problems
+
+
+def token_problems(tokens: Sequence[tuple[str, ApiTokenConfig]]) -> list[str]:
+    """Token names are unique (the log names them), and so are the tokens themselves:
+    one token with two roles would be ambiguous."""
+    problems: list[str] = []
+    names: set[str] = set()
+    hashes: dict[str, str] = {}
+    for path, token in tokens:
+        if token.name in names:
+            problems.append(f"{path}.name: duplicate token name {token.name!r}")
+        names.add(token.name)
+        if token.sha256 in hashes:
+            problems.append(f"{path}.sha256: the same token as {hashes[token.sha256]!r}")
+        hashes.setdefault(token.sha256, token.name)
+    return problems
+
+
+_TOKEN_LIST: TypeAdapter[tuple[ApiTokenConfig, ...]] = TypeAdapter(ApiTokens)
+
+
+def with_environment_tokens(
+    config: StationConfig, environ: Mapping[str, str] = os.environ
+) -> StationConfig:
+    """``config`` with the tokens of ``EV_CONTROLLER_API_TOKENS`` added to ``api.tokens``;
+    ConfigError naming ``EV_CONTROLLER_API_TOKENS[i].field`` for a bad one."""
+    text = environ.get(API_TOKENS_ENV_VAR)
+    if text is None or not text.strip():
+        return config
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            [f"{API_TOKENS_ENV_VAR}: not valid JSON (column {error.colno}: {error.msg})"]
+        ) from None
+    try:
+        added = _TOKEN_LIST.validate_json(text)
+    except ValidationError as error:
+        raise ConfigError(validation_problems(error, API_TOKENS_ENV_VAR)) from None
+    everything = [(f"api.tokens[{i}]", t) for i, t in enumerate(config.api.tokens)]
+    everything += [(f"{API_TOKENS_ENV_VAR}[{i}]", t) for i, t in enumerate(added)]
+    problems = token_problems(everything)
+    if problems:
+        raise ConfigError(problems)
+    api = config.api.model_copy(update={"tokens": config.api.tokens + added})
+    return config.model_copy(update={"api": api})
 
 
 def parse_config(text: str | bytes) -> StationConfig:
@@ -311,14 +414,16 @@ def config_from_dict(data: dict[str, Any]) -> StationConfig:
     return parse_config(json.dumps(data))
 
 
-def load_config(path: Path) -> StationConfig:
+def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> StationConfig:
+    """The file at ``path``, plus the API tokens of the environment."""
     try:
         text = path.read_bytes()
     except OSError as error:
         raise ConfigError([f"{path}: cannot read file ({error.strerror})"]) from None
     try:
-        return parse_config(text)
+        config = parse_config(text)
     except ConfigError as error:
         if len(error.problems) == 1 and error.problems[0].startswith("not valid JSON"):
             raise ConfigError([f"{path}: {error.problems[0]}"]) from None
         raise
+    return with_environment_tokens(config, environ)

@@ -4,17 +4,22 @@ The four endpoints of the original system keep their paths and bodies; the
 session and status JSON are in ``controller.views``. Every error is JSON with
 ``error``, ``message`` and ``details``; a middleware turns aiohttp's own
 404/405 into that shape and any unexpected exception into a bare 500 without
-internals (which the tests make sure never happens for client input).
+internals (which the tests make sure never happens for client input). Who may
+use which route is declared in :func:`routes` and enforced by
+``controller.rest_auth`` before any handler runs (docs/security-rest.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 
 from aiohttp import web
 
+from controller.config import ApiConfig
 from controller.core.commands import Answer, Refusal, SessionAnswer, Unavailable
 from controller.core.events import (
     SessionStartRequested,
@@ -32,6 +37,7 @@ from controller.core.sessions import (
 )
 from controller.driver import Driver
 from controller.repository import StoreError
+from controller.rest_auth import Access, Handler, error_response, guard, response_headers
 from controller.rest_schemas import (
     ApiError,
     PowerUpdateBody,
@@ -44,6 +50,7 @@ from controller.views import session_view, status_view
 log = logging.getLogger(__name__)
 
 DRIVER = web.AppKey("driver", Driver)
+API = web.AppKey("api", ApiConfig)
 SessionIds = Callable[[], str]
 NEW_SESSION_ID: web.AppKey[SessionIds] = web.AppKey("new_session_id")
 
@@ -55,14 +62,9 @@ _STATUS_FOR: dict[type[StationError], int] = {
     SessionAlreadyStopped: 409,
 }
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STORAGE_UNAVAILABLE = ApiError(
     503, "storage_unavailable", "the change could not be stored; nothing changed, retry later"
 )
-
-
-def _error_response(error: ApiError) -> web.Response:
-    return web.json_response(error.body(), status=error.status)
 
 
 def _station_error(error: StationError) -> ApiError:
@@ -78,12 +80,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as error:
-        return _error_response(error)
+        return error_response(error)
     except StationError as error:
-        return _error_response(_station_error(error))
+        return error_response(_station_error(error))
     except StoreError:
         log.exception("cannot read the database")
-        return _error_response(
+        return error_response(
             ApiError(503, "storage_unavailable", "the database cannot be read; retry later")
         )
     except web.HTTPException as error:
@@ -259,25 +261,76 @@ async def power_update(request: web.Request) -> web.Response:
     return web.json_response(session_view(session))
 
 
-DASHBOARD = resources.files("controller").joinpath("static/dashboard.html")
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the event loop (it runs this) and the database (a trivial read on the
+    repository's thread, behind any write in progress) answer within the health timeout."""
+    driver = request.app[DRIVER]
+    repository = driver.writer.repository
+    try:
+        async with asyncio.timeout(request.app[API].health_timeout):
+            await driver.writer.read(lambda: repository.schema_version)
+    except Exception as error:
+        log.warning("health check: the database does not answer (%s)", type(error).__name__)
+        raise ApiError(503, "unhealthy", "the database does not answer") from None
+    return web.json_response({"status": "ok"})
 
 
-async def dashboard(request: web.Request) -> web.Response:
-    """A live page for the operator: it polls /station/status every second."""
-    return web.Response(text=DASHBOARD.read_text(encoding="utf-8"), content_type="text/html")
+def static_file(name: str, content_type: str) -> Handler:
+    """A file of the dashboard, from the package, read once."""
+    body = resources.files("controller").joinpath(f"static/{name}").read_bytes()
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8")
+
+    return serve
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    access: Access
+    handler: Handler
+
+
+def routes() -> tuple[Route, ...]:
+    """Every route and who may use it (docs/security-rest.md). A GET also answers HEAD."""
+    return (
+        # The dashboard's own files hold no data: the page asks for a token when it needs one.
+        Route("GET", "/", Access.OPEN, static_file("dashboard.html", "text/html")),
+        Route("GET", "/dashboard.js", Access.OPEN, static_file("dashboard.js", "text/javascript")),
+        Route("GET", "/dashboard.css", Access.OPEN, static_file("dashboard.css", "text/css")),
+        Route("GET", "/healthz", Access.OPEN, healthz),
+        Route("GET", "/station/status", Access.READ, station_status),
+        Route("GET", "/station/events", Access.READ, station_events),
+        Route("GET", "/sessions", Access.READ, list_sessions),
+        Route("POST", "/sessions", Access.OPERATE, start_session),
+        Route("GET", "/sessions/{session_id}", Access.READ, get_session),
+        Route("POST", "/sessions/{session_id}/stop", Access.OPERATE, stop_session),
+        Route("POST", "/sessions/{session_id}/power-update", Access.OPERATE, power_update),
+    )
 
 
 def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Application:
-    # A request body above 1 MiB is refused by aiohttp with a 413 before it reaches us.
-    app = web.Application(middlewares=[json_errors], client_max_size=1024 * 1024)
+    api = driver.core.config.api
+    table = routes()
+    rules = {(r.method, r.path): r.access for r in table}
+    app = web.Application(
+        # json_errors outermost: whatever the guard or a handler raises becomes JSON.
+        middlewares=[json_errors, guard(api, rules, driver.now)],
+        # A request body above 1 MiB is refused by aiohttp with a 413 before it reaches us.
+        client_max_size=1024 * 1024,
+        # aiohttp's own last-resort 500 page shows a traceback when the loop is in debug
+        # mode: never to a client.
+        handler_args={"debug": False},
+    )
+    app.on_response_prepare.append(response_headers(api))
     app[DRIVER] = driver
+    app[API] = api
     app[NEW_SESSION_ID] = new_session_id
-    app.router.add_get("/", dashboard)
-    app.router.add_get("/station/status", station_status)
-    app.router.add_get("/station/events", station_events)
-    app.router.add_get("/sessions", list_sessions)
-    app.router.add_post("/sessions", start_session)
-    app.router.add_get("/sessions/{session_id}", get_session)
-    app.router.add_post("/sessions/{session_id}/stop", stop_session)
-    app.router.add_post("/sessions/{session_id}/power-update", power_update)
+    for route in table:
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler)  # and HEAD
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
     return app

@@ -57,6 +57,11 @@ class FailureThrottle:
         entry = self._by_address.get(address)
         return entry is not None and now < entry.blocked_until
 
+    def retry_after(self, address: str, now: float) -> float:
+        """Seconds until a blocked address is heard again; 0 when it is not blocked."""
+        entry = self._by_address.get(address)
+        return 0.0 if entry is None else max(0.0, entry.blocked_until - now)
+
     def record_failure(self, address: str, now: float) -> None:
         entry = self._by_address.get(address)
         if entry is None or now - entry.window_start >= self._window:

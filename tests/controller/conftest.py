@@ -42,7 +42,11 @@ class Api:
         self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
     ) -> tuple[int, Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        async with self.http.request(method, self.base + path, data=data) as response:
+        # As a real client must: a body of another type is refused with 415.
+        headers = {} if data is None else {"Content-Type": "application/json"}
+        async with self.http.request(
+            method, self.base + path, data=data, headers=headers
+        ) as response:
             text = await response.text()
             assert response.content_type == "application/json", text
             return response.status, json.loads(text)

@@ -349,4 +349,7 @@ async def test_dashboard_is_served(api: Api) -> None:
         assert response.status == 200
         assert response.content_type == "text/html"
         page = await response.text()
-    assert 'fetch("station/status"' in page
+    assert '<script src="dashboard.js"' in page
+    async with api.http.get(api.base + "/dashboard.js") as response:
+        assert response.status == 200
+        assert 'fetch("station/status"' in await response.text()

@@ -20,6 +20,7 @@ Calls block: the shell runs them on one thread of their own.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -400,8 +401,10 @@ class Repository:
             except BaseException as error:
                 # Anything at all (not only sqlite3.Error: a value too large to bind raises
                 # OverflowError) ends the transaction, or every later one would fail.
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                # (A closed or broken connection cannot even say whether it is in one.)
+                with contextlib.suppress(sqlite3.Error):
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                 if isinstance(error, Exception):
                     raise StoreError(f"cannot write {self.path}: {error}") from error
                 raise

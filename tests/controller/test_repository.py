@@ -242,3 +242,10 @@ def test_a_start_key_goes_once_the_charger_has_stopped_its_transaction(tmp_path:
     assert [k.transaction_id for k in h.core.records() if isinstance(k, StartKey)] == [kept]
     # A resend of the open one is still recognised: the same id, no new session.
     assert h.start_transaction("CP001", 1) == kept
+
+
+def test_a_write_to_a_closed_database_is_a_store_error(tmp_path: Path) -> None:
+    repository = Repository(tmp_path / "a.db")
+    repository.close()
+    with pytest.raises(StoreError):
+        repository.write([TransactionCounter(5)])

@@ -14,8 +14,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from allocator import (
     BOUND_CHARGER,
@@ -40,6 +48,17 @@ PositiveKw = Annotated[float, Field(gt=0, le=MAX_KW, allow_inf_nan=False)]
 NonNegativeKw = Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _sha256_hex(value: str) -> str:
+    if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+        raise PydanticCustomError(
+            "sha256_hex", "must be 64 hexadecimal characters: the SHA-256 of the password"
+        )
+    return value.lower()
+
+
+Sha256Hex = Annotated[str, AfterValidator(_sha256_hex)]
 
 
 class _Model(BaseModel):
@@ -69,6 +88,9 @@ class ChargerConfig(_Model):
     voltage: PositiveKw = 230.0
     phases: Literal[1, 3] = 3
     password: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    # Or only the password's SHA-256, so that the file does not hold the password itself
+    # (docs/security-chargers.md); one or the other, not both.
+    password_sha256: Sha256Hex | None = None
     smart_charging: bool = True
 
 
@@ -100,6 +122,11 @@ class OcppConfig(_Model):
     # After this long offline a charger's sessions are budgeted at the failsafe.
     offline_after: Annotated[float, Field(ge=0)] = 900.0
     authorized_id_tags: tuple[str, ...] | None = None
+    # What one charger may cost (docs/security-chargers.md): every charger must have a
+    # password; its unsent bytes; the messages it may send per second (bursts of 200).
+    require_auth: bool = False
+    max_buffered_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_messages_per_second: Annotated[int, Field(ge=1, le=10_000)] = 50
 
 
 class DatabaseConfig(_Model):
@@ -258,6 +285,7 @@ def cross_field_problems(config: StationConfig) -> list[str]:
         if charger.id in charger_ids:
             problems.append(f"chargers[{index}].id: duplicate charger id {charger.id!r}")
         charger_ids.add(charger.id)
+    problems += charger_password_problems(config)
 
     group_ids: set[str] = set()
     owner: dict[str, str] = {}
@@ -278,6 +306,24 @@ def cross_field_problems(config: StationConfig) -> list[str]:
                 )
             else:
                 owner[charger_id] = group.id
+    return problems
+
+
+def charger_password_problems(config: StationConfig) -> list[str]:
+    """A charger has one password (in clear or as its SHA-256), and every charger has one
+    when ``ocpp.requireAuth`` says so."""
+    problems: list[str] = []
+    for index, charger in enumerate(config.chargers):
+        if charger.password is not None and charger.password_sha256 is not None:
+            problems.append(
+                f"chargers[{index}].passwordSha256: give password or passwordSha256, not both"
+            )
+        elif config.ocpp.require_auth and (
+            charger.password is None and charger.password_sha256 is None
+        ):
+            problems.append(
+                f"chargers[{index}]: needs a password or passwordSha256 (ocpp.requireAuth is true)"
+            )
     return problems
 
 

@@ -111,6 +111,8 @@ def station_config(
         "gridCapacity": round(sum(powers_kw) * grid_share),
         "chargers": chargers,
         "server": {"ocppPath": OCPP_PATH},
+        # The benchmark measures what the server can do, not the per-charger rate limit.
+        "ocpp": {"maxMessagesPerSecond": 10_000},
     }
     if battery:
         config["battery"] = {"initialCapacity": 200, "power": 100}

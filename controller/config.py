@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from allocator import (
     BOUND_CHARGER,
@@ -53,6 +54,15 @@ PositiveKw = Annotated[float, Field(gt=0, le=MAX_KW, allow_inf_nan=False)]
 NonNegativeKw = Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _sha256_hex(value: str) -> str:
+    if len(value) != 64 or any(c not in string.hexdigits for c in value):
+        raise PydanticCustomError("sha256_hex", "must be 64 hexadecimal digits: a SHA-256")
+    return value.lower()
+
+
+Sha256Hex = Annotated[str, AfterValidator(_sha256_hex)]
 
 
 class _Model(BaseModel):
@@ -82,6 +92,9 @@ class ChargerConfig(_Model):
     voltage: PositiveKw = 230.0
     phases: Literal[1, 3] = 3
     password: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    # Or only the password's SHA-256, so that the file does not hold the password itself
+    # (docs/security-chargers.md); one or the other, not both.
+    password_sha256: Sha256Hex | None = None
     smart_charging: bool = True
 
 
@@ -113,12 +126,11 @@ class OcppConfig(_Model):
     # After this long offline a charger's sessions are budgeted at the failsafe.
     offline_after: Annotated[float, Field(ge=0)] = 900.0
     authorized_id_tags: tuple[str, ...] | None = None
-
-
-def _sha256_hex(value: str) -> str:
-    if len(value) != 64 or any(c not in string.hexdigits for c in value):
-        raise ValueError("must be 64 hexadecimal digits: the SHA-256 of the token")
-    return value.lower()
+    # What one charger may cost (docs/security-chargers.md): every charger must have a
+    # password; its unsent bytes; the messages it may send per second (bursts of 200).
+    require_auth: bool = False
+    max_buffered_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_messages_per_second: Annotated[int, Field(ge=1, le=10_000)] = 50
 
 
 class ApiTokenConfig(_Model):
@@ -126,7 +138,7 @@ class ApiTokenConfig(_Model):
 
     name: NonEmptyId
     role: Literal["read", "operate"]
-    sha256: Annotated[str, AfterValidator(_sha256_hex)]
+    sha256: Sha256Hex
 
 
 ApiTokens = Annotated[tuple[ApiTokenConfig, ...], Field(max_length=1000)]
@@ -316,6 +328,7 @@ def cross_field_problems(config: StationConfig) -> list[str]:
         if charger.id in charger_ids:
             problems.append(f"chargers[{index}].id: duplicate charger id {charger.id!r}")
         charger_ids.add(charger.id)
+    problems += charger_password_problems(config)
 
     group_ids: set[str] = set()
     owner: dict[str, str] = {}
@@ -384,6 +397,24 @@ def with_environment_tokens(
         raise ConfigError(problems)
     api = config.api.model_copy(update={"tokens": config.api.tokens + added})
     return config.model_copy(update={"api": api})
+
+
+def charger_password_problems(config: StationConfig) -> list[str]:
+    """A charger has one password (in clear or as its SHA-256), and every charger has one
+    when ``ocpp.requireAuth`` says so."""
+    problems: list[str] = []
+    for index, charger in enumerate(config.chargers):
+        if charger.password is not None and charger.password_sha256 is not None:
+            problems.append(
+                f"chargers[{index}].passwordSha256: give password or passwordSha256, not both"
+            )
+        elif config.ocpp.require_auth and (
+            charger.password is None and charger.password_sha256 is None
+        ):
+            problems.append(
+                f"chargers[{index}]: needs a password or passwordSha256 (ocpp.requireAuth is true)"
+            )
+    return problems
 
 
 def parse_config(text: str | bytes) -> StationConfig:

@@ -19,6 +19,10 @@ exactly one :data:`CallOutcome`: answered, errored, timed out, or cancelled beca
 connection ended (``sent`` tells whether it was on the wire). That is the one way a call's
 result is reported; :func:`response_of` turns it into the response or an exception for code
 that prefers to raise.
+
+The owner may also limit what the peer sends (``admit``, asked once per message): a CALL in
+a message it refuses is answered ``GenericError`` "rate limited" without reaching the handler,
+while answers to our own calls are still taken, since they confirm what we sent.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from protocol import (
     Connection,
     Event,
     FrameRejected,
+    GenericError,
     InternalError,
     OcppError,
     OcppModel,
@@ -47,6 +52,8 @@ from protocol import (
 from shell.clock import Clock, Timer
 
 __all__ = [
+    "RATE_LIMITED",
+    "Admission",
     "Answer",
     "CallFailed",
     "CallHandler",
@@ -64,6 +71,10 @@ Answer = OcppModel | OcppError
 # Given the link and the peer's CALL: the answer, an awaitable of it, or None (answer later).
 CallHandler = Callable[["OcppLink", CallReceived], Answer | Awaitable[Answer] | None]
 OutcomeCallback = Callable[[CallOutcome], None]
+# Given the clock's time: whether the peer's next message may be handled.
+Admission = Callable[[float], bool]
+
+RATE_LIMITED = "rate limited"
 
 
 class CallFailed(Exception):
@@ -108,10 +119,12 @@ class OcppLink:
         name: str = "",
         on_event: Callable[[Event], None] | None = None,
         on_closed: Callable[[OcppLink], None] | None = None,
+        admit: Admission | None = None,
     ) -> None:
         """``send`` writes one frame (its result is ignored). ``on_event`` sees every event
         the connection reports, after the link has dealt with it (for counting and
-        logging); ``on_closed`` runs once when the connection ends."""
+        logging), except the CALLs ``admit`` refused; ``on_closed`` runs once when the
+        connection ends."""
         self.connection = connection
         self.name = name
         self._send = send
@@ -119,6 +132,7 @@ class OcppLink:
         self._handler = handler
         self._on_event = on_event
         self._on_closed = on_closed
+        self._admit = admit
         self._waiting: dict[str, OutcomeCallback] = {}
         self._deadline: float | None = None
         self._deadline_timer: Timer | None = None
@@ -175,8 +189,17 @@ class OcppLink:
 
     def receive(self, text: str | bytes) -> None:
         """One message from the peer."""
-        for event in self.connection.receive(text, self._clock.now()):
-            self._dispatch(event)
+        now = self._clock.now()
+        admitted = self._admit is None or self._admit(now)
+        connection = self.connection
+        for event in connection.receive(text, now):
+            if connection.closed:
+                break  # the transport gave up on the peer while this message was handled
+            if admitted or type(event) is not CallReceived:
+                self._dispatch(event)
+            else:
+                # Over the peer's rate: answered at once, not handled.
+                self._queue_answer(event.unique_id, GenericError(RATE_LIMITED))
         self._flush()
 
     def connection_lost(self) -> None:

@@ -29,6 +29,7 @@ from controller.core.events import (
 from controller.core.rules import id_tag_status
 from controller.driver import Driver
 from controller.ocpp.metering import read_meter_values
+from controller.throttle import PeerLog
 from protocol import CallReceived, InternalError, NotImplementedCall, OcppModel
 from protocol.messages import (
     AuthorizationStatus,
@@ -113,6 +114,8 @@ class CentralSystem:
         self.config = config
         self.driver = driver
         self._new_session_id = new_session_id
+        # A charger decides how often these are said: one line, then a count a minute.
+        self._status_log = PeerLog(log)
 
     def handle(
         self, charger_id: str, number: int, link: OcppLink, call: CallReceived
@@ -210,10 +213,14 @@ class CentralSystem:
                 return DataTransferResponse(status=DataTransferStatus.UNKNOWN_VENDOR_ID)
             case DiagnosticsStatusNotificationRequest():
                 driver.submit(ChargerHeard(now, charger_id))
-                log.info("%s: diagnostics %s", charger_id, request.status.value)
+                self._status_log.log(
+                    charger_id, now, logging.INFO, "diagnostics %s", request.status.value
+                )
                 return NO_DIAGNOSTICS_ANSWER
             case FirmwareStatusNotificationRequest():
                 driver.submit(ChargerHeard(now, charger_id))
-                log.info("%s: firmware %s", charger_id, request.status.value)
+                self._status_log.log(
+                    charger_id, now, logging.INFO, "firmware %s", request.status.value
+                )
                 return NO_FIRMWARE_ANSWER
         raise NotImplementedCall(f"{type(request).__name__} is not handled")

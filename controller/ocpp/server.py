@@ -2,11 +2,16 @@
 
 Handshake rules, checked before the upgrade: the charger id is the last path
 segment under the configured prefix, percent-decoded; an id that is not in the
-config gets HTTP 404; a charger with a configured password must present HTTP
-Basic credentials (username = its id, security profile 1/2) or gets 401. The
-subprotocol is ``ocpp1.6``: a client that offers none we accept still
-completes the handshake, without the header, and is then closed (OCPP-J 3.2).
-A second connection for the same id replaces the first.
+config gets HTTP 404; a charger with a configured password (or its SHA-256) must
+present HTTP Basic credentials (username = its id, security profile 1/2) or gets
+401, and an address with too many failures gets 401 unchecked for a while
+(docs/security-chargers.md). The subprotocol is ``ocpp1.6``: a client that offers
+none we accept still completes the handshake, without the header, and is then
+closed (OCPP-J 3.2). A second connection for the same id replaces the first.
+
+What one charger may cost is bounded here too: its message rate
+(:mod:`controller.ocpp.rate`) and the log lines it causes (one, then a count a
+minute, per peer).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import functools
+import hashlib
 import hmac
 import itertools
 import logging
@@ -24,11 +30,13 @@ from urllib.parse import unquote
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from controller.config import StationConfig
+from controller.config import ChargerConfig, StationConfig
 from controller.core.events import ChargerConnected, ChargerDisconnected
 from controller.driver import Driver
 from controller.ocpp.handlers import CentralSystem
+from controller.ocpp.rate import DISCONNECT_AFTER, MessageRate
 from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
+from controller.throttle import FailureThrottle, PeerLog
 from protocol import (
     CallReceived,
     CallRejected,
@@ -45,6 +53,10 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 # Close code 1002 "protocol error": no acceptable subprotocol was offered.
 CLOSE_NO_SUBPROTOCOL = 1002
+# Close code 1008 "policy violation": a charger kept above its message rate.
+CLOSE_OVER_RATE = 1008
+# The unauthenticated chargers named in the start-up line at most.
+LISTED_AT_MOST = 50
 
 
 def charger_id_from_path(path: str, prefix: str) -> str | None:
@@ -73,6 +85,41 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def password_digest(charger: ChargerConfig) -> bytes | None:
+    """The SHA-256 of the charger's password, however the config gives it."""
+    if charger.password_sha256 is not None:
+        return bytes.fromhex(charger.password_sha256)
+    if charger.password is not None:
+        return hashlib.sha256(charger.password.encode()).digest()
+    return None
+
+
+def credentials_match(charger_id: str, digest: bytes, header: str | None) -> bool:
+    """HTTP Basic credentials for this charger with that password. The digests are
+    compared in constant time, and a digest has the same length whatever was sent."""
+    credentials = basic_credentials(header)
+    if credentials is None:
+        return False
+    sent = hashlib.sha256(credentials[1].encode()).digest()
+    password_ok = hmac.compare_digest(sent, digest)
+    return password_ok and credentials[0] == charger_id
+
+
+def _log_authentication(config: StationConfig) -> None:
+    open_ids = [c.id for c in config.chargers if c.password is None and c.password_sha256 is None]
+    if not open_ids:
+        log.info("every charger authenticates with a password")
+        return
+    listed = ", ".join(open_ids[:LISTED_AT_MOST])
+    more = len(open_ids) - LISTED_AT_MOST
+    log.warning(
+        "%d charger(s) connect without a password (ocpp.requireAuth refuses that): %s%s",
+        len(open_ids),
+        listed,
+        f" and {more} more" if more > 0 else "",
+    )
+
+
 class OcppServer:
     def __init__(self, config: StationConfig, central: CentralSystem, driver: Driver) -> None:
         self.config = config
@@ -83,6 +130,15 @@ class OcppServer:
         self._channels: set[WebSocketChannel] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
+        self._digests = {c.id: d for c in config.chargers if (d := password_digest(c)) is not None}
+        self._login_failures = FailureThrottle(log, "charger logins")
+        self._rates: dict[str, MessageRate] = {}
+        # Lines a peer causes, each kind rate-limited on its own: a flood of one kind does
+        # not hide the first line of another.
+        self._connect_log = PeerLog(log)
+        self._event_log = PeerLog(log)
+        self._rate_log = PeerLog(log)
+        _log_authentication(config)
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -117,6 +173,7 @@ class OcppServer:
             subprotocols=[SUBPROTOCOL],
             check_request=self._check_request,
             on_open=self._open,
+            max_buffered=self.config.ocpp.max_buffered_bytes,
         )
         self._channels.add(channel)
         channel.closed.add_done_callback(lambda _: self._channels.discard(channel))
@@ -125,21 +182,35 @@ class OcppServer:
     # -- handshake -------------------------------------------------------
 
     def _check_request(self, channel: WebSocketChannel, request: Request) -> Response | None:
+        now = self.driver.now()
         charger_id = charger_id_from_path(request.path, self.config.server.ocpp_path)
         charger = None if charger_id is None else self.config.charger(charger_id)
         if charger is None:
+            self._connect_log.log(
+                channel.remote_address,
+                now,
+                logging.INFO,
+                "unknown charge point refused: %r",
+                request.path[:100],
+            )
             return channel.protocol.reject(HTTPStatus.NOT_FOUND, "unknown charge point\n")
-        if charger.password is not None:
-            credentials = basic_credentials(request.headers.get("Authorization"))
-            if (
-                credentials is None
-                or credentials[0] != charger.id
-                or not hmac.compare_digest(credentials[1].encode(), charger.password.encode())
-            ):
-                response = channel.protocol.reject(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
-                response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
-                return response
+        digest = self._digests.get(charger.id)
+        if digest is None:
+            return None
+        address = channel.remote_address
+        if self._login_failures.is_blocked(address, now):
+            # Too many failures from there: refused without looking (logged when blocked).
+            return self._unauthorized(channel)
+        if not credentials_match(charger.id, digest, request.headers.get("Authorization")):
+            self._login_failures.record_failure(address, now)
+            return self._unauthorized(channel)
         return None
+
+    @staticmethod
+    def _unauthorized(channel: WebSocketChannel) -> Response:
+        response = channel.protocol.reject(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
+        response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
+        return response
 
     # -- a charger's connection ------------------------------------------
 
@@ -150,20 +221,28 @@ class OcppServer:
         charger_id = charger_id_from_path(channel.path, self.config.server.ocpp_path)
         assert charger_id is not None  # checked before the upgrade
         number = next(self._numbers)
+        if charger_id not in self._rates:
+            self._rates[charger_id] = MessageRate(self.config.ocpp.max_messages_per_second)
         link = OcppLink(
             Connection(Role.CENTRAL_SYSTEM, call_timeout=self.config.ocpp.call_timeout),
             send=channel.send_text,
             clock=self.driver.clock,
             handler=functools.partial(self.central.handle, charger_id, number),
             name=charger_id,
-            on_event=functools.partial(_log_event, charger_id),
+            on_event=functools.partial(self._log_event, charger_id),
             on_closed=functools.partial(self._closed, charger_id, number),
+            admit=functools.partial(self._admit, charger_id, channel),
         )
         previous = self.links.get(charger_id)
         self.links[charger_id] = (number, link, channel)
         self.driver.attach(charger_id, number, link)
         if previous is not None:
-            log.info("%s: new connection replaces the previous one", charger_id)
+            self._connect_log.log(
+                charger_id,
+                self.driver.now(),
+                logging.INFO,
+                "new connection replaces the previous one",
+            )
             previous[2].close(1000, "replaced by a new connection")
         self.driver.submit(ChargerConnected(self.driver.now(), charger_id, number))
         return link
@@ -175,18 +254,55 @@ class OcppServer:
         self.driver.detach(charger_id, number)
         self.driver.submit(ChargerDisconnected(self.driver.now(), charger_id, number))
 
+    def _admit(self, charger_id: str, channel: WebSocketChannel, now: float) -> bool:
+        """Whether the charger's next message is within its rate (the link refuses the
+        CALLs of one that is not); one that keeps above it is disconnected."""
+        rate = self._rates[charger_id]
+        if rate.admit(now):
+            return True
+        self._rate_log.log(
+            charger_id,
+            now,
+            logging.WARNING,
+            "more than %g messages/s: calls refused",
+            rate.per_second,
+        )
+        over = rate.over_for(now)
+        if over >= DISCONNECT_AFTER and channel.open:
+            # Once per connection: a line per abusive connection, not per message.
+            log.warning("%s: above its message rate for %.0f s: disconnected", charger_id, over)
+            channel.close(CLOSE_OVER_RATE, "message rate exceeded")
+        return False
 
-def _log_event(charger_id: str, event: Event) -> None:
-    if type(event) is CallReceived:
-        return  # the common case, handled by the link
-    match event:
-        case UnmatchedAnswer(unique_id=unique_id):
-            log.warning("%s: answer to unknown call %r ignored", charger_id, unique_id)
-        case CallRejected(unique_id=unique_id, error=error):
-            log.info(
-                "%s: call %r rejected: %s %s", charger_id, unique_id, error.code, error.description
-            )
-        case FrameRejected(error=error):
-            log.info("%s: unreadable frame ignored: %s", charger_id, error.description)
-        case _:
-            pass
+    def _log_event(self, charger_id: str, event: Event) -> None:
+        if type(event) is CallReceived:
+            return  # the common case, handled by the link
+        match event:
+            case UnmatchedAnswer(unique_id=unique_id):
+                self._event_log.log(
+                    charger_id,
+                    self.driver.now(),
+                    logging.WARNING,
+                    "answer to unknown call %r ignored",
+                    unique_id,
+                )
+            case CallRejected(unique_id=unique_id, error=error):
+                self._event_log.log(
+                    charger_id,
+                    self.driver.now(),
+                    logging.INFO,
+                    "call %r rejected: %s %s",
+                    unique_id,
+                    error.code,
+                    error.description,
+                )
+            case FrameRejected(error=error):
+                self._event_log.log(
+                    charger_id,
+                    self.driver.now(),
+                    logging.INFO,
+                    "unreadable frame ignored: %s",
+                    error.description,
+                )
+            case _:
+                pass

@@ -9,7 +9,10 @@ every complete text message to the charger's handler synchronously; writing
 is one ``transport.write``. Everything the asyncio server did that matters
 here is kept: handshake checks before the upgrade, subprotocol negotiation,
 fragmented messages, a 1 MiB message limit, keep-alive pings, a bounded
-closing handshake, and a write buffer that cannot grow without bound.
+closing handshake, and a write buffer that cannot grow without bound: every write
+checks it, and a peer whose unsent bytes would pass ``ocpp.maxBufferedBytes`` is cut
+off before they do (docs/security-chargers.md). The lines a peer causes here are
+rate-limited per peer (:class:`controller.throttle.PeerLog`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 
+from controller.throttle import PeerLog
+
 log = logging.getLogger(__name__)
+# What a peer does wrong is logged once, then counted (per charger path, a minute apart).
+peer_log = PeerLog(log)
 # websockets' own messages (one per connection opened or closed): at INFO only when asked.
 wire_log = logging.getLogger("controller.ocpp.wire")
 
@@ -37,8 +44,14 @@ MAX_MESSAGE = 1024 * 1024
 PING_INTERVAL = 30.0
 # How long the closing handshake may take before the socket is simply closed.
 CLOSE_TIMEOUT = 5.0
-# A peer that does not read what we write cannot make us buffer forever.
+# A peer that does not read what we write cannot make us buffer forever: the default of
+# ``ocpp.maxBufferedBytes``.
 MAX_WRITE_BUFFER = 4 * 1024 * 1024
+# Kept free under that bound for the close frame that tells a slow peer why it is cut off
+# (2 header bytes, a 2-byte code, a reason of at most 123 bytes: unmasked from a server).
+CLOSE_FRAME_ROOM = 127
+# Close code 1008 "policy violation", with this reason, for a peer that does not read.
+CLOSE_NOT_READING = 1008
 
 
 class MessageHandler(Protocol):
@@ -70,6 +83,7 @@ class WebSocketChannel(asyncio.Protocol):
         check_request: RequestCheck,
         on_open: OpenHandler,
         ping_interval: float = PING_INTERVAL,
+        max_buffered: int = MAX_WRITE_BUFFER,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._subprotocols = list(subprotocols)
@@ -82,6 +96,9 @@ class WebSocketChannel(asyncio.Protocol):
         self._check_request = check_request
         self._on_open = on_open
         self._ping_interval = ping_interval
+        self._max_buffered = max_buffered
+        # The most bytes ever left waiting in the write buffer (never above max_buffered).
+        self.peak_buffered = 0
         self._transport: asyncio.Transport | None = None
         self._handler: MessageHandler | None = None
         self._fragments: list[bytes] = []
@@ -105,6 +122,12 @@ class WebSocketChannel(asyncio.Protocol):
     @property
     def open(self) -> bool:
         return self.protocol.state is State.OPEN
+
+    @property
+    def remote_address(self) -> str:
+        """The peer's IP address (what failed logins are counted by)."""
+        peer = None if self._transport is None else self._transport.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
 
     def send_text(self, text: str) -> bool:
         """Write one text message; False when the connection is no longer open."""
@@ -165,14 +188,6 @@ class WebSocketChannel(asyncio.Protocol):
             except Exception:
                 log.exception("closing the handler of %s failed", self.path)
 
-    def pause_writing(self) -> None:
-        # The peer reads slower than we write; past the limit it is cut off.
-        if self._transport is not None and (
-            self._transport.get_write_buffer_size() > MAX_WRITE_BUFFER
-        ):
-            log.warning("%s does not read what it is sent: closing", self.path)
-            self._transport.abort()
-
     # -- internals -------------------------------------------------------
 
     def _handshake(self, request: Request) -> None:
@@ -207,6 +222,7 @@ class WebSocketChannel(asyncio.Protocol):
                 text = data.decode()
             except UnicodeDecodeError:
                 # RFC 6455 8.1: a text frame that is not UTF-8 fails the connection.
+                self._peer_log(logging.INFO, "sent a text message that is not UTF-8: closing")
                 self.protocol.fail(1007, "invalid UTF-8")
                 return
             self._handler.on_text(text)
@@ -219,13 +235,49 @@ class WebSocketChannel(asyncio.Protocol):
             return
         for chunk in self.protocol.data_to_send():
             if chunk:
+                # Checked on every write: asyncio only reports a full buffer once, when it
+                # pauses us, and keeps taking whatever is written afterwards.
+                unsent = transport.get_write_buffer_size()
+                if unsent + len(chunk) > self._max_buffered - CLOSE_FRAME_ROOM:
+                    self._cut_off(transport, unsent)
+                    return
                 transport.write(chunk)
+                buffered = transport.get_write_buffer_size()
+                if buffered > self.peak_buffered:
+                    self.peak_buffered = buffered
             elif transport.can_write_eof():
                 transport.write_eof()
         if self.protocol.close_expected() and self._close_timer is None:
-            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.close)
+            # A peer that has not closed by then may not read either: its unsent bytes
+            # are dropped rather than kept waiting for it (a graceful close would wait).
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.abort)
         if self.protocol.state is State.CLOSED:
             transport.close()
+
+    def _cut_off(self, transport: asyncio.Transport, unsent: int) -> None:
+        """The peer does not read what it is sent: nothing more is queued for it. The close
+        frame fits in the room kept for it; then the connection is dropped, since a peer that
+        does not read would never take the closing handshake either."""
+        self._peer_log(
+            logging.WARNING,
+            "does not read what it is sent (%d bytes unsent): disconnected",
+            unsent,
+        )
+        try:
+            self.protocol.send_close(CLOSE_NOT_READING, "does not read")
+        except InvalidState:
+            pass  # closing already
+        else:
+            for chunk in self.protocol.data_to_send():
+                if chunk:
+                    transport.write(chunk)
+        self.peak_buffered = max(self.peak_buffered, transport.get_write_buffer_size())
+        transport.abort()
+        self._release_handler()
+
+    def _peer_log(self, level: int, message: str, *args: object) -> None:
+        # Keyed by the charger's path without the query, which a peer could vary at will.
+        peer_log.log(self.path.partition("?")[0], self._loop.time(), level, message, *args)
 
     def _schedule_ping(self) -> None:
         self._ping_timer = self._loop.call_later(self._ping_interval, self._keepalive)
@@ -235,7 +287,7 @@ class WebSocketChannel(asyncio.Protocol):
             return
         silent = self._loop.time() - self._last_heard
         if silent >= 2 * self._ping_interval:
-            log.info("%s has been silent for %.0f s: closing", self.path, silent)
+            self._peer_log(logging.INFO, "has been silent for %.0f s: closing", silent)
             self.abort()
             return
         if silent >= self._ping_interval:

@@ -4,6 +4,8 @@ subprotocol, replacement."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import logging
 from typing import Any
 
 import pytest
@@ -11,7 +13,10 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from controller.app import ControllerApp
+from controller.config import ConfigError, config_from_dict
 from controller.ocpp.server import basic_credentials, charger_id_from_path
+from protocol.messages import HeartbeatRequest, HeartbeatResponse
+from shell.clock import ManualClock
 from tests.controller.conftest import example_config, ocpp_url
 from tests.controller.ocpp_client import FakeCharger
 
@@ -103,3 +108,145 @@ async def test_charger_state_survives_a_reconnect_without_boot(start_controller:
     await again.wait_until(lambda: len(again.profiles()) >= 1)
     assert app.core.chargers["CP001"].vendor == "Test"
     await again.close()
+
+
+# -- passwords (docs/security-chargers.md) ------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+def with_passwords(**by_charger: dict[str, Any]) -> dict[str, Any]:
+    """The example config as a dict, with these fields added to the chargers named."""
+    data = example_config().model_dump(by_alias=True, mode="json", exclude_none=True)
+    for charger in data["chargers"]:
+        charger.update(by_charger.get(charger["id"], {}))
+    return data
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+async def handshake_status(app: ControllerApp, charger_id: str, headers: dict[str, str]) -> int:
+    """The HTTP status of a refused handshake (101 when the upgrade went through)."""
+    try:
+        ws = await websockets.connect(
+            f"{ocpp_url(app)}/{charger_id}",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=headers,
+        )
+    except InvalidStatus as refused:
+        return refused.response.status_code
+    await ws.close()
+    return 101
+
+
+async def test_a_password_given_as_its_sha256_is_checked(start_controller: Any) -> None:
+    digest = hashlib.sha256(PASSWORD.encode()).hexdigest().upper()
+    config = config_from_dict(with_passwords(CP001={"passwordSha256": digest}))
+    assert config.chargers[0].password_sha256 == digest.lower()
+    app: ControllerApp = await start_controller(config)
+    assert await handshake_status(app, "CP001", {}) == 401
+    assert await handshake_status(app, "CP001", basic("CP001", PASSWORD + "x")) == 401
+    assert await handshake_status(app, "CP001", basic("CP001", digest)) == 401
+    assert await handshake_status(app, "CP001", basic("CP002", PASSWORD)) == 401
+    charger = await FakeCharger(ocpp_url(app), "CP001").connect(
+        additional_headers=basic("CP001", PASSWORD)
+    )
+    await charger.boot()
+    await charger.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"CP002": {"password": PASSWORD, "passwordSha256": "ab" * 32}},
+            "chargers[1].passwordSha256: give password or passwordSha256, not both",
+        ),
+        (
+            {"CP002": {"passwordSha256": "ab" * 31}},
+            "chargers[1].passwordSha256: must be 64 hexadecimal digits: a SHA-256",
+        ),
+        (
+            {"CP002": {"passwordSha256": "xy" * 32}},
+            "chargers[1].passwordSha256: must be 64 hexadecimal digits: a SHA-256",
+        ),
+    ],
+)
+def test_password_config_errors(change: dict[str, dict[str, Any]], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(with_passwords(**change))
+    assert caught.value.problems == [problem]
+
+
+def test_require_auth_refuses_a_charger_without_a_password() -> None:
+    data = with_passwords(CP001={"password": PASSWORD}, CP003={"passwordSha256": "ab" * 32})
+    data["ocpp"]["requireAuth"] = True
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(data)
+    assert caught.value.problems == [
+        "chargers[1]: needs a password or passwordSha256 (ocpp.requireAuth is true)"
+    ]
+    data["chargers"][1]["password"] = PASSWORD
+    assert config_from_dict(data).ocpp.require_auth
+
+
+async def test_the_start_up_log_names_the_chargers_without_a_password(
+    start_controller: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = config_from_dict(with_passwords(CP002={"password": PASSWORD}))
+    with caplog.at_level(logging.INFO, logger="controller.ocpp.server"):
+        await start_controller(config)
+    lines = [r.getMessage() for r in caplog.records if "without a password" in r.getMessage()]
+    assert lines == [
+        "2 charger(s) connect without a password (ocpp.requireAuth refuses that): CP001, CP003"
+    ]
+
+
+async def test_ten_failed_logins_within_a_minute_block_the_address_for_a_minute(
+    start_controller: Any, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    app: ControllerApp = await start_controller(
+        config_from_dict(with_passwords(CP001={"password": PASSWORD}))
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="controller.ocpp.server"):
+        for attempt in range(10):
+            clock.advance(5.0)
+            assert await handshake_status(app, "CP001", basic("CP001", f"guess{attempt}")) == 401
+        blocked_at = clock.now()  # the 10th failure, 45 s after the first
+        # The 11th attempt: refused unchecked, even with the right password, for 60 s.
+        clock.advance(5.0)
+        assert await handshake_status(app, "CP001", basic("CP001", PASSWORD)) == 401
+        clock.set(blocked_at + 59.9)
+        assert await handshake_status(app, "CP001", basic("CP001", PASSWORD)) == 401
+        clock.set(blocked_at + 60.0)
+        assert await handshake_status(app, "CP001", basic("CP001", PASSWORD)) == 101
+    lines = [r.getMessage() for r in caplog.records]
+    # One line for the first failure, one for the block: not one per attempt.
+    assert lines == [
+        "127.0.0.1: failed charger logins (1 since the last report)",
+        "127.0.0.1: 10 failed charger logins within 60 s: refused for 60 s",
+    ]
+
+
+async def test_an_impostor_without_the_password_cannot_replace_a_connected_charger(
+    start_controller: Any,
+) -> None:
+    app: ControllerApp = await start_controller(
+        config_from_dict(with_passwords(CP001={"password": PASSWORD}))
+    )
+    real = await FakeCharger(ocpp_url(app), "CP001").connect(
+        additional_headers=basic("CP001", PASSWORD)
+    )
+    await real.boot()
+    number = app.ocpp.links["CP001"][0]
+    for headers in ({}, basic("CP001", "guess"), basic("CP002", PASSWORD)):
+        assert await handshake_status(app, "CP001", headers) == 401
+    assert app.ocpp.links["CP001"][0] == number
+    assert app.ocpp.links["CP001"][2].open
+    assert not real.closed.is_set()
+    assert isinstance(await real.call(HeartbeatRequest()), HeartbeatResponse)
+    assert app.core.chargers["CP001"].connected
+    await real.close()

@@ -6,7 +6,10 @@ config gets HTTP 404; a charger with a configured password must present HTTP
 Basic credentials (username = its id, security profile 1/2) or gets 401. The
 subprotocol is ``ocpp1.6``: a client that offers none we accept still
 completes the handshake, without the header, and is then closed (OCPP-J 3.2).
-A second connection for the same id replaces the first.
+A second connection for the same id replaces the first. With client certificates
+(``server.tls.clientCa``, security profile 3) the certificate's subject CN must be the charger
+id, or the upgrade gets 403. TLS, the handshake timeout and the connection cap are the port's
+(controller.listener).
 """
 
 from __future__ import annotations
@@ -22,11 +25,19 @@ from http import HTTPStatus
 from urllib.parse import unquote
 
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from controller.config import StationConfig
 from controller.core.events import ChargerConnected, ChargerDisconnected
 from controller.driver import Driver
+from controller.listener import (
+    Listener,
+    PortConnection,
+    PortTls,
+    certificate_problem,
+    max_connections,
+)
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
 from protocol import (
@@ -81,26 +92,38 @@ class OcppServer:
         self.links: dict[str, tuple[int, OcppLink, WebSocketChannel]] = {}
         self._numbers = itertools.count(1)
         self._channels: set[WebSocketChannel] = set()
-        self._server: asyncio.Server | None = None
+        self._listener: Listener[WebSocketChannel] | None = None
+        self._client_certificates = False
         self.port = 0
 
-    async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._new_channel, host, port, backlog=1024)
-        sockets = self._server.sockets
-        self.port = sockets[0].getsockname()[1] if sockets else port
+    async def start(self, host: str, port: int, tls: PortTls | None = None) -> None:
+        listener = self._listener = Listener(
+            "OCPP",
+            self._new_channel,
+            tls=tls,
+            handshake_timeout=self.config.server.handshake_timeout,
+            max_connections=max_connections(self.config),
+            handshake="WebSocket upgrade",
+            handshake_pending=_upgrade_pending,
+        )
+        self._client_certificates = tls is not None and tls.client_certificates
+        await listener.start(host, port)
+        self.port = listener.port
         log.info(
-            "OCPP 1.6J on ws://%s:%d%s/{chargePointId}",
+            "OCPP 1.6J on %s://%s:%d%s/{chargePointId} (%s)",
+            "ws" if tls is None else "wss",
             host,
             self.port,
             self.config.server.ocpp_path,
+            listener.describe(),
         )
 
     async def stop(self) -> None:
         """Refuse new connections, close every charger's (1001 going away), wait for them."""
-        if self._server is None:
+        listener = self._listener
+        if listener is None:
             return
-        self._server.close()
+        listener.close()
         channels = list(self._channels)
         for channel in channels:
             channel.close(1001, "controller shutting down")
@@ -109,8 +132,8 @@ class OcppServer:
             for channel in channels:
                 if not channel.closed.done():
                     channel.abort()
-        await self._server.wait_closed()
-        self._server = None
+        await listener.wait_closed()
+        self._listener = None
 
     def _new_channel(self) -> WebSocketChannel:
         channel = WebSocketChannel(
@@ -129,6 +152,21 @@ class OcppServer:
         charger = None if charger_id is None else self.config.charger(charger_id)
         if charger is None:
             return channel.protocol.reject(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        if self._client_certificates:
+            problem = certificate_problem(channel.transport_info("ssl_object"), charger.id)
+            if problem is not None:
+                assert self._listener is not None
+                peer = channel.transport_info("peername")
+                self._listener.log_peer(
+                    str(peer[0]) if peer else "unknown peer",
+                    logging.WARNING,
+                    "%s refused: %s",
+                    charger.id,
+                    problem,
+                )
+                return channel.protocol.reject(
+                    HTTPStatus.FORBIDDEN, "client certificate is not this charge point's\n"
+                )
         if charger.password is not None:
             credentials = basic_credentials(request.headers.get("Authorization"))
             if (
@@ -174,6 +212,10 @@ class OcppServer:
             del self.links[charger_id]
         self.driver.detach(charger_id, number)
         self.driver.submit(ChargerDisconnected(self.driver.now(), charger_id, number))
+
+
+def _upgrade_pending(connection: PortConnection[WebSocketChannel]) -> bool:
+    return connection.app is None or connection.app.protocol.state is State.CONNECTING
 
 
 def _log_event(charger_id: str, event: Event) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -105,6 +105,10 @@ class WebSocketChannel(asyncio.Protocol):
     @property
     def open(self) -> bool:
         return self.protocol.state is State.OPEN
+
+    def transport_info(self, name: str) -> Any:
+        """The connection's ``get_extra_info`` (``peername``, ``ssl_object``, ...)."""
+        return None if self._transport is None else self._transport.get_extra_info(name)
 
     def send_text(self, text: str) -> bool:
         """Write one text message; False when the connection is no longer open."""

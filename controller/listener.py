@@ -156,6 +156,7 @@ class PortConnection(asyncio.Protocol, Generic[P]):
         self._tls_task: asyncio.Task[None] | None = None
         self._counted = False
         self._lost = False
+        self._early: list[bytes] = []
         # The port's protocol, once the TLS handshake (if any) is done, and the transport it
         # writes to (the TLS one on a TLS port).
         self.app: P | None = None
@@ -205,7 +206,9 @@ class PortConnection(asyncio.Protocol, Generic[P]):
         )
 
     def data_received(self, data: bytes) -> None:
-        """Only before a protocol is attached (replaced by its own method then): dropped."""
+        """Only before a protocol is attached (replaced by its own method then): what came
+        with the end of the TLS handshake, before ``start_tls`` returned. Kept for it."""
+        self._early.append(data)
 
     def eof_received(self) -> bool | None:
         return None if self.app is None else self.app.eof_received()
@@ -261,6 +264,9 @@ class PortConnection(asyncio.Protocol, Generic[P]):
         # The hot path: the transport calls the protocol's own method, not one that forwards.
         self.data_received = app.data_received  # type: ignore[method-assign]
         app.connection_made(transport)
+        early, self._early = self._early, []
+        for data in early:
+            app.data_received(data)
 
     def _expired(self) -> None:
         self._timer = None

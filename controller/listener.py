@@ -235,6 +235,8 @@ class PortConnection(asyncio.Protocol, Generic[P]):
             self.app.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
         self._lost = True
         if self._timer is not None:
             self._timer.cancel()
@@ -251,15 +253,19 @@ class PortConnection(asyncio.Protocol, Generic[P]):
 
     def _tls_done(self, handshake: asyncio.Future[None]) -> None:
         error = None if handshake.cancelled() else handshake.exception()
+        transport = None if self._tls is None else self._tls._app_transport
+        if error is None and transport is not None and not self._lost:
+            self._attach(transport)
+            return
         if error is not None:
             self._listener.log_peer(
                 self.peer, logging.INFO, "TLS handshake failed: %s", _reason(error)
             )
-            self.abort()
-            return
-        if self._lost or self._tls is None:
-            return
-        self._attach(self._tls._app_transport)
+        # A connection lost before its handshake completed is not reported to us by the
+        # TLS layer (and its handshake ends without an error when it was closed): here it
+        # ends for us.
+        self.abort()
+        self.connection_lost(None)
 
     def _attach(self, transport: asyncio.Transport) -> None:
         listener = self._listener
@@ -344,7 +350,7 @@ class Listener(Generic[P]):
             security = "TLS, no client certificates"
         return (
             f"{security}; at most {self.max_connections} connections,"
-            f" {self.handshake_timeout:g} s to complete a {self.handshake}"
+            f" {self.handshake_timeout:g} s to complete the {self.handshake}"
         )
 
     async def start(self, host: str, port: int) -> None:

@@ -226,6 +226,10 @@ class WebSocketChannel(asyncio.Protocol):
                 transport.write(chunk)
             elif transport.can_write_eof():
                 transport.write_eof()
+            else:
+                # TLS cannot half-close: the end of our side is the end of the connection
+                # (else the peer waits for it until the close timeout).
+                transport.close()
         if self.protocol.close_expected() and self._close_timer is None:
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.close)
         if self.protocol.state is State.CLOSED:

@@ -8,7 +8,10 @@ import asyncio
 import base64
 import json
 import logging
+import re
+import signal
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from controller import cli
 from controller.app import ControllerApp
 from controller.config import StationConfig, config_from_dict
 from controller.listener import TlsError, certificate_problem
+from controller.ocpp.transport import CLOSE_TIMEOUT
 from tests.controller.conftest import ROOT, example_config
 from tests.controller.ocpp_client import FakeCharger
 from tests.controller.raw_client import read_until_closed
@@ -333,14 +337,96 @@ def test_cli_exits_2_with_one_line_naming_the_file(
 async def test_tls_handshake_counts_against_the_handshake_timeout(
     pki: Pki, start_controller: Any
 ) -> None:
+    """Connections that never complete their TLS handshake are closed after the timeout and
+    free their place: with room for one connection per port, a charger and a REST client
+    still get in afterwards."""
     app: ControllerApp = await start_controller(
-        tls_config(pki.server_files(), handshakeTimeout=0.3)
+        tls_config(pki.server_files(), handshakeTimeout=0.3, maxConnections=1)
     )
+    context = pki.client_context()
     loop = asyncio.get_running_loop()
-    for port, start in ((app.ocpp_port, b""), (app.rest_port, b"\x16\x03\x01\x02\x00\x01")):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        opened = loop.time()
-        writer.write(start)  # nothing, or the start of a ClientHello
-        assert await read_until_closed(reader) == b""
-        assert loop.time() - opened >= 0.3
-        writer.close()
+    for port in (app.ocpp_port, app.rest_port):
+        # Nothing, the start of a ClientHello, plain HTTP.
+        for start in (b"", b"\x16\x03\x01\x02\x00\x01", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            opened = loop.time()
+            writer.write(start)
+            assert await read_until_closed(reader) == b""
+            if len(start) < 10:
+                assert loop.time() - opened >= 0.3
+            writer.close()
+    charger = await FakeCharger(wss(app), "CP001").connect(ssl=context)
+    assert (await charger.boot()).status == "Accepted"
+    assert await get_status(app, context) == 200
+    # Over TLS too, a charger that closes is gone at once (no half-close to wait out).
+    async with asyncio.timeout(CLOSE_TIMEOUT / 2):
+        await charger.close()
+
+
+# -- SIGHUP in the real process ------------------------------------------------------------
+
+READY = re.compile(r"(REST API on https|OCPP 1\.6J on wss)://[^:]+:(\d+)\S* \((.*)\)")
+
+
+async def test_sighup_reloads_the_certificates_of_the_running_controller(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """``ev-controller`` as operators run it: the start-up log says which port is TLS and
+    whether client certificates are required; SIGHUP reloads; SIGTERM still stops it."""
+    files = pki.server_files()
+    data = json.loads((ROOT / "config.json").read_text())
+    data["server"] = {"tls": files, "restTls": pki.server_files("rest")}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        *("--config", str(tmp_path / "config.json"), "--db", str(tmp_path / "c.db")),
+        *("--host", "127.0.0.1", "--rest-port", "0", "--ocpp-port", "0"),
+        cwd=ROOT,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    stderr = process.stderr
+
+    async def line_with(words: str) -> str:
+        async with asyncio.timeout(30):
+            while line := (await stderr.readline()).decode():
+                if words in line:
+                    return line
+        raise AssertionError(f"the controller exited without logging {words!r}")
+
+    try:
+        ports: dict[str, tuple[int, str]] = {}
+        while len(ports) < 2:
+            match = READY.search(await line_with(" on "))
+            if match:
+                ports[match.group(1)] = (int(match.group(2)), match.group(3))
+        ocpp_port, ocpp_mode = ports["OCPP 1.6J on wss"]
+        rest_port, rest_mode = ports["REST API on https"]
+        assert ocpp_mode.startswith("TLS, no client certificates;"), ocpp_mode
+        assert rest_mode.startswith("TLS, no client certificates;"), rest_mode
+
+        new_ca = trustme.CA()
+        url = f"wss://127.0.0.1:{ocpp_port}/ocpp"
+        await refused_by_tls(f"{url}/CP001", pki.client_context(trust=new_ca))
+        pki.server_files("server", ca=new_ca)
+        process.send_signal(signal.SIGHUP)
+        await line_with("server.tls: TLS certificates reloaded")
+        charger = await FakeCharger(url, "CP001").connect(ssl=pki.client_context(trust=new_ca))
+        assert (await charger.boot()).status == "Accepted"
+        await charger.close()
+        # The REST port has its own files (server.restTls), which did not change.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"https://127.0.0.1:{rest_port}/station/status", ssl=pki.client_context()
+            ) as response,
+        ):
+            assert response.status == 200
+        process.terminate()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -26,6 +26,7 @@ from controller.driver import Driver
 from controller.listener import (
     MAX_REST_IN_FLIGHT,
     Listener,
+    check_open_files,
     max_connections,
     port_tls,
     rest_middleware,
@@ -142,12 +143,14 @@ class ControllerApp:
         self._ocpp = OcppServer(self.config, central, driver)
         # aiohttp's own server (its request handler per connection) behind our listener,
         # which does TLS, the handshake timeout and the connection cap.
+        cap = max_connections(self.config)
+        check_open_files(cap)
         rest = self._rest = Listener(
             "REST",
             self._new_request_handler,
             tls=self._rest_tls,
             handshake_timeout=self.config.server.handshake_timeout,
-            max_connections=max_connections(self.config),
+            max_connections=cap,
             handshake="HTTP request",
             handshake_pending=rest_request_pending,
         )

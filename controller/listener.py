@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import ssl
 from asyncio import sslproto
 from collections.abc import Callable
@@ -37,6 +38,8 @@ RETRY_AFTER = 1
 CONNECTIONS_PER_CHARGER = 4
 EXTRA_CONNECTIONS = 256
 BACKLOG = 1024
+# Open files besides the connections of the two ports: the database, listening sockets, logs.
+OTHER_FILES = 64
 
 
 def max_connections(config: StationConfig) -> int:
@@ -44,6 +47,21 @@ def max_connections(config: StationConfig) -> int:
     if config.server.max_connections is not None:
         return config.server.max_connections
     return CONNECTIONS_PER_CHARGER * len(config.chargers) + EXTRA_CONNECTIONS
+
+
+def check_open_files(connections_per_port: int) -> None:
+    """Warn when the process may not open as many files as the cap lets connections in:
+    past that limit connections fail in accept() rather than being refused cleanly."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * connections_per_port + OTHER_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "server.maxConnections lets %d connections in per port, %d open files in all, but"
+            " this process may open %d (ulimit -n): raise that limit or lower the cap",
+            connections_per_port,
+            needed,
+            soft,
+        )
 
 
 # -- TLS -------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ connections are capped by ``server.maxConnections``, REST requests in progress a
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from controller.app import ControllerApp
 from controller.config import ConfigError, StationConfig, config_from_dict
-from controller.listener import max_connections
+from controller.listener import check_open_files, max_connections
 from shell.clock import ManualClock
 from tests.controller.conftest import example_config, ocpp_url
 from tests.controller.ocpp_client import FakeCharger
@@ -92,6 +94,19 @@ def test_connection_settings_are_bounded() -> None:
     assert server_config().server.handshake_timeout == 10.0
     assert max_connections(server_config()) == 4 * 3 + 256
     assert max_connections(server_config(maxConnections=7)) == 7
+
+
+def test_a_cap_above_the_open_files_limit_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    caplog.set_level(logging.WARNING)
+    check_open_files(1)
+    assert not caplog.records
+    if soft == resource.RLIM_INFINITY:
+        pytest.skip("no limit on open files here")
+    check_open_files(soft)
+    assert "ulimit -n" in caplog.records[0].getMessage()
 
 
 async def test_half_open_connections_are_closed_after_the_handshake_timeout(

@@ -318,7 +318,9 @@ class _TlsLayer(sslproto.SSLProtocol):
     with a smaller read buffer. asyncio allocates and zeroes ``max_size`` bytes per
     connection: its 256 KiB default made an idle charger over TLS cost about 290 KiB instead
     of about 50 (``bench/central_system.py --tls``, the memory part). One read still takes a
-    whole TLS record (at most 16 KiB of data)."""
+    whole TLS record (at most 16 KiB of data). ``asyncio.sslproto`` is not public API: its
+    constructor and ``_app_transport`` are what ``loop.start_tls`` itself uses (Python 3.11
+    to 3.13), and every TLS test goes through them."""
 
     max_size = 16 * 1024
 

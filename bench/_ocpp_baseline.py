@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -71,8 +72,11 @@ class BaselineChargePoint(ChargePoint):  # type: ignore[misc]
         return call_result.MeterValues()
 
 
-async def start_baseline(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
-    """Serve on ``host:port`` (0 for any); returns the bound port and a coroutine to stop."""
+async def start_baseline(
+    host: str, port: int, tls: ssl.SSLContext | None = None
+) -> tuple[int, Callable[[], Awaitable[None]]]:
+    """Serve on ``host:port`` (0 for any; over TLS with ``tls``); returns the bound port and
+    a coroutine to stop."""
     ocpp.messages.ASYNC_VALIDATION = False  # this process serves only the baseline
     transaction_ids = itertools.count(1)
 
@@ -88,6 +92,7 @@ async def start_baseline(host: str, port: int) -> tuple[int, Callable[[], Awaita
         host,
         port,
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        ssl=tls,
     )
     bound = server.sockets[0].getsockname()[1]
 

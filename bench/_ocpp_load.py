@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -275,11 +276,18 @@ async def _bounded(jobs: Iterable[Coroutine[Any, Any, None]], limit: int) -> Non
     await asyncio.gather(*(one(job) for job in jobs))
 
 
+def client_tls(ca: str | None) -> ssl.SSLContext | None:
+    """Chargers connect over TLS trusting the CA in file ``ca``; None: no TLS."""
+    return None if ca is None else ssl.create_default_context(cafile=ca)
+
+
 async def _connect_and_boot(
-    chargers: Sequence[BenchCharger], host: str, port: int, path: str
+    chargers: Sequence[BenchCharger], host: str, port: int, path: str, ca: str | None
 ) -> None:
+    tls = client_tls(ca)
+
     async def one(charger: BenchCharger) -> None:
-        await open_client(charger, host, port, f"{path}/{charger.charger_id}")
+        await open_client(charger, host, port, f"{path}/{charger.charger_id}", tls=tls)
         await charger.boot()
 
     await _bounded((one(c) for c in chargers), CONNECT_CONCURRENCY)
@@ -352,11 +360,12 @@ def throughput_clients(
     window: float,
     server_pid: int,
     profile: bool,
+    ca: str | None = None,
 ) -> None:
     async def body(conn: Connection) -> None:
         log = ProfileLog()
         chargers = [BenchCharger(i, cid, log) for i, cid in enumerate(ids)]
-        await _connect_and_boot(chargers, host, port, path)
+        await _connect_and_boot(chargers, host, port, path, ca)
 
         async def start(charger: BenchCharger) -> int:
             transaction_id, _ = await charger.start_transaction(1)
@@ -423,12 +432,13 @@ def latency_clients(
     budget: float,
     server_pid: int,
     profile: bool,
+    ca: str | None = None,
 ) -> None:
     async def body(conn: Connection) -> None:
         log = ProfileLog()
         chargers = [BenchCharger(i, cid, log) for i, cid in enumerate(ids)]
         t = time.perf_counter()
-        await _connect_and_boot(chargers, host, port, path)
+        await _connect_and_boot(chargers, host, port, path, ca)
         await _until(lambda: all(c.default_installed for c in chargers), 120, "failsafe profiles")
         await _quiet(log, quiet, 60)
         setup = {"connect_s": time.perf_counter() - t}
@@ -499,13 +509,19 @@ def latency_clients(
 
 
 def idle_clients(
-    conn: Connection, host: str, port: int, path: str, ids: list[str], first_index: int
+    conn: Connection,
+    host: str,
+    port: int,
+    path: str,
+    ids: list[str],
+    first_index: int,
+    ca: str | None = None,
 ) -> None:
     async def body(conn: Connection) -> None:
         log = ProfileLog()
         chargers = [BenchCharger(first_index + i, cid, log) for i, cid in enumerate(ids)]
         t = time.perf_counter()
-        await _connect_and_boot(chargers, host, port, path)
+        await _connect_and_boot(chargers, host, port, path, ca)
         await _until(lambda: all(c.default_installed for c in chargers), 300, "failsafe profiles")
         await _quiet(log, 1.0, 60)
         conn.send(("ready", {"chargers": len(chargers), "connect_s": time.perf_counter() - t}))
@@ -513,5 +529,43 @@ def idle_clients(
         await loop.run_in_executor(None, conn.recv)  # the parent has read the memory
         await _close_all(chargers)
         conn.send(("result", {}))
+
+    _client_process(body, conn)
+
+
+# -- (4) handshakes ----------------------------------------------------------------------------
+
+
+def handshake_clients(
+    conn: Connection,
+    host: str,
+    port: int,
+    path: str,
+    ids: list[str],
+    server_pid: int,
+    ca: str | None = None,
+) -> None:
+    """Every charger connects (TCP, TLS with ``ca``, WebSocket upgrade) and boots, at most
+    CONNECT_CONCURRENCY at a time, as fast as the server lets them; then all close."""
+
+    async def body(conn: Connection) -> None:
+        log = ProfileLog()
+        chargers = [BenchCharger(i, cid, log) for i, cid in enumerate(ids)]
+        t0, s0, c0 = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
+        await _connect_and_boot(chargers, host, port, path, ca)
+        t1, s1, c1 = time.perf_counter(), cpu_seconds(server_pid), time.process_time()
+        await _close_all(chargers)
+        elapsed = t1 - t0
+        conn.send(
+            (
+                "result",
+                {
+                    "rate": len(chargers) / elapsed,
+                    "seconds": elapsed,
+                    "server_cpu_s": s1 - s0,
+                    "client_cpu": (c1 - c0) / elapsed,
+                },
+            )
+        )
 
     _client_process(body, conn)

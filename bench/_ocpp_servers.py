@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import signal
+import ssl
 from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -58,17 +59,35 @@ def cpu_seconds(pid: int) -> float:
 
 
 def server_main(
-    kind: str, config_path: str | None, conn: Connection, profile_path: str | None
+    kind: str,
+    config_path: str | None,
+    conn: Connection,
+    profile_path: str | None,
+    tls: tuple[str, str] | None = None,
 ) -> None:
     raise_fd_limit()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(_serve(kind, config_path, conn, profile_path))
+    asyncio.run(_serve(kind, config_path, conn, profile_path, tls))
+
+
+def server_tls(tls: tuple[str, str] | None) -> ssl.SSLContext | None:
+    """For the servers other than the controller (whose config says it): certificate and
+    key files, or None for no TLS."""
+    if tls is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls)
+    return context
 
 
 async def _serve(
-    kind: str, config_path: str | None, conn: Connection, profile_path: str | None
+    kind: str,
+    config_path: str | None,
+    conn: Connection,
+    profile_path: str | None,
+    tls: tuple[str, str] | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -97,11 +116,11 @@ async def _serve(
         tune_gc()  # as ``ev-controller`` does once it is serving
         port, stopper = app.ocpp_port, app.stop
     elif kind == ECHO:
-        port, stopper = await start_echo("127.0.0.1", 0)
+        port, stopper = await start_echo("127.0.0.1", 0, server_tls(tls))
     else:
         from bench._ocpp_baseline import start_baseline
 
-        port, stopper = await start_baseline("127.0.0.1", 0)
+        port, stopper = await start_baseline("127.0.0.1", 0, server_tls(tls))
     conn.send(("ready", port))
     await stop.wait()
     await stopper()
@@ -110,7 +129,9 @@ async def _serve(
 ECHO = "echo"
 
 
-async def start_echo(host: str, port: int) -> tuple[int, Callable[[], Awaitable[None]]]:
+async def start_echo(
+    host: str, port: int, tls: ssl.SSLContext | None = None
+) -> tuple[int, Callable[[], Awaitable[None]]]:
     """The transport floor: a ``websockets`` server in this same loop that answers every CALL
     from a charger with a canned CALLRESULT, reading only the unique id and the action from the
     text. What is left of the per-message cost once OCPP itself costs nothing."""
@@ -147,6 +168,7 @@ async def start_echo(host: str, port: int) -> tuple[int, Callable[[], Awaitable[
         port,
         subprotocols=["ocpp1.6"],  # type: ignore[list-item]
         compression=None,
+        ssl=tls,
     )
     bound = server.sockets[0].getsockname()[1]
 

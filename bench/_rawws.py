@@ -18,6 +18,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import ssl
 import struct
 import time
 from collections.abc import Callable
@@ -206,9 +207,10 @@ async def open_client(
     path: str,
     subprotocol: str = "ocpp1.6",
     timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Connect ``client`` and complete the opening handshake."""
+    """Connect ``client`` (over TLS with ``tls``) and complete the opening handshake."""
     loop = asyncio.get_running_loop()
     client.prepare(host, port, path, subprotocol)
-    await loop.create_connection(lambda: client, host, port)
+    await loop.create_connection(lambda: client, host, port, ssl=tls)
     await asyncio.wait_for(asyncio.shield(client.opened), timeout)

@@ -39,6 +39,16 @@ a machine that may be shared and figures only compare within one run or across s
     then with 5,000 chargers connected and booted, each with its failsafe default profile
     installed, and idle. Target: under 500 MB.
 
+(4) Handshakes. 1,000 chargers connect (TCP, TLS with ``--tls``, WebSocket upgrade) and boot,
+    100 at a time, as fast as the controller lets them: chargers per second, and the server's
+    CPU time per charger.
+
+``--tls`` runs every part over TLS: a CA and a server certificate for 127.0.0.1 are made at run
+time with ``trustme`` (in the ``test`` extra), the controller gets them as ``server.tls`` and the
+baseline and floor servers the same certificate; the chargers trust the CA. Comparing a run with
+and without it gives the cost of TLS (throughput, CPU per message, memory per connection,
+handshakes per second).
+
 ``--quick`` is a short smoke run (smaller sizes, shorter windows); ``--only PART`` runs one part;
 ``--profile DIR`` writes cProfile statistics of the controller over the throughput window and
 the latency starts (py-spy on the server's pid gives the same picture with less distortion).
@@ -68,7 +78,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._ocpp_load import idle_clients, latency_clients, throughput_clients  # noqa: E402
+from bench._ocpp_load import (  # noqa: E402
+    handshake_clients,
+    idle_clients,
+    latency_clients,
+    throughput_clients,
+)
 from bench._ocpp_servers import (  # noqa: E402
     BASELINE,
     CONTROLLER,
@@ -119,9 +134,38 @@ def station_config(
     return config
 
 
-def write_config(folder: Path, name: str, config: dict[str, Any]) -> str:
-    """The config file, with the controller's database in ``folder`` (fresh for every part)."""
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: str
+    key: str
+    ca: str
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """A CA and a server certificate for 127.0.0.1, made now (``--tls``)."""
+    import trustme
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    files = TlsFiles(str(folder / "server.crt"), str(folder / "server.key"), str(folder / "ca.crt"))
+    Path(files.cert).write_bytes(b"".join(pem.bytes() for pem in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(files.key)
+    ca.cert_pem.write_to_path(files.ca)
+    return files
+
+
+def client_ca(args: argparse.Namespace) -> str | None:
+    """The CA file the chargers trust with ``--tls``; None for plain ws."""
+    files: TlsFiles | None = args.tls_files
+    return None if files is None else files.ca
+
+
+def write_config(folder: Path, name: str, config: dict[str, Any], tls: TlsFiles | None) -> str:
+    """The config file, with the controller's database in ``folder`` (fresh for every part)
+    and the certificate with ``--tls``."""
     config = {**config, "database": {"path": str(folder / f"{name}.db")}}
+    if tls is not None:
+        config["server"] = {**config["server"], "tls": {"cert": tls.cert, "key": tls.key}}
     path = folder / f"{name}.json"
     path.write_text(json.dumps(config))
     return str(path)
@@ -138,12 +182,12 @@ class Server:
 
 @contextmanager
 def server_process(
-    kind: str, config_path: str | None, profile_path: str | None = None
+    kind: str, config_path: str | None, tls: TlsFiles | None, profile_path: str | None = None
 ) -> Iterator[Server]:
     parent, child = _SPAWN.Pipe()
     process = _SPAWN.Process(
         target=server_main,
-        args=(kind, config_path, child, profile_path),
+        args=(kind, config_path, child, profile_path, None if tls is None else (tls.cert, tls.key)),
         name=f"bench-{kind}",
         daemon=True,
     )
@@ -196,7 +240,7 @@ def bench_throughput(args: argparse.Namespace, folder: Path) -> dict[str, float]
     config = station_config(
         n, powers=(22,), grid_share=0.6, battery=not args.no_battery, seed=args.seed
     )
-    path = write_config(folder, "throughput", config)
+    path = write_config(folder, "throughput", config, args.tls_files)
     print(
         f"(1) throughput: {n} chargers, one transaction each, MeterValues as fast as answered;"
         f" {'no battery' if args.no_battery else 'with a battery'};"
@@ -212,7 +256,7 @@ def bench_throughput(args: argparse.Namespace, folder: Path) -> dict[str, float]
     ):
         profile = _profile_path(args, f"{kind}-throughput") if kind == CONTROLLER else None
         with (
-            server_process(kind, path, profile) as server,
+            server_process(kind, path, args.tls_files, profile) as server,
             client_process(
                 throughput_clients,
                 HOST,
@@ -223,6 +267,7 @@ def bench_throughput(args: argparse.Namespace, folder: Path) -> dict[str, float]
                 args.window,
                 server.pid,
                 profile is not None,
+                client_ca(args),
             ) as conn,
         ):
             result = receive(conn, "result", 120 + args.warmup + args.window)
@@ -284,7 +329,7 @@ def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     config = station_config(
         n, powers=(22, 50, 75, 100, 150), grid_share=0.3, battery=False, seed=args.seed
     )
-    path = write_config(folder, "latency", config)
+    path = write_config(folder, "latency", config, args.tls_files)
     rnd = random.Random(args.seed)
     connectors = [(i, c) for i in range(n) for c in (1, 2)]
     rnd.shuffle(connectors)
@@ -300,7 +345,7 @@ def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     )
     profile = _profile_path(args, "controller-latency")
     with (
-        server_process(CONTROLLER, path, profile) as server,
+        server_process(CONTROLLER, path, args.tls_files, profile) as server,
         client_process(
             latency_clients,
             HOST,
@@ -313,6 +358,7 @@ def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
             args.latency_budget,
             server.pid,
             profile is not None,
+            client_ca(args),
         ) as conn,
     ):
         result = receive(conn, "result", 900 + args.latency_budget)
@@ -361,7 +407,7 @@ def bench_latency(args: argparse.Namespace, folder: Path) -> dict[str, float]:
 def bench_memory(args: argparse.Namespace, folder: Path) -> dict[str, float]:
     n = args.memory_chargers
     config = station_config(n, powers=(22,), grid_share=0.5, battery=False, seed=args.seed)
-    path = write_config(folder, "memory", config)
+    path = write_config(folder, "memory", config, args.tls_files)
     ids = charger_ids(n)
     per_process = max(1, raise_fd_limit() - FD_MARGIN)
     groups = [ids[i : i + per_process] for i in range(0, n, per_process)]
@@ -369,10 +415,10 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> dict[str, float]:
         f"(3) memory: {n} idle chargers connected and booted"
         f" ({len(groups)} load-generator process{'es' if len(groups) > 1 else ''})"
     )
-    with server_process(CONTROLLER, path) as server:
+    with server_process(CONTROLLER, path, args.tls_files) as server:
         time.sleep(0.5)
         before = rss_kib(server.pid)
-        with _many_clients(groups, server.port) as conns:
+        with _many_clients(groups, server.port, client_ca(args)) as conns:
             t = time.perf_counter()
             for conn in conns:
                 receive(conn, "ready", 900)
@@ -394,7 +440,7 @@ def bench_memory(args: argparse.Namespace, folder: Path) -> dict[str, float]:
 
 
 @contextmanager
-def _many_clients(groups: list[list[str]], port: int) -> Iterator[list[Connection]]:
+def _many_clients(groups: list[list[str]], port: int, ca: str | None) -> Iterator[list[Connection]]:
     processes, conns = [], []
     try:
         first = 0
@@ -402,7 +448,7 @@ def _many_clients(groups: list[list[str]], port: int) -> Iterator[list[Connectio
             parent, child = _SPAWN.Pipe()
             process = _SPAWN.Process(
                 target=idle_clients,
-                args=(child, HOST, port, OCPP_PATH, group, first),
+                args=(child, HOST, port, OCPP_PATH, group, first, ca),
                 name="bench-chargers",
                 daemon=True,
             )
@@ -417,6 +463,38 @@ def _many_clients(groups: list[list[str]], port: int) -> Iterator[list[Connectio
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+# -- (4) handshakes -----------------------------------------------------------------------------
+
+
+def bench_handshakes(args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    n = args.handshake_chargers
+    config = station_config(n, powers=(22,), grid_share=0.5, battery=False, seed=args.seed)
+    path = write_config(folder, "handshakes", config, args.tls_files)
+    print(
+        f"(4) handshakes: {n} chargers connect ({'TCP + TLS' if args.tls else 'TCP'} + WebSocket"
+        " upgrade) and boot, 100 at a time"
+    )
+    with (
+        server_process(CONTROLLER, path, args.tls_files) as server,
+        client_process(
+            handshake_clients,
+            HOST,
+            server.port,
+            OCPP_PATH,
+            charger_ids(n),
+            server.pid,
+            client_ca(args),
+        ) as conn,
+    ):
+        result = receive(conn, "result", 600)
+    per_charger_ms = result["server_cpu_s"] / n * 1000
+    print(
+        f"    {result['rate']:,.0f} chargers/s ({n} in {result['seconds']:.1f} s); server CPU"
+        f" {per_charger_ms:.2f} ms per charger; load generator CPU {result['client_cpu']:.0%}"
+    )
+    return {"rate": result["rate"], "cpu_ms": per_charger_ms}
 
 
 # -- profiles ----------------------------------------------------------------------------------
@@ -454,7 +532,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("throughput", "latency", "memory"),
+        choices=("throughput", "latency", "memory", "handshakes"),
         help="run only this part (repeatable)",
     )
     parser.add_argument("--chargers", type=int, help="(1) chargers sending MeterValues [200]")
@@ -486,6 +564,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " controller is slower [120]",
     )
     parser.add_argument("--memory-chargers", type=int, help="(3) idle chargers [5000]")
+    parser.add_argument(
+        "--handshake-chargers", type=int, help="(4) chargers that connect and boot [1000]"
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="every part over TLS (wss), with certificates made at run time by trustme",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--profile",
@@ -502,6 +588,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "starts": 20 if quick else 100,
         "latency_budget": 30.0 if quick else 120.0,
         "memory_chargers": 500 if quick else 5000,
+        "handshake_chargers": 200 if quick else 1000,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -511,11 +598,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    parts = args.only or ["throughput", "latency", "memory"]
+    parts = args.only or ["throughput", "latency", "memory", "handshakes"]
     soft = raise_fd_limit()
     print(
         f"OCPP benchmark: python {sys.version.split()[0]}, {multiprocessing.cpu_count()} cores,"
         f" open files limit {soft}{', quick run' if args.quick else ''}"
+        f"{', over TLS (certificates made by trustme)' if args.tls else ''}"
     )
     needed = max(args.chargers, args.latency_chargers, args.memory_chargers) + FD_MARGIN
     if soft < needed:
@@ -532,7 +620,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-ocpp-") as tmp:
         folder = Path(tmp)
-        runners = {"throughput": bench_throughput, "latency": bench_latency, "memory": bench_memory}
+        args.tls_files = make_tls_files(folder) if args.tls else None
+        runners = {
+            "throughput": bench_throughput,
+            "latency": bench_latency,
+            "memory": bench_memory,
+            "handshakes": bench_handshakes,
+        }
         for part in parts:
             results[part] = runners[part](args, folder)
             print()
@@ -632,6 +726,17 @@ def print_summary(args: argparse.Namespace, results: dict[str, dict[str, float]]
                 "< 500 MB",
                 _verdict(r["after"] < 500),
             ),
+        ]
+    if "handshakes" in results:
+        r = results["handshakes"]
+        rows += [
+            (
+                f"(4) chargers connected and booted per second{' (TLS)' if args.tls else ''}",
+                f"{r['rate']:,.0f}",
+                "",
+                "",
+            ),
+            ("(4) server CPU per charger connected", f"{r['cpu_ms']:.2f} ms", "", ""),
         ]
     width = max(len(row[0]) for row in rows)
     print(f"{'summary':<{width}}  {'measured':>12}  {'target':>10}")

@@ -18,11 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from controller.config import StationConfig
 from controller.core.rules import START_KEY_MEMORY
 from controller.core.station import StationCore
 from controller.driver import Driver
+from controller.listener import (
+    MAX_REST_IN_FLIGHT,
+    Listener,
+    check_open_files,
+    max_connections,
+    port_tls,
+    rest_middleware,
+    rest_request_pending,
+)
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.server import OcppServer
 from controller.repository import Pruned, Repository, StoreError
@@ -85,6 +95,7 @@ class ControllerApp:
         db_path: str | Path | None = None,
         session_id_factory: Callable[[], str] | None = None,
         flush_interval: float = FLUSH_INTERVAL,
+        rest_max_in_flight: int = MAX_REST_IN_FLIGHT,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -93,6 +104,10 @@ class ControllerApp:
         self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
         self._flush_interval = flush_interval
         self._new_session_id = session_id_factory or new_session_id
+        self._rest_max_in_flight = rest_max_in_flight
+        # Built now, so that an unusable certificate is a start-up error (TlsError, a
+        # ValueError naming the field and the file) before anything is opened.
+        self._ocpp_tls, self._rest_tls = port_tls(config.server)
         self.repository = Repository(
             db_path if db_path is not None else config.database.path,
             synchronous=config.database.synchronous,
@@ -108,6 +123,7 @@ class ControllerApp:
         self._driver: Driver | None = None
         self._ocpp: OcppServer | None = None
         self._runner: web.AppRunner | None = None
+        self._rest: Listener[RequestHandler] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rest_port = 0
         self.ocpp_port = 0
@@ -130,20 +146,48 @@ class ControllerApp:
         driver.execute(self.core.initial_commands)
         central = CentralSystem(self.config, driver, self._new_session_id)
         self._ocpp = OcppServer(self.config, central, driver)
-        self._runner = web.AppRunner(create_app(driver, self._new_session_id), access_log=None)
+        # aiohttp's own server (its request handler per connection) behind our listener,
+        # which does TLS, the handshake timeout and the connection cap.
+        cap = max_connections(self.config)
+        check_open_files(cap)
+        rest = self._rest = Listener(
+            "REST",
+            self._new_request_handler,
+            tls=self._rest_tls,
+            handshake_timeout=self.config.server.handshake_timeout,
+            max_connections=cap,
+            handshake="HTTP request",
+            handshake_pending=rest_request_pending,
+        )
+        app = create_app(driver, self._new_session_id)
+        app.middlewares.insert(0, rest_middleware(rest, self._rest_max_in_flight))
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._rest_port)
-        await site.start()
-        server = site._server  # the bound socket tells the real port when 0 was asked
-        sockets = getattr(server, "sockets", None) or []
-        self.rest_port = sockets[0].getsockname()[1] if sockets else self._rest_port
-        await self._ocpp.start(self.host, self._ocpp_port)
+        await rest.start(self.host, self._rest_port)
+        self.rest_port = rest.port
+        await self._ocpp.start(self.host, self._ocpp_port, self._ocpp_tls)
         self.ocpp_port = self._ocpp.port
         driver.tick()
         await driver.flush()
         self._tasks.append(asyncio.create_task(self._flush_periodically(), name="flusher"))
         self._tasks.append(asyncio.create_task(self._prune_daily(), name="pruner"))
-        log.info("REST API on http://%s:%d", self.host, self.rest_port)
+        log.info(
+            "REST API on %s://%s:%d (%s)",
+            "http" if self._rest_tls is None else "https",
+            self.host,
+            self.rest_port,
+            rest.describe(),
+        )
+
+    def _new_request_handler(self) -> RequestHandler:
+        assert self._runner is not None and self._runner.server is not None
+        return self._runner.server()
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: read the TLS files again. New handshakes use them, open connections keep
+        theirs; files that cannot be used leave the previous ones in force."""
+        for tls in {id(t): t for t in (self._ocpp_tls, self._rest_tls) if t is not None}.values():
+            tls.reload()
 
     async def _flush_periodically(self) -> None:
         """Write behind what needs no acknowledgement, at least every flush interval."""
@@ -215,9 +259,14 @@ class ControllerApp:
         # a cancellation of stop() itself.
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._rest is not None:
+            self._rest.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._rest is not None:
+            await self._rest.wait_closed()
+            self._rest = None
         if self._driver is not None:
             await self._driver.close()
         else:
@@ -230,6 +279,8 @@ class ControllerApp:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        if self._ocpp_tls is not None or self._rest_tls is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reload_certificates)
         tune_gc()
         try:
             await stop.wait()

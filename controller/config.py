@@ -111,11 +111,30 @@ class AllocationConfig(_Model):
     learn_demand: bool = True
 
 
+FilePath = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class TlsConfig(_Model):
+    """PEM files of a TLS port (docs/security-connections.md); read again on SIGHUP."""
+
+    cert: FilePath
+    key: FilePath
+    # With it, a client must present a certificate signed by it (OCPP security profile 3).
+    client_ca: FilePath | None = None
+
+
 class ServerConfig(_Model):
     host: str = "0.0.0.0"
     rest_port: Port = 4567
     ocpp_port: Port = 9000
     ocpp_path: str = "/ocpp"
+    # TLS on both ports; rest_tls, when given, is the REST port's instead.
+    tls: TlsConfig | None = None
+    rest_tls: TlsConfig | None = None
+    # Seconds a connection may take to complete its HTTP request or WebSocket upgrade.
+    handshake_timeout: Annotated[float, Field(ge=0.1, le=300, allow_inf_nan=False)] = 10.0
+    # Open connections per port; default 4 per configured charger + 256 (controller.listener).
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
 
 class OcppConfig(_Model):

@@ -12,6 +12,11 @@ closed (OCPP-J 3.2). A second connection for the same id replaces the first.
 What one charger may cost is bounded here too: its message rate
 (:mod:`controller.ocpp.rate`) and the log lines it causes (one, then a count a
 minute, per peer).
+
+With client certificates (``server.tls.clientCa``, security profile 3) the
+certificate's subject CN must be the charger id, or the upgrade gets 403. TLS,
+the handshake timeout and the connection cap are the port's
+(:mod:`controller.listener`).
 """
 
 from __future__ import annotations
@@ -28,11 +33,19 @@ from http import HTTPStatus
 from urllib.parse import unquote
 
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from controller.config import ChargerConfig, StationConfig
 from controller.core.events import ChargerConnected, ChargerDisconnected
 from controller.driver import Driver
+from controller.listener import (
+    Listener,
+    PortConnection,
+    PortTls,
+    certificate_problem,
+    max_connections,
+)
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.rate import DISCONNECT_AFTER, MessageRate
 from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
@@ -128,7 +141,8 @@ class OcppServer:
         self.links: dict[str, tuple[int, OcppLink, WebSocketChannel]] = {}
         self._numbers = itertools.count(1)
         self._channels: set[WebSocketChannel] = set()
-        self._server: asyncio.Server | None = None
+        self._listener: Listener[WebSocketChannel] | None = None
+        self._client_certificates = False
         self.port = 0
         self._digests = {c.id: d for c in config.chargers if (d := password_digest(c)) is not None}
         self._login_failures = FailureThrottle(log, "charger logins")
@@ -140,23 +154,34 @@ class OcppServer:
         self._rate_log = PeerLog(log)
         _log_authentication(config)
 
-    async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._new_channel, host, port, backlog=1024)
-        sockets = self._server.sockets
-        self.port = sockets[0].getsockname()[1] if sockets else port
+    async def start(self, host: str, port: int, tls: PortTls | None = None) -> None:
+        listener = self._listener = Listener(
+            "OCPP",
+            self._new_channel,
+            tls=tls,
+            handshake_timeout=self.config.server.handshake_timeout,
+            max_connections=max_connections(self.config),
+            handshake="WebSocket upgrade",
+            handshake_pending=_upgrade_pending,
+        )
+        self._client_certificates = tls is not None and tls.client_certificates
+        await listener.start(host, port)
+        self.port = listener.port
         log.info(
-            "OCPP 1.6J on ws://%s:%d%s/{chargePointId}",
+            "OCPP 1.6J on %s://%s:%d%s/{chargePointId} (%s)",
+            "ws" if tls is None else "wss",
             host,
             self.port,
             self.config.server.ocpp_path,
+            listener.describe(),
         )
 
     async def stop(self) -> None:
         """Refuse new connections, close every charger's (1001 going away), wait for them."""
-        if self._server is None:
+        listener = self._listener
+        if listener is None:
             return
-        self._server.close()
+        listener.close()
         channels = list(self._channels)
         for channel in channels:
             channel.close(1001, "controller shutting down")
@@ -165,8 +190,8 @@ class OcppServer:
             for channel in channels:
                 if not channel.closed.done():
                     channel.abort()
-        await self._server.wait_closed()
-        self._server = None
+        await listener.wait_closed()
+        self._listener = None
 
     def _new_channel(self) -> WebSocketChannel:
         channel = WebSocketChannel(
@@ -194,6 +219,21 @@ class OcppServer:
                 request.path[:100],
             )
             return channel.protocol.reject(HTTPStatus.NOT_FOUND, "unknown charge point\n")
+        if self._client_certificates:
+            problem = certificate_problem(channel.transport_info("ssl_object"), charger.id)
+            if problem is not None:
+                self._login_failures.record_failure(channel.remote_address, now)
+                self._connect_log.log(
+                    channel.remote_address,
+                    now,
+                    logging.WARNING,
+                    "%s refused: %s",
+                    charger.id,
+                    problem,
+                )
+                return channel.protocol.reject(
+                    HTTPStatus.FORBIDDEN, "client certificate is not this charge point's\n"
+                )
         digest = self._digests.get(charger.id)
         if digest is None:
             return None
@@ -306,3 +346,7 @@ class OcppServer:
                 )
             case _:
                 pass
+
+
+def _upgrade_pending(connection: PortConnection[WebSocketChannel]) -> bool:
+    return connection.app is None or connection.app.protocol.state is State.CONNECTING

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -126,8 +126,12 @@ class WebSocketChannel(asyncio.Protocol):
     @property
     def remote_address(self) -> str:
         """The peer's IP address (what failed logins are counted by)."""
-        peer = None if self._transport is None else self._transport.get_extra_info("peername")
+        peer = self.transport_info("peername")
         return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+    def transport_info(self, name: str) -> Any:
+        """The connection's ``get_extra_info`` (``peername``, ``ssl_object``, ...)."""
+        return None if self._transport is None else self._transport.get_extra_info(name)
 
     def send_text(self, text: str) -> bool:
         """Write one text message; False when the connection is no longer open."""
@@ -247,6 +251,10 @@ class WebSocketChannel(asyncio.Protocol):
                     self.peak_buffered = buffered
             elif transport.can_write_eof():
                 transport.write_eof()
+            else:
+                # TLS cannot half-close: the end of our side is the end of the connection
+                # (else the peer waits for it until the close timeout).
+                transport.close()
         if self.protocol.close_expected() and self._close_timer is None:
             # A peer that has not closed by then may not read either: its unsent bytes
             # are dropped rather than kept waiting for it (a graceful close would wait).

@@ -11,10 +11,10 @@ or of the station config comes near these limits (docs/security-input.md):
 * integers: at most :data:`MAX_DIGITS` digits, checked by the decoder as it meets each one,
   before the ``int`` is built.
 
-:func:`loads` applies both, and RFC 8259's numbers: no ``NaN`` or ``Infinity``, no float
-literal that overflows to infinity. It is the one JSON decoder for what comes from outside: OCPP
-frames (:mod:`protocol.frames`), REST bodies and the config file; every failure is a
-``ValueError``.
+:func:`loads` applies both, and by default RFC 8259's numbers: no ``NaN`` or ``Infinity``, no
+float literal that overflows to infinity. It is the one JSON decoder for what comes from
+outside: OCPP frames (:mod:`protocol.frames`), REST bodies and the config file; every failure is
+a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -85,22 +85,26 @@ def _reject_constant(name: str) -> Any:
 
 
 # Built once: ``json.loads`` with any option builds a new decoder per call, which costs as much
-# as decoding a small frame. It holds configuration only, no state.
-_DECODER: Final = json.JSONDecoder(
+# as decoding a small frame. They hold configuration only, no state.
+_FINITE: Final = json.JSONDecoder(
     parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
 )
+# For callers whose validation names the field of a NaN or an infinity (pydantic with
+# ``allow_inf_nan=False``), which says more than "not valid JSON".
+_ANY_FLOAT: Final = json.JSONDecoder(parse_int=_bounded_int)
 
 
-def loads(text: str | bytes) -> Any:
+def loads(text: str | bytes, *, finite: bool = True) -> Any:
     """Decode JSON from outside within the limits; every failure is a ``ValueError``:
     ``json.JSONDecodeError`` (with line and column) for text that is not JSON,
     ``UnicodeDecodeError`` for bytes that are not UTF-8, :class:`JsonLimitError` for text over a
-    limit, and a plain ``ValueError`` for ``NaN``, ``Infinity`` or an overflowing number."""
+    limit, and (``finite`` only) a plain ``ValueError`` for ``NaN``, ``Infinity`` or a number
+    that overflows; without ``finite`` they are decoded as Python's nan and inf."""
     if isinstance(text, bytes | bytearray):
         text = bytes(text).decode("utf-8")
     check_depth(text)
     try:
-        return _DECODER.decode(text)
+        return (_FINITE if finite else _ANY_FLOAT).decode(text)
     except RecursionError:
         # Not reachable within MAX_DEPTH; kept so that no caller ever sees one.
         raise JsonLimitError(f"nested deeper than {MAX_DEPTH} levels") from None

@@ -126,7 +126,7 @@ class CentralSystem:
         self.driver = driver
         self._new_session_id = new_session_id
         # Chargers whose power readings were clamped: logged once each, not per message.
-        self._clamped: set[str] = set()
+        self._clamp_logged: set[str] = set()
 
     def handle(
         self, charger_id: str, number: int, link: OcppLink, call: CallReceived
@@ -144,7 +144,7 @@ class CentralSystem:
                         charger_id,
                         request.connector_id,
                         request.transaction_id,
-                        self._physical(charger_id, reading.power_kw),
+                        self._within_maximum(charger_id, reading.power_kw),
                         reading.energy_register_kwh,
                         reading.soc_percent,
                     )
@@ -247,7 +247,7 @@ class CentralSystem:
                 f"connectorId: must be from 0 to {connectors} (the charger's connectors)"
             )
 
-    def _physical(self, charger_id: str, power_kw: float | None) -> float | None:
+    def _within_maximum(self, charger_id: str, power_kw: float | None) -> float | None:
         """A reading above what the charger can deliver is counted as its maximum: one broken
         meter must not make the station's load (and the battery's answer) absurd."""
         if power_kw is None:
@@ -255,8 +255,8 @@ class CentralSystem:
         maximum = self._charger(charger_id).max_power
         if power_kw <= maximum:
             return power_kw
-        if charger_id not in self._clamped:
-            self._clamped.add(charger_id)
+        if charger_id not in self._clamp_logged:
+            self._clamp_logged.add(charger_id)
             log.warning(
                 "%s: MeterValues power %.6g kW is above the charger's maximum of %g kW; "
                 "counted as %g kW (logged once per charger)",

@@ -32,6 +32,18 @@ from controller.rest_auth import new_token
 EXIT_CONFIG = 2
 
 
+def port(text: str) -> int:
+    """A port flag, bounded like the config's (argparse then exits 2 with one line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a port from 0 to 65535")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ev-controller",
@@ -44,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"station config file (default: ${CONFIG_ENV_VAR} or {DEFAULT_CONFIG_PATH})",
     )
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
-    parser.add_argument("--rest-port", type=int, help="REST API port (default 4567)")
-    parser.add_argument("--ocpp-port", type=int, help="OCPP WebSocket port (default 9000)")
+    parser.add_argument("--rest-port", type=port, help="REST API port (default 4567)")
+    parser.add_argument("--ocpp-port", type=port, help="OCPP WebSocket port (default 9000)")
     parser.add_argument("--db", type=Path, help="SQLite database file (default data/controller.db)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -98,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(path)
     except ConfigError as error:
+        if len(error.problems) == 1:  # one line, e.g. a file that is not JSON
+            problem = error.problems[0].removeprefix(f"{path}: ")
+            print(f"ev-controller: invalid configuration in {path}: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
         print(f"ev-controller: invalid configuration in {path}:", file=sys.stderr)
         for problem in error.problems:
             print(f"  {problem}", file=sys.stderr)

@@ -39,6 +39,8 @@ from allocator import (
     StationTree,
     Strategy,
 )
+from protocol import json_limits
+from protocol.json_limits import JsonLimitError
 
 CONFIG_ENV_VAR = "EV_CONTROLLER_CONFIG"
 # A JSON list of API tokens added to ``api.tokens`` (docs/security-rest.md).
@@ -54,6 +56,12 @@ PositiveKw = Annotated[float, Field(gt=0, le=MAX_KW, allow_inf_nan=False)]
 NonNegativeKw = Annotated[float, Field(ge=0, le=MAX_KW, allow_inf_nan=False)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=64)]
+# Every value the runtime uses has finite bounds (docs/security-input.md): far beyond any real
+# site, and small enough that nothing derived from them overflows or waits forever.
+MAX_CHARGERS = 10_000
+MAX_ID_TAGS = 100_000
+Volts = Annotated[float, Field(gt=0, le=1000)]  # low voltage ends at 1,000 V AC (IEC 60038)
+IdTag = Annotated[str, Field(max_length=20)]  # OCPP 1.6 idToken: CiString20
 
 
 def _sha256_hex(value: str) -> str:
@@ -72,6 +80,8 @@ class _Model(BaseModel):
         strict=True,
         alias_generator=to_camel,
         populate_by_name=True,
+        # NaN and Infinity (which JSON does not have, but Python's reader takes) are refused.
+        allow_inf_nan=False,
     )
 
 
@@ -89,7 +99,7 @@ class ChargerConfig(_Model):
     connectors: Annotated[int, Field(ge=1, le=32)]
     # OCPP (docs/ocpp.md): how limits are expressed and who may connect.
     rate_unit: Literal["W", "A"] | None = None
-    voltage: PositiveKw = 230.0
+    voltage: Volts = 230.0
     phases: Literal[1, 3] = 3
     password: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     # Or only the password's SHA-256, so that the file does not hold the password itself
@@ -101,8 +111,8 @@ class ChargerConfig(_Model):
 class GroupConfig(_Model):
     id: NonEmptyId
     max_power: PositiveKw
-    chargers: tuple[str, ...] = ()
-    groups: tuple[GroupConfig, ...] = ()
+    chargers: Annotated[tuple[NonEmptyId, ...], Field(max_length=MAX_CHARGERS)] = ()
+    groups: Annotated[tuple[GroupConfig, ...], Field(max_length=MAX_CHARGERS)] = ()
 
 
 class AllocationConfig(_Model):
@@ -124,10 +134,10 @@ class TlsConfig(_Model):
 
 
 class ServerConfig(_Model):
-    host: str = "0.0.0.0"
+    host: Annotated[str, Field(max_length=253)] = "0.0.0.0"  # the longest DNS name
     rest_port: Port = 4567
     ocpp_port: Port = 9000
-    ocpp_path: str = "/ocpp"
+    ocpp_path: Annotated[str, Field(max_length=200)] = "/ocpp"
     # TLS on both ports; rest_tls, when given, is the REST port's instead.
     tls: TlsConfig | None = None
     rest_tls: TlsConfig | None = None
@@ -138,13 +148,13 @@ class ServerConfig(_Model):
 
 
 class OcppConfig(_Model):
-    heartbeat_interval: Annotated[int, Field(ge=1)] = 300
-    call_timeout: Annotated[float, Field(gt=0)] = 10.0
+    heartbeat_interval: Annotated[int, Field(ge=1, le=86_400)] = 300
+    call_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     # Per-connector power chargers fall back to when they lose the controller.
     failsafe_power: NonNegativeKw | None = None
     # After this long offline a charger's sessions are budgeted at the failsafe.
-    offline_after: Annotated[float, Field(ge=0)] = 900.0
-    authorized_id_tags: tuple[str, ...] | None = None
+    offline_after: Annotated[float, Field(ge=0, le=7 * 86_400)] = 900.0
+    authorized_id_tags: Annotated[tuple[IdTag, ...], Field(max_length=MAX_ID_TAGS)] | None = None
     # What one charger may cost (docs/security-chargers.md): every charger must have a
     # password; its unsent bytes; the messages it may send per second (bursts of 200).
     require_auth: bool = False
@@ -184,7 +194,7 @@ class ApiConfig(_Model):
 
 
 class DatabaseConfig(_Model):
-    path: str = str(DEFAULT_DB_PATH)
+    path: Annotated[str, Field(min_length=1, max_length=4096)] = str(DEFAULT_DB_PATH)
     # FULL: a committed change survives a power cut; NORMAL: only a process crash.
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     # Stopped sessions and journal lines older than this are deleted, once a day.
@@ -196,9 +206,9 @@ class StationConfig(_Model):
     grid_capacity: PositiveKw
     # At least one charger: checked in cross_field_problems, because pydantic
     # reports a too-short tuple whenever one of its items is invalid.
-    chargers: tuple[ChargerConfig, ...]
+    chargers: Annotated[tuple[ChargerConfig, ...], Field(max_length=MAX_CHARGERS)]
     battery: BatteryConfig | None = None
-    groups: tuple[GroupConfig, ...] = ()
+    groups: Annotated[tuple[GroupConfig, ...], Field(max_length=MAX_CHARGERS)] = ()
     allocation: AllocationConfig = AllocationConfig()
     server: ServerConfig = ServerConfig()
     ocpp: OcppConfig = OcppConfig()
@@ -436,6 +446,11 @@ def charger_password_problems(config: StationConfig) -> list[str]:
     return problems
 
 
+# Problems of the file as a whole, not of one field: load_config names the file in them.
+_OVER_LIMIT = "JSON over a limit"
+_WHOLE_FILE = ("not valid JSON", _OVER_LIMIT)
+
+
 def parse_config(text: str | bytes) -> StationConfig:
     """Validate the file's JSON text; raise ConfigError listing every problem.
 
@@ -443,11 +458,16 @@ def parse_config(text: str | bytes) -> StationConfig:
     and strings for enums while still refusing ``"400"`` for a number.
     """
     try:
-        data = json.loads(text)
+        # NaN and infinities are let through here so that validation names their field.
+        data = json_limits.loads(text, finite=False)
+    except JsonLimitError as error:
+        raise ConfigError([f"{_OVER_LIMIT}: {error}"]) from None
     except json.JSONDecodeError as error:
         raise ConfigError(
             [f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"]
         ) from None
+    except ValueError:  # UnicodeDecodeError
+        raise ConfigError(["not valid JSON (not UTF-8 text)"]) from None
     if not isinstance(data, dict):
         raise ConfigError(["(root): must be a JSON object"])
     try:
@@ -473,7 +493,7 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> StationC
     try:
         config = parse_config(text)
     except ConfigError as error:
-        if len(error.problems) == 1 and error.problems[0].startswith("not valid JSON"):
+        if len(error.problems) == 1 and error.problems[0].startswith(_WHOLE_FILE):
             raise ConfigError([f"{path}: {error.problems[0]}"]) from None
         raise
     return with_environment_tokens(config, environ)

@@ -239,6 +239,20 @@ def _encode(value: Any) -> Any:
     return value
 
 
+def _number(value: Any) -> float:
+    # A damaged file may hold text where a number belongs: refused here, at start-up, rather
+    # than failing later in the middle of the core (docs/security-input.md).
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{value!r:.40} is not a number")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"{value!r:.40} is not text")
+
+
 def _decoders(record: type[Any]) -> dict[str, Callable[[Any], Any]]:
     """Per column, how to turn the stored value back into the field's type."""
     hints = typing.get_type_hints(record)
@@ -251,6 +265,10 @@ def _decoders(record: type[Any]) -> dict[str, Callable[[Any], Any]]:
                 decoders[field.name] = bool
             elif isinstance(option, type) and issubclass(option, Enum):
                 decoders[field.name] = option
+            elif option in (int, float):
+                decoders[field.name] = _number
+            elif option is str:
+                decoders[field.name] = _text
     return decoders
 
 
@@ -444,11 +462,21 @@ class Repository:
         with self._lock:
             try:
                 return list(self._db.execute(sql, params).fetchall())
-            except sqlite3.Error as error:
+            # ValueError: text that is not UTF-8 in a damaged file.
+            except (sqlite3.Error, ValueError) as error:
                 raise StoreError(f"cannot read {self.path}: {error}") from error
 
     def load(self) -> StoredState:
-        """What recovery needs: active sessions, charger books, limits, keys, the battery."""
+        """What recovery needs: active sessions, charger books, limits, keys, the battery.
+        StoreError when a row cannot be read back as its record (a damaged file)."""
+        try:
+            return self._load()
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            raise StoreError(
+                f"cannot read {self.path}: a stored row is damaged ({error})"
+            ) from error
+
+    def _load(self) -> StoredState:
         sessions = [
             SESSIONS.record_of(r)
             for r in self._rows(

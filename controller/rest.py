@@ -12,6 +12,7 @@ use which route is declared in :func:`routes` and enforced by
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,9 +46,12 @@ from controller.rest_schemas import (
     StopSessionBody,
     parse_body,
 )
-from controller.views import session_view, status_view
+from controller.views import finite_dumps, session_view, status_view
 
 log = logging.getLogger(__name__)
+
+# Every JSON answer: never NaN or Infinity (controller.views.finite_dumps).
+json_response = functools.partial(web.json_response, dumps=finite_dumps)
 
 DRIVER = web.AppKey("driver", Driver)
 API = web.AppKey("api", ApiConfig)
@@ -93,13 +97,11 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status, "http_error")
         body = ApiError(error.status, code, error.reason).body()
-        return web.json_response(body, status=error.status, headers=_allow_header(error))
+        return json_response(body, status=error.status, headers=_allow_header(error))
     except Exception:
         # Never echo internals to a client; the log keeps the traceback.
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return web.json_response(
-            ApiError(500, "internal_error", "internal error").body(), status=500
-        )
+        return json_response(ApiError(500, "internal_error", "internal error").body(), status=500)
 
 
 def _allow_header(error: web.HTTPException) -> dict[str, str]:
@@ -110,7 +112,7 @@ def _allow_header(error: web.HTTPException) -> dict[str, str]:
 async def station_status(request: web.Request) -> web.Response:
     driver = request.app[DRIVER]
     driver.tick()  # the battery and the limits as of now
-    return web.json_response(status_view(driver.core))
+    return json_response(status_view(driver.core))
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -148,7 +150,7 @@ async def list_sessions(request: web.Request) -> web.Response:
         repository = driver.writer.repository
         history = await driver.writer.read(lambda: repository.stopped_sessions(limit))
         views += [session_view(s) for s in history]
-    return web.json_response(views)
+    return json_response(views)
 
 
 async def _stored_session(driver: Driver, session_id: str) -> Session | None:
@@ -162,7 +164,7 @@ async def get_session(request: web.Request) -> web.Response:
     session = driver.core.session(session_id) or await _stored_session(driver, session_id)
     if session is None:
         raise UnknownSession(f"no session {session_id!r}", field="sessionId")
-    return web.json_response(session_view(session))
+    return json_response(session_view(session))
 
 
 async def station_events(request: web.Request) -> web.Response:
@@ -172,7 +174,7 @@ async def station_events(request: web.Request) -> web.Response:
     await driver.flush()  # what was journaled a moment ago is in the answer too
     repository = driver.writer.repository
     lines = await driver.writer.read(lambda: repository.journal(since, limit))
-    return web.json_response(
+    return json_response(
         [
             {
                 "seq": line.seq,
@@ -226,7 +228,7 @@ async def start_session(request: web.Request) -> web.Response:
         )
     )
     session = await _session_answer(driver, answer)
-    return web.json_response(session_view(session), status=201)
+    return json_response(session_view(session), status=201)
 
 
 async def stop_session(request: web.Request) -> web.Response:
@@ -240,7 +242,7 @@ async def stop_session(request: web.Request) -> web.Response:
         )
     )
     session = await _session_answer(driver, answer, session_id)
-    return web.json_response(session_view(session))
+    return json_response(session_view(session))
 
 
 async def power_update(request: web.Request) -> web.Response:
@@ -258,7 +260,7 @@ async def power_update(request: web.Request) -> web.Response:
         )
     )
     session = await _session_answer(driver, answer, session_id)
-    return web.json_response(session_view(session))
+    return json_response(session_view(session))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -272,7 +274,7 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as error:
         log.warning("health check: the database does not answer (%s)", type(error).__name__)
         raise ApiError(503, "unhealthy", "the database does not answer") from None
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 def static_file(name: str, content_type: str) -> Handler:

@@ -3,6 +3,11 @@
 Bodies are validated strictly from the JSON text: ``"150"`` is not a number,
 ``true`` is not a number, an unknown key is an error (a typo must not fall back
 silently to a default). Every problem names its field.
+
+Every number has a range (docs/security-input.md): powers and energies are finite,
+non-negative and at most 1,000,000 kW / kWh, so that every sum of them in the status
+stays finite; a body nested deeper than 64 levels or holding an integer of more than
+100 digits is refused before it is decoded.
 """
 
 from __future__ import annotations
@@ -13,21 +18,28 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from controller.config import describe_error, field_path
+from controller.config import NonEmptyId, NonNegativeKw, PositiveKw, describe_error, field_path
+from protocol import json_limits
+from protocol.json_limits import JsonLimitError
 
-PositiveKw = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeKw = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Connector numbers are int32 as in OCPP; which exist on a charger is the core's answer.
+MAX_CONNECTOR_ID = 2**31 - 1
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(
-        frozen=True, extra="forbid", strict=True, alias_generator=to_camel, populate_by_name=True
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        allow_inf_nan=False,
     )
 
 
 class StartSessionBody(_Body):
-    charger_id: Annotated[str, Field(min_length=1)]
-    connector_id: Annotated[int, Field(ge=0)]
+    charger_id: NonEmptyId
+    connector_id: Annotated[int, Field(ge=0, le=MAX_CONNECTOR_ID)]
     # Optional: without it the vehicle is assumed to take what the charger gives.
     vehicle_max_power: PositiveKw | None = None
 
@@ -78,8 +90,11 @@ def parse_body(model: type[BodyT], raw: bytes, *, empty_ok: bool = False) -> Bod
         else:
             raise ApiError(400, "malformed_json", "the request body is empty; send a JSON object")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        # NaN and infinities are let through here so that validation names their field.
+        data = json_limits.loads(raw, finite=False)
+    except JsonLimitError as error:
+        raise ApiError(400, "malformed_json", f"the request body is refused: {error}") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
         where = (
             f" (line {error.lineno}, column {error.colno}: {error.msg})"
             if isinstance(error, json.JSONDecodeError)

@@ -1,14 +1,51 @@
-"""The JSON shapes of the REST API (docs/api.md), in one place. Pure: they read the core."""
+"""The JSON shapes of the REST API (docs/api.md), in one place. Pure: they read the core.
+
+No response may hold ``NaN`` or ``Infinity``: they are not JSON, and the dashboard's
+``JSON.parse`` fails on them. Every input is bounded, so every number here is finite;
+:func:`finite_dumps` makes sure of it (docs/security-input.md).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import logging
+import math
+from typing import Any, Final
 
 from controller.core.battery import Battery
 from controller.core.sessions import Session
 from controller.core.state import ChargerState
 from controller.core.station import StationCore
 from shell.clock import iso_utc
+
+log = logging.getLogger(__name__)
+
+# What ``json.dumps`` writes by default, without its NaN and Infinity.
+_ENCODER: Final = json.JSONEncoder(allow_nan=False)
+
+
+def finite_dumps(data: Any) -> str:
+    """JSON text of a response. A NaN or an infinity in it is a bug (every input is bounded):
+    it is logged with where it was, and sent as null, so the client still gets valid JSON and
+    the rest of the answer."""
+    try:
+        return _ENCODER.encode(data)
+    except ValueError:
+        found: list[str] = []
+        cleaned = _without_non_finite(data, "$", found)
+        log.error("non-finite numbers in a response, sent as null: %s", ", ".join(found[:10]))
+        return _ENCODER.encode(cleaned)
+
+
+def _without_non_finite(value: Any, path: str, found: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{path} = {value}")
+        return None
+    if isinstance(value, dict):
+        return {k: _without_non_finite(v, f"{path}.{k}", found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_non_finite(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
 
 
 def number(value: float | None) -> float | int | None:

@@ -9,12 +9,14 @@ raises an :class:`~protocol.errors.OcppError` that carries whatever it could rea
 from __future__ import annotations
 
 import json
-import math
+import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
 
+from protocol import json_limits
 from protocol.errors import FormationViolation, OcppError, ProtocolError
+from protocol.json_limits import JsonLimitError
 
 __all__ = [
     "MAX_UNIQUE_ID_LENGTH",
@@ -89,37 +91,47 @@ _CALL_RESULT: Final = int(MessageTypeId.CALL_RESULT)
 _CALL_ERROR: Final = int(MessageTypeId.CALL_ERROR)
 
 
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are Python extensions, not JSON (RFC 8259 section 6).
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
-
-
-# Built once: ``json.loads``/``json.dumps`` with any option build a new decoder/encoder per call,
-# which costs as much as decoding a small frame. Both hold configuration only, no state.
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+# Built once: ``json.dumps`` with any option builds a new encoder per call, which costs as much as
+# encoding a small frame. It holds configuration only, no state.
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# The head of a frame (message type and id), read from the text alone when the frame is over a
+# JSON limit, so that a CALL is still answered (OCPP-J 1.6 section 4.2.3) and an answer still
+# ends our call. Bounded: an over-long id is answered too, but not one of any length.
+_HEAD: Final = re.compile(
+    r'[ \t\n\r]*\[[ \t\n\r]*([234])[ \t\n\r]*,[ \t\n\r]*("(?:[^"\\]|\\.){0,200}")'
+)
+_HEAD_SPAN: Final = 512
 
 
 def _decode(text: str | bytes) -> Any:
-    # OCPP-J 1.6 section 4.1.2: the whole message must be valid JSON in UTF-8.
+    # OCPP-J 1.6 section 4.1.2: the whole message must be valid JSON in UTF-8. Nesting and
+    # integers are bounded (protocol.json_limits).
     try:
-        if isinstance(text, bytes | bytearray):
-            text = bytes(text).decode("utf-8")
-        return _DECODER.decode(text)
+        return json_limits.loads(text)
     except UnicodeDecodeError:
         raise FormationViolation("frame is not valid UTF-8") from None
-    # ValueError covers JSONDecodeError (a leading BOM included) and over-long integer literals;
-    # RecursionError covers absurdly deep nesting. Neither may escape as anything but an OCPP
-    # error.
-    except (ValueError, RecursionError):
+    except JsonLimitError as error:
+        raise _over_limit(text, error) from None
+    # ValueError covers JSONDecodeError (a leading BOM included), NaN, Infinity and numbers that
+    # overflow.
+    except ValueError:
         raise FormationViolation("frame is not valid JSON") from None
+
+
+def _over_limit(text: str | bytes, error: JsonLimitError) -> FormationViolation:
+    description = f"frame is over a JSON limit: {error}"
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text[:_HEAD_SPAN]).decode("utf-8", "replace")
+    head = _HEAD.match(text, 0, _HEAD_SPAN)
+    if head is not None:
+        try:
+            unique_id = json.loads(head.group(2))
+        except ValueError:  # e.g. a control character in the id
+            pass
+        else:
+            kind = _MESSAGE_TYPES[int(head.group(1))]
+            return FormationViolation(description, unique_id=unique_id, message_type_id=kind)
+    return FormationViolation(description)
 
 
 def _object_or_empty(value: Any) -> dict[str, Any] | None:

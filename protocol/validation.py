@@ -37,6 +37,8 @@ _SEVERITY: Final[tuple[type[OcppError], ...]] = (
 _OBJECT_TYPES: Final = frozenset({"model_type", "model_attributes_type", "dict_type"})
 _MAX_LISTED: Final = 3
 _MAX_KEY: Final = 40
+# pydantic lists every allowed value of an enum: Measurand's alone are 500 characters.
+_MAX_MESSAGE: Final = 160
 
 
 def _classify(error: ErrorDetails) -> type[OcppError]:
@@ -71,7 +73,8 @@ def _message(error: ErrorDetails) -> str:
         return "Input should be a JSON object"
     if kind == "list_type":
         return "Input should be a JSON array"
-    return error["msg"]
+    message = error["msg"]
+    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 
 def error_from_validation(exc: ValidationError) -> OcppError:

@@ -6,6 +6,12 @@ Transaction messages are always answered, even when a sanity check fails (OCPP 1
 section 3.7), so that a charger does not retry them forever; a commit that fails is
 answered with ``InternalError`` and nothing recorded, so the charger's retry behaves like
 a first attempt.
+
+Numbers out of range (docs/security-input.md): a connectorId above the charger's
+configured connectors, or a sampled value of 2**53 or more, is answered with
+``PropertyConstraintViolation`` before anything is submitted; StartTransaction has a status
+of its own and answers such a connector ``Invalid`` (the core decides). A power reading
+above the charger's maximum is counted as that maximum.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from controller.config import StationConfig
+from controller.config import ChargerConfig, StationConfig
 from controller.core.commands import Answer, StopAnswer, TransactionAnswer
 from controller.core.events import (
     ChargerBooted,
@@ -30,7 +36,13 @@ from controller.core.rules import id_tag_status
 from controller.driver import Driver
 from controller.ocpp.metering import read_meter_values
 from controller.throttle import PeerLog
-from protocol import CallReceived, InternalError, NotImplementedCall, OcppModel
+from protocol import (
+    CallReceived,
+    InternalError,
+    NotImplementedCall,
+    OcppModel,
+    PropertyConstraintViolation,
+)
 from protocol.messages import (
     AuthorizationStatus,
     AuthorizeRequest,
@@ -116,6 +128,8 @@ class CentralSystem:
         self._new_session_id = new_session_id
         # A charger decides how often these are said: one line, then a count a minute.
         self._status_log = PeerLog(log)
+        # Chargers whose power readings were clamped: logged once each, not per message.
+        self._clamp_logged: set[str] = set()
 
     def handle(
         self, charger_id: str, number: int, link: OcppLink, call: CallReceived
@@ -125,6 +139,7 @@ class CentralSystem:
         request = call.request
         match request:
             case MeterValuesRequest():
+                self._check_connector(charger_id, request.connector_id)
                 reading = read_meter_values(request.meter_value)
                 driver.submit(
                     MeterReading(
@@ -132,7 +147,7 @@ class CentralSystem:
                         charger_id,
                         request.connector_id,
                         request.transaction_id,
-                        reading.power_kw,
+                        self._within_maximum(charger_id, reading.power_kw),
                         reading.energy_register_kwh,
                         reading.soc_percent,
                     )
@@ -142,6 +157,7 @@ class CentralSystem:
                 driver.submit(ChargerHeard(now, charger_id))
                 return HeartbeatResponse(current_time=datetime.fromtimestamp(now, tz=UTC))
             case StatusNotificationRequest():
+                self._check_connector(charger_id, request.connector_id)
                 driver.submit(
                     ConnectorStatusReported(
                         now,
@@ -224,3 +240,36 @@ class CentralSystem:
                 )
                 return NO_FIRMWARE_ANSWER
         raise NotImplementedCall(f"{type(request).__name__} is not handled")
+
+    def _charger(self, charger_id: str) -> ChargerConfig:
+        charger = self.config.charger(charger_id)
+        assert charger is not None  # only configured chargers get past the handshake
+        return charger
+
+    def _check_connector(self, charger_id: str, connector_id: int) -> None:
+        """0 (the whole charger) to its configured connectors; else nothing of it counts."""
+        connectors = self._charger(charger_id).connectors
+        if not 0 <= connector_id <= connectors:
+            raise PropertyConstraintViolation(
+                f"connectorId: must be from 0 to {connectors} (the charger's connectors)"
+            )
+
+    def _within_maximum(self, charger_id: str, power_kw: float | None) -> float | None:
+        """A reading above what the charger can deliver is counted as its maximum: one broken
+        meter must not make the station's load (and the battery's answer) absurd."""
+        if power_kw is None:
+            return None
+        maximum = self._charger(charger_id).max_power
+        if power_kw <= maximum:
+            return power_kw
+        if charger_id not in self._clamp_logged:
+            self._clamp_logged.add(charger_id)
+            log.warning(
+                "%s: MeterValues power %.6g kW is above the charger's maximum of %g kW; "
+                "counted as %g kW (logged once per charger)",
+                charger_id,
+                power_kw,
+                maximum,
+                maximum,
+            )
+        return maximum

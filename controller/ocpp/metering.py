@@ -4,8 +4,12 @@ Pure. Only the outlet's active import is read (what the vehicle draws): a
 ``location`` of Inlet or EV measures something else. Power comes as a total
 or per phase (summed when no total is given); units W or kW for power, Wh or
 kWh for the energy register, the spec defaults being the energy register in
-Wh. Values are strings on the wire; one that is not a finite number is
-skipped rather than failing the whole message, which must be answered anyway.
+Wh. Values are strings on the wire; one that is not a number is skipped
+rather than failing the whole message, which must be answered anyway. A number
+of 2**53 or more in magnitude (a double no longer holds every integer there,
+and no meter reads that much) is out of range: the whole message is refused
+with a PropertyConstraintViolation (docs/security-input.md), before anything
+of it counts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from protocol import PropertyConstraintViolation
 from protocol.messages import (
     Location,
     Measurand,
@@ -22,6 +27,7 @@ from protocol.messages import (
     UnitOfMeasure,
     ValueFormat,
 )
+from protocol.messages.base import METER_MAX
 
 # Phase-to-neutral and phase readings both count; N (neutral) and line-to-line
 # voltages' phases (L1-L2 ...) describe no separate power flow.
@@ -42,7 +48,13 @@ def _number(sample: SampledValue) -> float | None:
         value = float(sample.value)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
+    if -METER_MAX <= value <= METER_MAX:
+        return value
+    if math.isnan(value):
+        return None
+    raise PropertyConstraintViolation(
+        f"sampledValue.value: must be below 2**53 in magnitude, got {value:.3g}"
+    )
 
 
 def _power_kw(unit: UnitOfMeasure | None, value: float) -> float | None:

@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from annotated_types import Ge, MaxLen
+from annotated_types import Ge, Le, MaxLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, Strict
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "INT32_MAX",
+    "INT32_MIN",
+    "METER_MAX",
     "Boolean",
     "CiString20",
     "CiString25",
@@ -27,6 +30,7 @@ __all__ = [
     "ConnectorId",
     "Decimal1",
     "Integer",
+    "MeterInteger",
     "NonNegativeInteger",
     "OcppModel",
     "Text",
@@ -57,7 +61,18 @@ def to_payload(model: BaseModel) -> dict[str, Any]:
     return payload
 
 
-Integer = Annotated[int, Strict()]
+# The 1.6 schemas say "integer" without a size; OCPP's own data types are 32-bit signed integers
+# (the "integer" of OCPP 2.0.1 part 2, section 2.1: "32 bit (31 bit resolution, 1 sign bit)"),
+# and so are chargers' firmware fields. A value outside is a PropertyConstraintViolation.
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+# Energy registers in Wh (meterStart, meterStop) are schema integers too, but a busy charger's
+# lifetime register may pass 2**31 Wh (2,147 MWh): they may go up to what a double holds
+# exactly, which is what the controller computes with.
+METER_MAX = 2**53 - 1
+
+Integer = Annotated[int, Strict(), Ge(INT32_MIN), Le(INT32_MAX)]
+MeterInteger = Annotated[int, Strict(), Ge(-METER_MAX), Le(METER_MAX)]
 Boolean = Annotated[bool, Strict()]
 Text = Annotated[str, Strict()]
 
@@ -71,8 +86,8 @@ CiString500 = Annotated[str, Strict(), MaxLen(500)]
 
 # Connector 0 means the whole charge point; the field descriptions in section 6 say ">= 0".
 # Only used outside the transaction messages, which section 3.7 wants answered regardless.
-ConnectorId = Annotated[int, Strict(), Ge(0)]
-NonNegativeInteger = Annotated[int, Strict(), Ge(0)]
+ConnectorId = Annotated[int, Strict(), Ge(0), Le(INT32_MAX)]
+NonNegativeInteger = Annotated[int, Strict(), Ge(0), Le(INT32_MAX)]
 
 
 def _check_uri(value: str) -> str:

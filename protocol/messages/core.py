@@ -14,6 +14,7 @@ from protocol.messages.base import (
     CiString500,
     ConnectorId,
     Integer,
+    MeterInteger,
     OcppModel,
     Text,
 )
@@ -194,7 +195,7 @@ class StartTransactionRequest(OcppModel):
 
     connector_id: Integer
     id_tag: CiString20
-    meter_start: Integer
+    meter_start: MeterInteger
     reservation_id: Integer | None = None
     timestamp: LenientDateTime
 
@@ -223,7 +224,7 @@ class StopTransactionRequest(OcppModel):
     ``transaction_id`` may be -1 or unknown; the controller answers it anyway."""
 
     id_tag: CiString20 | None = None
-    meter_stop: Integer
+    meter_stop: MeterInteger
     timestamp: LenientDateTime
     transaction_id: Integer
     reason: Reason | None = None

@@ -91,7 +91,7 @@ CONFIG = config_from_dict(
         "groups": [{"id": "feeder", "maxPower": 80, "chargers": ["A", "B"]}],
         # Offline chargers are budgeted at the failsafe only after a very long time here:
         # the model of the chargers keeps applying their last profile while offline.
-        "ocpp": {"offlineAfter": 1_000_000},
+        "ocpp": {"offlineAfter": 604_800},  # the most allowed: 7 days
     }
 )
 CHARGERS = {c.id: c for c in CONFIG.chargers}

@@ -321,7 +321,10 @@ field_values = st.fixed_dictionaries(
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    derandomize=True,  # seeded: the same examples on every run, in CI too
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(body=field_values | json_values, target=st.sampled_from(["start", "stop", "update"]))
 async def test_no_client_input_gets_a_500(api: Api, body: Any, target: str) -> None:

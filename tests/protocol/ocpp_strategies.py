@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from annotated_types import Ge, MaxLen, MinLen
+from annotated_types import Ge, Le, MaxLen, MinLen
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -71,8 +71,10 @@ def for_annotation(tp: Any, meta: tuple[Any, ...] = ()) -> st.SearchStrategy[Any
     if tp is bool:
         return st.booleans()
     if tp is int:
+        # The bounds the type declares (int32, or the meter registers' 2**53 - 1).
         low = max((int(m.ge) for m in meta if isinstance(m, Ge)), default=-(2**31))  # type: ignore[call-overload]
-        return st.integers(min_value=low, max_value=2**31 - 1)
+        high = min((int(m.le) for m in meta if isinstance(m, Le)), default=2**31 - 1)  # type: ignore[call-overload]
+        return st.integers(min_value=low, max_value=high)
     if tp is str:
         return st.text(min_size=min_len, max_size=max_len if max_len is not None else 40)
     raise NotImplementedError(f"no strategy for {tp!r}")

@@ -40,7 +40,13 @@ from protocol import (
 from protocol.messages import ResetRequest, ResetType
 from tests.protocol.ocpp_corpus import CALLS, RESULTS
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Seeded (derandomize): the same examples on every run, in CI too.
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 EVENTS = (
     CallReceived,
     CallRejected,
@@ -128,6 +134,33 @@ def mutated_frames(draw: st.DrawFn) -> str:
     return text
 
 
+def _deep(levels: int) -> Any:
+    value: Any = 1
+    for level in range(levels):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+# Around the JSON limits (docs/security-input.md): nesting near 64 levels, integers near 100
+# digits, numbers near the int32 and 2**53 bounds.
+NEAR_LIMITS = (
+    st.integers(min_value=55, max_value=70).map(_deep)
+    | st.integers(min_value=95, max_value=105).map(lambda n: int("9" * n))
+    | st.sampled_from([2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**53 - 1, 2**53, 1e308])
+)
+
+
+@st.composite
+def frames_near_limits(draw: st.DrawFn) -> str:
+    frame = json.loads(draw(st.sampled_from(CORPUS)))
+    path = draw(st.sampled_from(_paths(frame)[1:]))
+    parent = frame
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = draw(NEAR_LIMITS)
+    return json.dumps(frame)
+
+
 frame_shaped = st.builds(
     lambda items: json.dumps(items),
     st.tuples(st.sampled_from([2, 3, 4, 5, True]), st.text(max_size=40) | PLAUSIBLE).flatmap(
@@ -141,6 +174,7 @@ ANY_INPUT = (
     | JSON.map(json.dumps)
     | frame_shaped
     | mutated_frames()
+    | frames_near_limits()
     | st.sampled_from(CORPUS)
 )
 

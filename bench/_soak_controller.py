@@ -93,6 +93,7 @@ class ControllerProcess:
         with open(self.log_path, "ab") as log:
             while line := await process.stderr.readline():
                 log.write(line)
+                log.flush()  # so that what is counted during a run is all there
 
     def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)

@@ -123,10 +123,11 @@ async def api(start_api: Callable[..., Any]) -> Api:
 @pytest.fixture
 async def start_controller(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Start the whole controller (REST + OCPP) on free loopback ports, on a SQLite file
-    in the test's tmp_path (the same file for every start within one test: a restart)."""
+    in the test's tmp_path (the same file for every start within one test: a restart);
+    keyword arguments go to ControllerApp."""
     apps: list[ControllerApp] = []
 
-    async def start(config: StationConfig | None = None) -> ControllerApp:
+    async def start(config: StationConfig | None = None, **options: Any) -> ControllerApp:
         app = ControllerApp(
             config or example_config(),
             clock=clock,
@@ -134,6 +135,7 @@ async def start_controller(clock: ManualClock, db_path: Path) -> AsyncIterator[C
             rest_port=0,
             ocpp_port=0,
             db_path=db_path,
+            **options,
         )
         await app.start()
         apps.append(app)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +15,6 @@ import pytest
 from controller.app import ControllerApp
 from controller.config import ConfigError, StationConfig, config_from_dict
 from controller.listener import check_open_files, max_connections
-from shell.clock import ManualClock
 from tests.controller.conftest import example_config, ocpp_url
 from tests.controller.ocpp_client import FakeCharger
 from tests.controller.raw_client import WAIT, read_until_closed
@@ -32,30 +29,6 @@ def server_config(**server: Any) -> StationConfig:
     data = example_config().model_dump(by_alias=True, mode="json", exclude_none=True)
     data["server"] = {**data["server"], **server}
     return config_from_dict(data)
-
-
-@pytest.fixture
-async def start_app(clock: ManualClock, db_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """The controller on free loopback ports, with ControllerApp's own options."""
-    apps: list[ControllerApp] = []
-
-    async def start(config: StationConfig, **options: Any) -> ControllerApp:
-        app = ControllerApp(
-            config,
-            clock=clock,
-            host="127.0.0.1",
-            rest_port=0,
-            ocpp_port=0,
-            db_path=db_path,
-            **options,
-        )
-        await app.start()
-        apps.append(app)
-        return app
-
-    yield start
-    for app in apps:
-        await app.stop()
 
 
 async def open_raw(
@@ -110,11 +83,11 @@ def test_a_cap_above_the_open_files_limit_is_warned_about(
 
 
 async def test_half_open_connections_are_closed_after_the_handshake_timeout(
-    start_app: Any,
+    start_controller: Any,
 ) -> None:
     """Connections that send nothing, or half a request or upgrade, are closed after the
     timeout on both ports, while a charger connects and boots and the REST API answers."""
-    app: ControllerApp = await start_app(server_config(handshakeTimeout=TIMEOUT))
+    app: ControllerApp = await start_controller(server_config(handshakeTimeout=TIMEOUT))
     loop = asyncio.get_running_loop()
     opened = loop.time()
     stalled = [
@@ -148,9 +121,9 @@ async def test_half_open_connections_are_closed_after_the_handshake_timeout(
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
-    start_app: Any,
+    start_controller: Any,
 ) -> None:
-    app: ControllerApp = await start_app(server_config(handshakeTimeout=TIMEOUT))
+    app: ControllerApp = await start_controller(server_config(handshakeTimeout=TIMEOUT))
     reader, writer = await open_raw(
         app.rest_port, b"GET /station/status HTTP/1.1\r\nHost: x\r\n\r\n"
     )
@@ -160,10 +133,12 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(
 
 
 async def test_past_the_connection_cap_new_connections_are_refused_at_once(
-    start_app: Any,
+    start_controller: Any,
 ) -> None:
     # A long timeout: a connection closed here is closed by the cap.
-    app: ControllerApp = await start_app(server_config(maxConnections=2, handshakeTimeout=60))
+    app: ControllerApp = await start_controller(
+        server_config(maxConnections=2, handshakeTimeout=60)
+    )
     loop = asyncio.get_running_loop()
 
     charger = await FakeCharger(ocpp_url(app), "CP001").connect()
@@ -199,9 +174,9 @@ async def test_past_the_connection_cap_new_connections_are_refused_at_once(
 
 
 async def test_past_the_in_flight_cap_requests_get_503_with_retry_after(
-    start_app: Any,
+    start_controller: Any,
 ) -> None:
-    app: ControllerApp = await start_app(server_config(), rest_max_in_flight=1)
+    app: ControllerApp = await start_controller(server_config(), rest_max_in_flight=1)
     # One request in progress: its handler waits for a body that has not come yet. The
     # 100-continue is written right before the handler runs, in the same step.
     body = b'{"chargerId": "NOPE", "connectorId": 1}'

@@ -216,7 +216,7 @@ class Attacks:
         closed = False
         how = ""
         began = time.perf_counter()
-        budget = 10.0 if self.quick else 40.0
+        budget = 10.0 if self.quick else 60.0
         peak = before
         while time.perf_counter() - began < budget:
             try:

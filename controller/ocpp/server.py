@@ -48,7 +48,7 @@ from controller.listener import (
 )
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.rate import DISCONNECT_AFTER, MessageRate
-from controller.ocpp.transport import CLOSE_TIMEOUT, WebSocketChannel
+from controller.ocpp.transport import WebSocketChannel
 from controller.throttle import FailureThrottle, PeerLog
 from protocol import (
     CallReceived,
@@ -64,6 +64,10 @@ from shell.link import OcppLink
 log = logging.getLogger(__name__)
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
+# At shutdown, how long chargers have to answer our close before they are cut off: shorter
+# than the application's own step timeout, so that a charger that does not read (and so never
+# answers) cannot hold the shutdown up to it.
+SHUTDOWN_CLOSE_WAIT = 2.0
 # Close code 1002 "protocol error": no acceptable subprotocol was offered.
 CLOSE_NO_SUBPROTOCOL = 1002
 # Close code 1008 "policy violation": a charger kept above its message rate.
@@ -186,7 +190,7 @@ class OcppServer:
         for channel in channels:
             channel.close(1001, "controller shutting down")
         if channels:
-            await asyncio.wait([c.closed for c in channels], timeout=CLOSE_TIMEOUT)
+            await asyncio.wait([c.closed for c in channels], timeout=SHUTDOWN_CLOSE_WAIT)
             for channel in channels:
                 if not channel.closed.done():
                     channel.abort()

@@ -199,3 +199,22 @@ async def test_past_the_in_flight_cap_requests_get_503_with_retry_after(
     assert answer.startswith(b"HTTP/1.1 4"), answer
     writer.close()
     assert (await get(app)).status == 200
+
+
+async def test_a_charger_that_never_answers_the_close_does_not_hold_up_the_shutdown(
+    start_controller: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At shutdown every charger is sent a close; one that never reads never answers it and
+    is cut off after a short wait, inside the shutdown's own step timeout."""
+    app: ControllerApp = await start_controller(example_config())
+    upgrade = HALF_UPGRADE + (
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+    )
+    reader, writer = await open_raw(app.ocpp_port, upgrade)
+    await reader.readuntil(b"\r\n\r\n")  # upgraded; from now on it reads nothing
+    await app.driver.wait_until(lambda: app.core.chargers["CP002"].connected)
+    with caplog.at_level(logging.ERROR, logger="controller.app"):
+        await app.stop()
+    assert "did not close in time" not in caplog.text
+    writer.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Final
 
 __all__ = ["MAX_DEPTH", "MAX_DIGITS", "JsonLimitError", "check_depth", "loads"]
@@ -85,13 +86,19 @@ def _reject_constant(name: str) -> Any:
 
 
 # Built once: ``json.loads`` with any option builds a new decoder per call, which costs as much
-# as decoding a small frame. They hold configuration only, no state.
-_FINITE: Final = json.JSONDecoder(
-    parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
+# as decoding a small frame. They hold configuration only, no state. The first of each pair
+# checks every integer's length (a Python call per integer); it is needed only when the text
+# has a run of more than MAX_DIGITS digits somewhere, which one regular-expression scan tells.
+_FINITE: Final = (
+    json.JSONDecoder(
+        parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
+    ),
+    json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float),
 )
 # For callers whose validation names the field of a NaN or an infinity (pydantic with
 # ``allow_inf_nan=False``), which says more than "not valid JSON".
-_ANY_FLOAT: Final = json.JSONDecoder(parse_int=_bounded_int)
+_ANY_FLOAT: Final = (json.JSONDecoder(parse_int=_bounded_int), json.JSONDecoder())
+_LONG_DIGIT_RUN: Final = re.compile(f"[0-9]{{{MAX_DIGITS + 1}}}")
 
 
 def loads(text: str | bytes, *, finite: bool = True) -> Any:
@@ -104,7 +111,8 @@ def loads(text: str | bytes, *, finite: bool = True) -> Any:
         text = bytes(text).decode("utf-8")
     check_depth(text)
     try:
-        return (_FINITE if finite else _ANY_FLOAT).decode(text)
+        checked, unchecked = _FINITE if finite else _ANY_FLOAT
+        return (unchecked if _LONG_DIGIT_RUN.search(text) is None else checked).decode(text)
     except RecursionError:
         # Not reachable within MAX_DEPTH; kept so that no caller ever sees one.
         raise JsonLimitError(f"nested deeper than {MAX_DEPTH} levels") from None

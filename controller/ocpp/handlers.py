@@ -130,6 +130,9 @@ class CentralSystem:
         self._status_log = PeerLog(log)
         # Chargers whose power readings were clamped: logged once each, not per message.
         self._clamp_logged: set[str] = set()
+        # Looked up per MeterValues: a plain dict (the config's own lookup goes through
+        # pydantic's attribute machinery, several µs a call).
+        self._chargers = {charger.id: charger for charger in config.chargers}
 
     def handle(
         self, charger_id: str, number: int, link: OcppLink, call: CallReceived
@@ -139,15 +142,19 @@ class CentralSystem:
         request = call.request
         match request:
             case MeterValuesRequest():
-                self._check_connector(charger_id, request.connector_id)
+                charger = self._chargers[charger_id]
+                self._check_connector(charger, request.connector_id)
                 reading = read_meter_values(request.meter_value)
+                power = reading.power_kw
+                if power is not None and power > charger.max_power:
+                    power = self._clamped(charger, power)
                 driver.submit(
                     MeterReading(
                         now,
                         charger_id,
                         request.connector_id,
                         request.transaction_id,
-                        self._within_maximum(charger_id, reading.power_kw),
+                        power,
                         reading.energy_register_kwh,
                         reading.soc_percent,
                     )
@@ -157,7 +164,7 @@ class CentralSystem:
                 driver.submit(ChargerHeard(now, charger_id))
                 return HeartbeatResponse(current_time=datetime.fromtimestamp(now, tz=UTC))
             case StatusNotificationRequest():
-                self._check_connector(charger_id, request.connector_id)
+                self._check_connector(self._chargers[charger_id], request.connector_id)
                 driver.submit(
                     ConnectorStatusReported(
                         now,
@@ -241,35 +248,25 @@ class CentralSystem:
                 return NO_FIRMWARE_ANSWER
         raise NotImplementedCall(f"{type(request).__name__} is not handled")
 
-    def _charger(self, charger_id: str) -> ChargerConfig:
-        charger = self.config.charger(charger_id)
-        assert charger is not None  # only configured chargers get past the handshake
-        return charger
-
-    def _check_connector(self, charger_id: str, connector_id: int) -> None:
+    @staticmethod
+    def _check_connector(charger: ChargerConfig, connector_id: int) -> None:
         """0 (the whole charger) to its configured connectors; else nothing of it counts."""
-        connectors = self._charger(charger_id).connectors
-        if not 0 <= connector_id <= connectors:
+        if not 0 <= connector_id <= charger.connectors:
             raise PropertyConstraintViolation(
-                f"connectorId: must be from 0 to {connectors} (the charger's connectors)"
+                f"connectorId: must be from 0 to {charger.connectors} (the charger's connectors)"
             )
 
-    def _within_maximum(self, charger_id: str, power_kw: float | None) -> float | None:
+    def _clamped(self, charger: ChargerConfig, power_kw: float) -> float:
         """A reading above what the charger can deliver is counted as its maximum: one broken
         meter must not make the station's load (and the battery's answer) absurd."""
-        if power_kw is None:
-            return None
-        maximum = self._charger(charger_id).max_power
-        if power_kw <= maximum:
-            return power_kw
-        if charger_id not in self._clamp_logged:
-            self._clamp_logged.add(charger_id)
+        if charger.id not in self._clamp_logged:
+            self._clamp_logged.add(charger.id)
             log.warning(
                 "%s: MeterValues power %.6g kW is above the charger's maximum of %g kW; "
                 "counted as %g kW (logged once per charger)",
-                charger_id,
+                charger.id,
                 power_kw,
-                maximum,
-                maximum,
+                charger.max_power,
+                charger.max_power,
             )
-        return maximum
+        return charger.max_power

@@ -246,9 +246,9 @@ class WebSocketChannel(asyncio.Protocol):
                     self._cut_off(transport, unsent)
                     return
                 transport.write(chunk)
-                buffered = transport.get_write_buffer_size()
-                if buffered > self.peak_buffered:
-                    self.peak_buffered = buffered
+                # At most what was unsent plus this chunk (the socket may have taken some).
+                if unsent + len(chunk) > self.peak_buffered:
+                    self.peak_buffered = unsent + len(chunk)
             elif transport.can_write_eof():
                 transport.write_eof()
             else:

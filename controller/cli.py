@@ -26,6 +26,7 @@ from controller.config import (
     load_config,
     validation_problems,
 )
+from controller.logformat import configure_logging
 from controller.repository import StoreError
 from controller.rest_auth import new_token
 
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ocpp-port", type=port, help="OCPP WebSocket port (default 9000)")
     parser.add_argument("--db", type=Path, help="SQLite database file (default data/controller.db)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object a line for log collectors",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     token = commands.add_parser(
         "token",
@@ -102,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not isinstance(level, int):
         print(f"ev-controller: unknown --log-level {args.log_level!r}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level, args.log_format)
     if level > logging.DEBUG:
         # One line per WebSocket opened or closed is noise with thousands of chargers.
         logging.getLogger("controller.ocpp.wire").setLevel(max(level, logging.WARNING))

@@ -188,8 +188,9 @@ class Driver:
                 case ScheduleReallocation():
                     loop = asyncio.get_running_loop()
                     loop.call_later(COALESCE_WINDOW, self._reallocate)
-                case Notice(message=message):
-                    log.warning("%s", message)
+                case Notice(message=message, charger_id=charger_id, session_id=session_id):
+                    ids = {"charger_id": charger_id, "session_id": session_id}
+                    log.warning("%s", message, extra=ids)
 
     def _send(self, command: SendProfile | ReadConfiguration) -> None:
         current = self._links.get(command.charger_id)

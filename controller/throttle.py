@@ -134,12 +134,13 @@ class PeerLog:
                 peer,
                 entry.suppressed,
                 now - entry.logged_at,
+                extra={"peer": peer},
             )
         self._peers[peer] = _PeerLines(logged_at=now)
         self._peers.move_to_end(peer)
         while len(self._peers) > self._max_tracked:
             self._peers.popitem(last=False)
-        self._log.log(level, "%s: " + message, peer, *args)
+        self._log.log(level, "%s: " + message, peer, *args, extra={"peer": peer})
 
     def __len__(self) -> int:
         return len(self._peers)

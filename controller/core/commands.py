@@ -106,6 +106,9 @@ class ScheduleReallocation:
 @dataclass(frozen=True, slots=True)
 class Notice:
     message: str
+    # What it is about, for logs that carry ids (``--log-format json``).
+    charger_id: str | None = None
+    session_id: str | None = None
 
 
 Command = Reply | Persist | SendProfile | ReadConfiguration | WakeAt | ScheduleReallocation | Notice

@@ -398,7 +398,13 @@ class StationCore:
         for session in stored.sessions:
             config = self._charger_config.get(session.charger_id)
             if config is None or not 0 <= session.connector_id < config.connectors:
-                self._emit(Notice(f"session {session.session_id}: its charger left the config"))
+                self._emit(
+                    Notice(
+                        f"session {session.session_id}: its charger left the config",
+                        session.charger_id,
+                        session.session_id,
+                    )
+                )
                 continue
             self._add_session(session.copy())
             counts["sessions"] += 1
@@ -1298,7 +1304,9 @@ class StationCore:
         ):
             self._emit(
                 Notice(
-                    f"{charger.charger_id} accepts no charging profile: budgeting it at its maximum"
+                    f"{charger.charger_id} accepts no charging profile: "
+                    "budgeting it at its maximum",
+                    charger.charger_id,
                 )
             )
             self._journal_entry(now, "charger.unlimitable", charger.charger_id)

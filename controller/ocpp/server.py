@@ -314,7 +314,12 @@ class OcppServer:
         over = rate.over_for(now)
         if over >= DISCONNECT_AFTER and channel.open:
             # Once per connection: a line per abusive connection, not per message.
-            log.warning("%s: above its message rate for %.0f s: disconnected", charger_id, over)
+            log.warning(
+                "%s: above its message rate for %.0f s: disconnected",
+                charger_id,
+                over,
+                extra={"charger_id": charger_id},
+            )
             channel.close(CLOSE_OVER_RATE, "message rate exceeded")
         return False
 

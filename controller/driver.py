@@ -49,6 +49,7 @@ from controller.core.events import (
     Tick,
 )
 from controller.core.station import StationCore
+from controller.metrics import Metrics
 from controller.repository import Repository
 from controller.writer import CommitWriter
 from protocol import CallAnswered, CallCancelled, CallErrored, CallTimedOut
@@ -114,8 +115,12 @@ class Driver:
     def __init__(self, core: StationCore, clock: Clock, repository: Repository) -> None:
         self.core = core
         self.clock = clock
+        self.metrics = Metrics(core)
         self.writer = CommitWriter(
-            repository, on_outcome=self._commit_outcome, before_batch=self._before_batch
+            repository,
+            on_outcome=self._commit_outcome,
+            before_batch=self._before_batch,
+            commit_timer=self.metrics.commit_seconds.time,
         )
         self._links: dict[str, tuple[int, OcppLink]] = {}
         self._queue: deque[Event] = deque()
@@ -147,7 +152,11 @@ class Driver:
 
     def _handle(self, event: Event) -> None:
         try:
-            commands = self.core.handle(event)
+            if type(event) is Reallocate:
+                with self.metrics.allocation_seconds.time():
+                    commands = self.core.handle(event)
+            else:
+                commands = self.core.handle(event)
         except Exception:
             log.exception("the station core failed on %s", type(event).__name__)
             target = getattr(event, "reply_to", None)
@@ -199,7 +208,9 @@ class Driver:
         def answered(outcome: CallOutcome) -> None:
             now = self.clock.now()
             if isinstance(command, SendProfile):
-                self.submit(ProfileAnswered(now, charger_id, ref, profile_result(outcome)))
+                result = profile_result(outcome)
+                self.metrics.profile_answered(command.request, result)
+                self.submit(ProfileAnswered(now, charger_id, ref, result))
             else:
                 self.submit(ConfigurationRead(now, charger_id, ref, configuration_keys(outcome)))
 

@@ -37,6 +37,7 @@ from controller.core.sessions import (
     UnknownSession,
 )
 from controller.driver import Driver
+from controller.metrics import CONTENT_TYPE
 from controller.repository import StoreError
 from controller.rest_auth import Access, Handler, error_response, guard, response_headers
 from controller.rest_schemas import (
@@ -113,6 +114,13 @@ async def station_status(request: web.Request) -> web.Response:
     driver = request.app[DRIVER]
     driver.tick()  # the battery and the limits as of now
     return json_response(status_view(driver.core))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The Prometheus page (docs/metrics.md), the station as of now like the status."""
+    driver = request.app[DRIVER]
+    driver.tick()
+    return web.Response(body=driver.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -305,6 +313,7 @@ def routes() -> tuple[Route, ...]:
         Route("GET", "/healthz", Access.OPEN, healthz),
         Route("GET", "/station/status", Access.READ, station_status),
         Route("GET", "/station/events", Access.READ, station_events),
+        Route("GET", "/metrics", Access.READ, metrics),
         Route("GET", "/sessions", Access.READ, list_sessions),
         Route("POST", "/sessions", Access.OPERATE, start_session),
         Route("GET", "/sessions/{session_id}", Access.READ, get_session),
@@ -318,8 +327,9 @@ def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Applica
     table = routes()
     rules = {(r.method, r.path): r.access for r in table}
     app = web.Application(
-        # json_errors outermost: whatever the guard or a handler raises becomes JSON.
-        middlewares=[json_errors, guard(api, rules, driver.now)],
+        # Counted outermost, with the status the client got; json_errors next: whatever the
+        # guard or a handler raises becomes JSON.
+        middlewares=[driver.metrics.http_middleware(), json_errors, guard(api, rules, driver.now)],
         # A request body above 1 MiB is refused by aiohttp with a 413 before it reaches us.
         client_max_size=1024 * 1024,
         # aiohttp's own last-resort 500 page shows a traceback when the loop is in debug

@@ -243,12 +243,12 @@ class Connection:
             assert answer is not None
             self._outbox.append(answer)
 
-    def _reject(self, unique_id: str, error: OcppError) -> list[Event]:
+    def _reject(self, unique_id: str, error: OcppError, action: str | None = None) -> list[Event]:
         error.unique_id = unique_id
         entry = _IncomingCall(unique_id, None)
         self._incoming.append(entry)
         self._answer(entry, CallError.from_error(unique_id, error))
-        return [CallRejected(unique_id, error)]
+        return [CallRejected(unique_id, error, action)]
 
     def _on_broken_frame(self, error: OcppError, now: float) -> list[Event]:
         unique_id, kind = error.unique_id, error.message_type_id
@@ -275,14 +275,16 @@ class Connection:
         if call.unique_id in self._awaiting:
             # OCPP-J 1.6 section 4.2.3 names this case. The reply queues behind the answer to
             # the first CALL, so the peer sees that answer first.
-            return self._reject(call.unique_id, GenericError("unique id is already being handled"))
+            return self._reject(
+                call.unique_id, GenericError("unique id is already being handled"), call.action
+            )
         try:
             request = parse_request(call.action, call.payload, receiver_role=self.role)
         except OcppError as error:
-            return self._reject(call.unique_id, error)
+            return self._reject(call.unique_id, error, call.action)
         except Exception:
             # A bug on our side must not kill the connection nor leak internals to the peer.
-            return self._reject(call.unique_id, InternalError())
+            return self._reject(call.unique_id, InternalError(), call.action)
         entry = _IncomingCall(call.unique_id, call.action)
         self._incoming.append(entry)
         self._awaiting[call.unique_id] = entry

@@ -40,6 +40,9 @@ class CallRejected:
 
     unique_id: str
     error: OcppError
+    # The CALL's action as the peer wrote it (None when the frame was too broken to read
+    # it): not necessarily one that exists.
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

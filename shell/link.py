@@ -120,11 +120,13 @@ class OcppLink:
         on_event: Callable[[Event], None] | None = None,
         on_closed: Callable[[OcppLink], None] | None = None,
         admit: Admission | None = None,
+        on_error_sent: Callable[[OcppError], None] | None = None,
     ) -> None:
         """``send`` writes one frame (its result is ignored). ``on_event`` sees every event
         the connection reports, after the link has dealt with it (for counting and
         logging), except the CALLs ``admit`` refused; ``on_closed`` runs once when the
-        connection ends."""
+        connection ends; ``on_error_sent`` sees every CALLERROR the link answers with (those
+        the connection makes itself are reported to ``on_event`` as ``CallRejected``)."""
         self.connection = connection
         self.name = name
         self._send = send
@@ -133,6 +135,7 @@ class OcppLink:
         self._on_event = on_event
         self._on_closed = on_closed
         self._admit = admit
+        self._on_error_sent = on_error_sent
         self._waiting: dict[str, OutcomeCallback] = {}
         self._deadline: float | None = None
         self._deadline_timer: Timer | None = None
@@ -174,6 +177,8 @@ class OcppLink:
 
     def _queue_answer(self, unique_id: str, answer: Answer) -> None:
         if isinstance(answer, OcppError):
+            if self._on_error_sent is not None:
+                self._on_error_sent(answer)
             self.connection.send_error(unique_id, answer)
         else:
             self.connection.send_result(unique_id, answer)

@@ -208,6 +208,8 @@ class StationCore:
         self._out: list[Command] = []
         self.reallocations = 0
         self.profiles_sent = 0
+        # Sessions whose start was committed and acknowledged, by origin (GET /metrics).
+        self.sessions_started = dict.fromkeys(Origin, 0)
         self.recovered = self._recover(stored, now) if stored is not None else {}
         # The stored allocations are only a record: the first one after recovery says
         # nothing about readings going stale (each session keeps what was stored).
@@ -829,7 +831,7 @@ class StationCore:
                 return self._apply_transaction_start(change)
             case StartSession(session=committed):
                 live = committed.copy()
-                self._add_session(live)
+                self._add_started(live)
                 self._outdated = True
                 return lambda: SessionAnswer(live.copy())
             case StopSession():
@@ -859,7 +861,7 @@ class StationCore:
             self._end_session(stale, self._now, None, "Superseded")
             self._emit(Persist((stale.copy(),)))
         session = change.session.copy()
-        self._add_session(session)
+        self._add_started(session)
         charger = self.chargers[change.charger_id]
         assert session.transaction_id is not None
         book = LimitBook(
@@ -927,6 +929,11 @@ class StationCore:
             self._dirty_books.add(session_id)
 
     # -- sessions ----------------------------------------------------------------------------
+
+    def _add_started(self, session: Session) -> None:
+        """A session whose start was just committed (not one recovered)."""
+        self._add_session(session)
+        self.sessions_started[session.origin] += 1
 
     def _add_session(self, session: Session) -> None:
         self._sessions[session.session_id] = session

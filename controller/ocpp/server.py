@@ -276,6 +276,7 @@ class OcppServer:
             on_event=functools.partial(self._log_event, charger_id),
             on_closed=functools.partial(self._closed, charger_id, number),
             admit=functools.partial(self._admit, charger_id, channel),
+            on_error_sent=self.driver.metrics.ocpp_error_sent,
         )
         previous = self.links.get(charger_id)
         self.links[charger_id] = (number, link, channel)
@@ -324,6 +325,7 @@ class OcppServer:
         return False
 
     def _log_event(self, charger_id: str, event: Event) -> None:
+        self.driver.metrics.ocpp_event(event)
         if type(event) is CallReceived:
             return  # the common case, handled by the link
         match event:

@@ -58,6 +58,7 @@ EXPECTED_ACCESS = {
     ("GET", "/healthz"): "open",
     ("GET", "/station/status"): "read",
     ("GET", "/station/events"): "read",
+    ("GET", "/metrics"): "read",
     ("GET", "/sessions"): "read",
     ("GET", "/sessions/{session_id}"): "read",
     ("POST", "/sessions"): "operate",

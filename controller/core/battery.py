@@ -21,6 +21,7 @@ to the battery's full power for one OCPP call timeout.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -30,6 +31,11 @@ HOUR = 3600.0
 REARM_FRACTION = 0.05
 # Energy differences below this (kWh) are rounding noise from float arithmetic.
 EPSILON_KWH = 1e-9
+# A threshold (empty, full, re-armed) less than this much time away at full power counts as
+# reached. A wake-up set closer than the clock can tell apart from now (epoch seconds as a
+# float step by about 2e-7 s) would otherwise find no time passed, predict the same moment
+# again, and never end.
+SNAP_SECONDS = 0.001
 
 
 class BatteryMode(StrEnum):
@@ -71,6 +77,7 @@ class Battery:
         self.reserve = max(reserve, 0.0)
         # Well above the reserve, or re-arming would be followed by emptying at once.
         self.rearm_energy = max(REARM_FRACTION * initial_capacity, 2 * self.reserve)
+        self._snap_kwh = EPSILON_KWH + power * SNAP_SECONDS / HOUR
         stored = initial_capacity if stored_energy is None else stored_energy
         self.stored_energy = min(max(stored, 0.0), initial_capacity)
         self.may_discharge = (
@@ -143,23 +150,27 @@ class Battery:
         flow = self._power()
         if flow > 0:
             floor = self.reserve if self.may_discharge else 0.0
-            return self.updated_at + max(self.stored_energy - floor, 0.0) / flow * HOUR
-        if flow < 0:
+            when = self.updated_at + max(self.stored_energy - floor, 0.0) / flow * HOUR
+        elif flow < 0:
             rate = -flow
             target = self.initial_capacity
             if not self.may_discharge and self.stored_energy < self.rearm_energy:
                 target = self.rearm_energy
-            return self.updated_at + (target - self.stored_energy) / rate * HOUR
-        return None
+            when = self.updated_at + (target - self.stored_energy) / rate * HOUR
+        else:
+            return None
+        # Never now: a wake-up must find time passed, or nothing would move (SNAP_SECONDS).
+        return max(when, math.nextafter(self.updated_at, math.inf))
 
     def _settle(self) -> None:
         # Snap values that float arithmetic left a hair away from a threshold,
         # so that a wake-up scheduled at the predicted moment sees the event.
-        if self.stored_energy <= EPSILON_KWH:
+        snap = self._snap_kwh
+        if self.stored_energy <= snap:
             self.stored_energy = 0.0
-        if self.stored_energy <= self.reserve + EPSILON_KWH:
+        if self.stored_energy <= self.reserve + snap:
             self.may_discharge = False
-        if self.initial_capacity - self.stored_energy <= EPSILON_KWH:
+        if self.initial_capacity - self.stored_energy <= snap:
             self.stored_energy = self.initial_capacity
-        if not self.may_discharge and self.stored_energy >= self.rearm_energy - EPSILON_KWH:
-            self.may_discharge = self.stored_energy > self.reserve + EPSILON_KWH
+        if not self.may_discharge and self.stored_energy >= self.rearm_energy - snap:
+            self.may_discharge = self.stored_energy > self.reserve + snap

@@ -162,3 +162,36 @@ def test_reserve_stops_the_allocation_early_but_still_covers_the_load() -> None:
 def test_rearming_stays_well_above_the_reserve() -> None:
     b = Battery(initial_capacity=10, power=100, grid_capacity=400, now=T0, reserve=0.4)
     assert b.rearm_energy == pytest.approx(0.8)  # 5 % of 10 kWh would be only 0.5
+
+
+@pytest.mark.parametrize(
+    ("stored", "load"),
+    [
+        (200 - 2.4e-9, 300.0),  # charging at 100 kW, a hair from full (seen in a simulated day)
+        (10 - 2.9e-9, 300.0),  # charging, a hair below the re-arm level (5 % of 200)
+        (2.4e-9, 500.0),  # discharging at 100 kW, a hair above empty
+    ],
+)
+def test_a_threshold_closer_than_the_clock_can_tell_is_reached_at_the_next_wake_up(
+    stored: float, load: float
+) -> None:
+    """At epoch times (1.77e9 s) the clock steps by 2.4e-7 s: a wake-up predicted closer than
+    that would fall on "now", find no time passed, and be predicted again forever."""
+    now = 1_770_000_000.0
+    b = Battery(
+        initial_capacity=200,
+        power=100,
+        grid_capacity=400,
+        now=now,
+        stored_energy=stored,
+        may_discharge=stored > 100 or stored < 1,
+    )
+    b.set_load(load, now)
+    for _ in range(3):
+        moment = event_at(b)
+        assert moment > b.updated_at
+        b.advance(moment)
+        if b.next_event_at() is None or b.next_event_at() != moment:
+            break
+    else:
+        raise AssertionError("the same wake-up again and again")

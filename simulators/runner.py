@@ -346,6 +346,8 @@ class StationDay:
                 while True:
                     for cp in self.charge_points.values():
                         await cp.wait_delivered()
+                    if any(cp.pending_messages for cp in self.charge_points.values()):
+                        continue  # one spoke up meanwhile: all of them answered first
                     await self.controller.settle()
                     if self.controller.settled() and not any(
                         cp.pending_messages for cp in self.charge_points.values()

@@ -34,6 +34,9 @@ class SessionRecord:
     requested_kwh: float
     # What it would have taken on its own curve over its whole stay, with no limit or wait.
     achievable_kwh: float
+    # The same from when it plugged in (None: never plugged in, or not known, then taken as
+    # achievable_kwh): what it lost waiting for a free connector is the difference.
+    plugged_achievable_kwh: float | None = None
     charger_id: str | None = None
     connector_id: int | None = None
     plugged_at: float | None = None
@@ -44,6 +47,9 @@ class SessionRecord:
     controller_kwh: float | None = None  # consumedEnergy the controller recorded
     transaction_id: int | None = None
     constrained_s: float = 0.0  # time its limit was below what it could take
+    # Seconds its own curve, unlimited, would have needed for delivered_kwh (None: not known,
+    # then taken as flat at max_kw, delivered_kwh / max_kw).
+    unlimited_s: float | None = None
     power: list[tuple[float, float]] = field(default_factory=list)  # (at, kW) per step
 
     @property

@@ -8,13 +8,19 @@ The figures (camelCase keys, kW and kWh):
 * ``energyRequestedKwh``: what every arriving driver wanted (up to their target);
   ``energyDeliveredKwh``: what the chargers' meters measured.
 * ``driversShort``: drivers who left with less than they wanted (by more than
-  ``SHORT_TOLERANCE_KWH``), ``driversShortList`` says by how much each. ``stationShortKwh`` is
-  the part of a shortfall the station caused: what the vehicle could have taken on its own
-  curve over its stay, with no limit and no wait, minus what it got.
+  ``SHORT_TOLERANCE_KWH``), ``driversShortList`` says by how much each and splits it by cause
+  (see :func:`short_parts`): ``noConnectorShortKwh``, what they lost waiting for a free
+  connector (all of it for a driver who never found one); ``stationShortKwh``, what the
+  station's limits kept from them once plugged in; ``vehicleShortKwh``, what their own curve
+  could not have taken in their stay anyway. Each short driver is counted under the cause that
+  cost them most: ``driversShortNoConnector``, ``driversShortStation`` and
+  ``driversShortVehicle`` add up to ``driversShort``.
 * ``jainFairness``: Jain's index ``(sum x)^2 / (n * sum x^2)`` over the constrained sessions
   (those whose limit was, for some time, below what their vehicle could take), ``x`` being each
-  one's average power while it still wanted energy. 1 is perfectly even; None without any
-  constrained session.
+  one's charging speed as a share of its own: the time its own curve, unlimited, needs for the
+  energy it got over the time it took (for a flat curve, its average power over its maximum).
+  Raw kW would call a 22 kW van beside a 150 kW bus unfair when both charge at full speed.
+  1 is perfectly even; None without any constrained session.
 * ``profilesSent``: SetChargingProfile calls the controller sent (against a remote controller:
   the ones the simulated chargers received); ``profilesRejected``: how many of them a charger
   did not accept (e.g. a TxProfile for a transaction whose id the charger does not know yet).
@@ -35,6 +41,8 @@ __all__ = [
     "drivers_short",
     "format_table",
     "jain_index",
+    "short_parts",
+    "speed_share",
 ]
 
 GRID_TOLERANCE_KW = 0.001
@@ -59,25 +67,60 @@ def jain_index(values: Iterable[float]) -> float | None:
     return total * total / (len(xs) * squares)
 
 
-def average_power_kw(session: SessionRecord) -> float | None:
-    """Average power while the vehicle still wanted energy; None if it never charged."""
-    hours = session.charging_s / 3600
-    return session.delivered_kwh / hours if hours > 0 else None
+def speed_share(session: SessionRecord) -> float | None:
+    """How fast it charged as a share of its own unlimited speed (0..1): the time its curve
+    needs for what it got over the time it took while it still wanted energy; None if it
+    never charged."""
+    if session.charging_s <= 0 or session.delivered_kwh <= 0:
+        return None
+    unlimited_s = session.unlimited_s
+    if unlimited_s is None:
+        unlimited_s = session.delivered_kwh * 3600 / session.max_kw
+    return min(1.0, unlimited_s / session.charging_s)
 
 
 def constrained_sessions(sessions: Iterable[SessionRecord]) -> list[SessionRecord]:
     return [s for s in sessions if s.plugged and s.constrained_s > 0]
 
 
+# The causes of a shortfall, in the order a tie between them is settled.
+NO_CONNECTOR, STATION, VEHICLE = "noConnector", "station", "vehicle"
+
+
+def short_parts(session: SessionRecord) -> dict[str, float]:
+    """A shortfall (requested - delivered) split by cause, in kWh:
+
+    * vehicle: what its own curve could not take over its whole stay, unlimited
+      (``requested - achievable``);
+    * noConnector: what it lost waiting for a free connector (what it could have taken from
+      its arrival minus what it could from its plug-in; all of it if it never plugged in);
+    * station: the rest, what the station's limits kept from it once plugged in.
+    """
+    possible = min(session.requested_kwh, session.achievable_kwh)
+    if not session.plugged:
+        after_plug = 0.0
+    elif session.plugged_achievable_kwh is None:
+        after_plug = possible
+    else:
+        after_plug = min(possible, session.plugged_achievable_kwh)
+    return {
+        NO_CONNECTOR: possible - after_plug,
+        STATION: max(0.0, after_plug - session.delivered_kwh),
+        VEHICLE: max(0.0, session.requested_kwh - possible),
+    }
+
+
 def drivers_short(
     sessions: Iterable[SessionRecord], tolerance_kwh: float = SHORT_TOLERANCE_KWH
 ) -> list[dict[str, Any]]:
-    """Every driver who left with less than they asked for, most short first."""
+    """Every driver who left with less than they asked for, most short first, with the
+    shortfall split by cause and the cause that cost them most."""
     short: list[dict[str, Any]] = []
     for s in sessions:
         if s.short_kwh <= tolerance_kwh:
             continue
-        station_short = max(0.0, min(s.requested_kwh, s.achievable_kwh) - s.delivered_kwh)
+        parts = short_parts(s)
+        cause = max(parts, key=lambda name: parts[name])  # first of equals: dict order
         short.append(
             {
                 "vehicleId": s.vehicle_id,
@@ -87,7 +130,10 @@ def drivers_short(
                 "requestedKwh": _r(s.requested_kwh),
                 "deliveredKwh": _r(s.delivered_kwh),
                 "shortKwh": _r(s.short_kwh),
-                "stationShortKwh": _r(station_short),
+                "cause": cause,
+                "noConnectorShortKwh": _r(parts[NO_CONNECTOR]),
+                "stationShortKwh": _r(parts[STATION]),
+                "vehicleShortKwh": _r(parts[VEHICLE]),
             }
         )
     short.sort(key=lambda d: (-float(d["shortKwh"]), str(d["vehicleId"])))
@@ -120,8 +166,8 @@ def build_report(record: DayRecord) -> dict[str, Any]:
     requested = sum(s.requested_kwh for s in record.sessions)
     short = drivers_short(record.sessions)
     constrained = constrained_sessions(record.sessions)
-    averages = [a for a in map(average_power_kw, constrained) if a is not None]
-    jain = jain_index(averages)
+    shares = [x for x in map(speed_share, constrained) if x is not None]
+    jain = jain_index(shares)
     mismatches = [
         s.vehicle_id
         for s in plugged
@@ -154,9 +200,9 @@ def build_report(record: DayRecord) -> dict[str, Any]:
         "energyDeliveredKwh": _r(delivered),
         "energyShortKwh": _r(sum(d["shortKwh"] for d in short)),
         "driversShort": len(short),
-        "driversShortByStation": sum(
-            1 for d in short if d["stationShortKwh"] > SHORT_TOLERANCE_KWH
-        ),
+        "driversShortNoConnector": sum(1 for d in short if d["cause"] == NO_CONNECTOR),
+        "driversShortStation": sum(1 for d in short if d["cause"] == STATION),
+        "driversShortVehicle": sum(1 for d in short if d["cause"] == VEHICLE),
         "driversNeverPlugged": sum(1 for s in record.sessions if not s.plugged),
         "driversShortList": short,
         "jainFairness": None if jain is None else round(jain, 4),
@@ -204,8 +250,9 @@ _ROWS: list[tuple[str, Any]] = [
     ("energy delivered (kWh)", lambda r: _num(r["energyDeliveredKwh"])),
     ("delivered / requested", lambda r: _share(r)),
     ("drivers short", lambda r: _num(r["driversShort"])),
-    ("  short because of the station", lambda r: _num(r["driversShortByStation"])),
-    ("  never got a connector", lambda r: _num(r["driversNeverPlugged"])),
+    ("  found no connector", lambda r: _num(r["driversShortNoConnector"])),
+    ("  limited by the station", lambda r: _num(r["driversShortStation"])),
+    ("  limited by own curve or stay", lambda r: _num(r["driversShortVehicle"])),
     ("energy short (kWh)", lambda r: _num(r["energyShortKwh"])),
     ("constrained sessions", lambda r: _num(r["constrainedSessions"])),
     ("Jain fairness (constrained)", lambda r: _num(r["jainFairness"], 3)),

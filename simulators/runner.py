@@ -136,12 +136,16 @@ class StationDay:
                 departure=vehicle.departure,
                 max_kw=vehicle.max_kw,
                 requested_kwh=vehicle.requested_kwh,
-                achievable_kwh=_achievable_kwh(vehicle, min(vehicle.departure, self.duration_s)),
+                achievable_kwh=_achievable_kwh(vehicle, vehicle.arrival, self._until(vehicle)),
             )
             self.record.sessions.append(record)
             visit = _Visit(planned, record)
             self.visits.append(visit)
             self.upcoming.append(visit)
+
+    def _until(self, vehicle: Vehicle) -> float:
+        """When the vehicle's stay ends at the latest: its departure or the end of the day."""
+        return min(vehicle.departure, self.duration_s)
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -283,7 +287,9 @@ class StationDay:
         await cp.unplug(connector_id)
         self.pool.release(cp.spec.charge_point_id, connector_id)
         visit.record.left_at = at
-        visit.record.delivered_kwh = visit.planned.vehicle.delivered_kwh
+        vehicle = visit.planned.vehicle
+        visit.record.delivered_kwh = vehicle.delivered_kwh
+        visit.record.unlimited_s = vehicle.unlimited_seconds(vehicle.delivered_kwh)
         self.plugged.remove(visit)
 
     async def _start_arrivals(self, at: float) -> None:
@@ -310,6 +316,9 @@ class StationDay:
             visit.charge_point, visit.connector_id = cp, connector_id
             visit.record.charger_id, visit.record.connector_id = charger_id, connector_id
             visit.record.plugged_at = at
+            visit.record.plugged_achievable_kwh = _achievable_kwh(
+                planned.vehicle, at, self._until(planned.vehicle)
+            )
             await cp.plug_in(connector_id, planned.vehicle)
             visit.transaction = await cp.start_transaction(connector_id, visit.id_tag)
             self.plugged.append(visit)
@@ -337,6 +346,8 @@ class StationDay:
                 while True:
                     for cp in self.charge_points.values():
                         await cp.wait_delivered()
+                    if any(cp.pending_messages for cp in self.charge_points.values()):
+                        continue  # one spoke up meanwhile: all of them answered first
                     await self.controller.settle()
                     if self.controller.settled() and not any(
                         cp.pending_messages for cp in self.charge_points.values()
@@ -425,9 +436,11 @@ class StationDay:
                 visit.record.controller_kwh = self.controller.consumed_energy_kwh(tx.transaction_id)
 
 
-def _achievable_kwh(vehicle: Vehicle, until: float) -> float:
+def _achievable_kwh(vehicle: Vehicle, since: float, until: float) -> float:
+    """What the vehicle's own curve takes, unlimited, from ``since`` to ``until``, starting
+    from its state of charge now (it has not charged before it plugs in)."""
     probe = dataclasses.replace(vehicle)
-    return probe.charge(max(0.0, until - vehicle.arrival), math.inf)
+    return probe.charge(max(0.0, until - since), math.inf)
 
 
 def _clock_text(at: float) -> str:

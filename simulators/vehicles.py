@@ -11,6 +11,7 @@ AC onboard charger is flat almost to the top (about 95 %), then tapers to about 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -136,6 +137,23 @@ class Vehicle:
             energy += self.advance(step, self.power_at(self.soc, limit_kw))
             left -= step
         return energy
+
+    def unlimited_seconds(self, energy_kwh: float, max_step: float = 10.0) -> float:
+        """Seconds its own curve, with no limit, needs from its arrival state of charge to take
+        ``energy_kwh`` (at most what it requested): what its charge would have lasted had
+        nothing held it back. The report compares this with how long it actually took."""
+        probe = dataclasses.replace(
+            self, soc=self.initial_soc, delivered_kwh=0.0, target_energy_kwh=energy_kwh
+        )
+        seconds = 0.0
+        while not probe.done:
+            power = probe.power_at(probe.soc, math.inf)
+            if power <= 0:
+                return math.inf
+            step = min(max_step, probe.remaining_kwh * 3600.0 / power)
+            probe.advance(step, power)
+            seconds += step
+        return seconds
 
     def wants_to_leave(self, t: float) -> bool:
         return t >= self.departure or (self.leave_when_done and self.done)

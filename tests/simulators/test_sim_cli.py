@@ -131,6 +131,8 @@ def test_compare_writes_a_list_of_reports_a_plot_per_strategy_and_a_table(
     )
     assert status == 0, err
     header = out.splitlines()[0]
+    for row in ("found no connector", "limited by the station", "limited by own curve or stay"):
+        assert any(line.startswith(f"  {row}") for line in out.splitlines()), out
     assert header.startswith("cli (0.5 h, virtual)")
     assert header.split()[-2:] == ["fair", "even-split"]
     reports = json.loads(report.read_text())
@@ -144,6 +146,9 @@ def test_compare_writes_a_list_of_reports_a_plot_per_strategy_and_a_table(
             "energyDeliveredKwh",
             "driversShort",
             "driversShortList",
+            "driversShortNoConnector",
+            "driversShortStation",
+            "driversShortVehicle",
             "jainFairness",
             "profilesSent",
             "battery",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulators.records import DayRecord, Sample, SessionRecord
 from simulators.report import (
@@ -14,7 +16,10 @@ from simulators.report import (
     drivers_short,
     format_table,
     jain_index,
+    short_parts,
+    speed_share,
 )
+from simulators.vehicles import ChargingCurve, CurveKind, Vehicle
 
 
 def session(vehicle_id: str, **fields: Any) -> SessionRecord:
@@ -86,13 +91,19 @@ def test_jain_index_of_nothing_is_none_and_negative_values_are_refused() -> None
         jain_index([1.0, -1.0])
 
 
-def test_drivers_short_says_by_how_much_and_how_much_the_station_caused() -> None:
+def test_drivers_short_says_by_how_much_and_why() -> None:
     sessions = [
         session("full"),
         session("hair", delivered_kwh=29.99),  # within the tolerance: not short
-        # Its own curve would only have given 36 of the 40 it wanted in its stay: the
-        # station is answerable for 36 - 25 = 11 of the 15 it lacks.
-        session("slow", requested_kwh=40.0, achievable_kwh=36.0, delivered_kwh=25.0),
+        # Its own curve would only have given 36 of the 40 it wanted in its stay, and it
+        # plugged in at once: the station is answerable for 36 - 25 = 11 of the 15 it lacks.
+        session(
+            "slow",
+            requested_kwh=40.0,
+            achievable_kwh=36.0,
+            plugged_achievable_kwh=36.0,
+            delivered_kwh=25.0,
+        ),
         session(
             "turned-away",
             requested_kwh=20.0,
@@ -113,15 +124,63 @@ def test_drivers_short_says_by_how_much_and_how_much_the_station_caused() -> Non
         "requestedKwh": 20.0,
         "deliveredKwh": 0.0,
         "shortKwh": 20.0,
-        "stationShortKwh": 20.0,
+        "cause": "noConnector",
+        "noConnectorShortKwh": 20.0,
+        "stationShortKwh": 0.0,
+        "vehicleShortKwh": 0.0,
     }
     assert short[1]["shortKwh"] == 15.0
+    assert short[1]["cause"] == "station"
     assert short[1]["stationShortKwh"] == 11.0
+    assert short[1]["vehicleShortKwh"] == 4.0
+    assert short[1]["noConnectorShortKwh"] == 0.0
 
 
-def test_report_jain_counts_only_constrained_sessions_at_their_average_charging_power() -> None:
+def test_a_shortfall_splits_into_waiting_limits_and_the_vehicles_own_curve() -> None:
+    # Wanted 50; its curve could give 40 from its arrival but only 28 from when a connector
+    # freed up; it got 25: 12 lost waiting, 3 to the station's limits, 10 to its own curve.
+    waited = session(
+        "waited",
+        requested_kwh=50.0,
+        achievable_kwh=40.0,
+        plugged_at=1800.0,
+        plugged_achievable_kwh=28.0,
+        delivered_kwh=25.0,
+    )
+    assert short_parts(waited) == pytest.approx(
+        {"noConnector": 12.0, "station": 3.0, "vehicle": 10.0}
+    )
+    assert sum(short_parts(waited).values()) == pytest.approx(waited.short_kwh)
+    [entry] = drivers_short([waited])
+    assert entry["cause"] == "noConnector"
+
+
+def test_the_report_counts_each_short_driver_under_the_cause_that_cost_most() -> None:
     sessions = [
-        # Held back; 30 kWh in 1 h and 30 kWh in 0.5 h (done at 1800 s): 30 and 60 kW.
+        session("ok"),
+        session("turned-away", delivered_kwh=0.0, plugged_at=None, left_at=None),
+        session("held-back", delivered_kwh=10.0, plugged_achievable_kwh=30.0),
+        # Its curve gives 12 of the 30 it wants in its stay; it got all 12.
+        session("short-stay", achievable_kwh=12.0, plugged_achievable_kwh=12.0, delivered_kwh=12.0),
+        session("also-short-stay", achievable_kwh=5.0, delivered_kwh=4.0),
+    ]
+    report = build_report(day(sessions, [sample(0, 10)]))
+    assert report["driversShort"] == 4
+    assert report["driversShortNoConnector"] == 1
+    assert report["driversShortStation"] == 1
+    assert report["driversShortVehicle"] == 2
+    assert report["driversNeverPlugged"] == 1
+    table = format_table([report])
+    rows = {line[:32].strip(): line.split()[-1] for line in table.splitlines()[2:]}
+    assert rows["found no connector"] == "1"
+    assert rows["limited by the station"] == "1"
+    assert rows["limited by own curve or stay"] == "2"
+
+
+def test_report_jain_counts_only_constrained_sessions_at_their_share_of_their_own_speed() -> None:
+    sessions = [
+        # Held back; at most 100 kW. 30 kWh in 1 h, and 30 kWh in 0.5 h (done at 1800 s):
+        # 0.3 and 0.6 of their own speed.
         session("a", constrained_s=600.0),
         session("b", constrained_s=60.0, done_at=1800.0),
         # Never held back: however slow, it is not in the index.
@@ -129,7 +188,67 @@ def test_report_jain_counts_only_constrained_sessions_at_their_average_charging_
     ]
     report = build_report(day(sessions, [sample(0, 10)]))
     assert report["constrainedSessions"] == 2
-    assert report["jainFairness"] == pytest.approx(round((30 + 60) ** 2 / (2 * (900 + 3600)), 4))
+    assert report["jainFairness"] == pytest.approx(round((0.3 + 0.6) ** 2 / (2 * (0.09 + 0.36)), 4))
+
+
+def at_full_speed(vehicle_id: str, max_kw: float, hours: float) -> SessionRecord:
+    energy = max_kw * hours
+    return session(
+        vehicle_id,
+        max_kw=max_kw,
+        requested_kwh=energy,
+        achievable_kwh=energy,
+        delivered_kwh=energy,
+        meter_kwh=energy,
+        controller_kwh=energy,
+        left_at=hours * 3600,
+        constrained_s=60.0,
+    )
+
+
+def test_vans_and_buses_each_at_their_own_maximum_are_perfectly_fair() -> None:
+    # In raw kW (22 and 150) this would be (2 * 22 + 2 * 150)^2 / (4 * (2 * 22^2 + 2 * 150^2))
+    # = 0.65: a van at full speed is not treated worse than a bus at full speed.
+    sessions = [
+        at_full_speed("van1", 22.0, 2.0),
+        at_full_speed("van2", 22.0, 3.0),
+        at_full_speed("bus1", 150.0, 1.0),
+        at_full_speed("bus2", 150.0, 0.5),
+    ]
+    assert build_report(day(sessions, [sample(0, 10)]))["jainFairness"] == 1.0
+    # A bus held to the vans' 22 kW is what the index must show.
+    slow_bus = at_full_speed("bus3", 22.0, 1.0)
+    slow_bus.max_kw = 150.0
+    report = build_report(day([*sessions, slow_bus], [sample(0, 10)]))
+    share = 22 / 150
+    assert report["jainFairness"] == pytest.approx(
+        round((4 + share) ** 2 / (5 * (4 + share**2)), 4)
+    )
+
+
+@given(st.lists(st.tuples(st.floats(3.7, 350.0), st.floats(0.05, 10.0)), min_size=1, max_size=20))
+def test_sessions_at_their_own_full_speed_have_a_fairness_of_one(
+    visits: list[tuple[float, float]],
+) -> None:
+    sessions = [at_full_speed(f"v{n}", kw, h) for n, (kw, h) in enumerate(visits)]
+    assert build_report(day(sessions, []))["jainFairness"] == 1.0
+
+
+def test_speed_share_follows_the_vehicles_own_curve() -> None:
+    # A DC car from 70 % to 100 % of 60 kWh: its curve tapers, so even unlimited it needs
+    # longer than 18 kWh at its 100 kW maximum would take.
+    car = Vehicle("dc", 0.0, 7200.0, 60.0, 0.7, ChargingCurve.of(CurveKind.DC, 100.0))
+    unlimited = car.unlimited_seconds(18.0)
+    assert unlimited > 18.0 / 100.0 * 3600
+    flat = Vehicle("flat", 0.0, 7200.0, 60.0, 0.1, ChargingCurve(100.0, taper_from_soc=1.0))
+    assert flat.unlimited_seconds(18.0) == pytest.approx(648.0)
+    # Charged at exactly its curve's speed: a share of 1; twice as long: 0.5.
+    at_curve = session("dc", max_kw=100.0, delivered_kwh=18.0, unlimited_s=unlimited)
+    at_curve.left_at = unlimited
+    assert speed_share(at_curve) == pytest.approx(1.0)
+    at_curve.left_at = 2 * unlimited
+    assert speed_share(at_curve) == pytest.approx(0.5)
+    assert speed_share(session("none", delivered_kwh=0.0)) is None
 
 
 def test_report_without_constrained_sessions_has_no_fairness_figure() -> None:

@@ -123,6 +123,9 @@ class Driver:
             commit_timer=self.metrics.commit_seconds.time,
         )
         self._links: dict[str, tuple[int, OcppLink]] = {}
+        # None: a reallocation the core asks for runs COALESCE_WINDOW later. Otherwise
+        # reallocations are held (True: one is due) until run_held_reallocation().
+        self._reallocation_held: bool | None = None
         self._queue: deque[Event] = deque()
         self._running = False
         self._wakeup: Timer | None = None
@@ -195,8 +198,11 @@ class Driver:
                 case WakeAt(when=when):
                     self._set_wakeup(when)
                 case ScheduleReallocation():
-                    loop = asyncio.get_running_loop()
-                    loop.call_later(COALESCE_WINDOW, self._reallocate)
+                    if self._reallocation_held is None:
+                        loop = asyncio.get_running_loop()
+                        loop.call_later(COALESCE_WINDOW, self._reallocate)
+                    else:
+                        self._reallocation_held = True
                 case Notice(message=message, charger_id=charger_id, session_id=session_id):
                     ids = {"charger_id": charger_id, "session_id": session_id}
                     log.warning("%s", message, extra=ids)
@@ -235,6 +241,23 @@ class Driver:
     def _reallocate(self) -> None:
         if not self._closed:
             self.submit(Reallocate(self.clock.now()))
+
+    def hold_reallocations(self) -> None:
+        """From now on a reallocation the core asks for waits for run_held_reallocation()
+        instead of a window of real time: a simulated day runs it once a step's messages are
+        all answered, so that which events share an allocation does not depend on the
+        machine's speed."""
+        self._reallocation_held = bool(self._reallocation_held)
+
+    @property
+    def reallocation_due(self) -> bool:
+        """A held reallocation is waiting for run_held_reallocation()."""
+        return bool(self._reallocation_held)
+
+    def run_held_reallocation(self) -> None:
+        if self._reallocation_held:
+            self._reallocation_held = False
+            self._reallocate()
 
     # -- links -------------------------------------------------------------------------------
 

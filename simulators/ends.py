@@ -20,8 +20,6 @@ import aiohttp
 from controller.app import ControllerApp
 from controller.config import DatabaseConfig, StationConfig
 from controller.core.battery import Battery
-from controller.core.commands import Command, ScheduleReallocation
-from controller.core.events import Reallocate
 from shell.clock import Clock
 
 REST_TIMEOUT = 30.0  # real seconds for one REST call
@@ -186,24 +184,10 @@ class LocalController:
             db_path=workdir / "controller.db",
         )
         self._rest: ControllerRest | None = None
-        self._reallocation_due = False
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.app.ocpp_port}{self.config.server.ocpp_path}"
-
-    def _hold_reallocations(self) -> None:
-        """Take the controller's ScheduleReallocation commands over (see the class)."""
-        driver = self.app.driver
-        execute = driver.execute
-
-        def held(commands: list[Command]) -> None:
-            kept: list[Command] = [c for c in commands if not isinstance(c, ScheduleReallocation)]
-            if len(kept) < len(commands):
-                self._reallocation_due = True
-            execute(kept)
-
-        driver.execute = held  # type: ignore[method-assign]
 
     @property
     def profiles_sent(self) -> int:
@@ -211,7 +195,7 @@ class LocalController:
 
     async def start(self) -> None:
         await self.app.start()
-        self._hold_reallocations()
+        self.app.driver.hold_reallocations()
         self._rest = ControllerRest(f"http://127.0.0.1:{self.app.rest_port}")
 
     async def stop(self) -> None:
@@ -239,15 +223,14 @@ class LocalController:
         reallocation they asked for runs now, for all of them at once. Returns when the
         controller is settled or wants another one (after the chargers answered this one's
         limits)."""
-        if self._reallocation_due:
-            self._reallocation_due = False
-            self.app.driver.submit(Reallocate(self.app.clock.now()))
-        await self.app.wait_until(lambda: self._reallocation_due or self.app.core.settled())
+        driver = self.app.driver
+        driver.run_held_reallocation()
+        await self.app.wait_until(lambda: driver.reallocation_due or self.app.core.settled())
 
     def settled(self) -> bool:
         """Nothing left to do now. A limit waiting for its retry counts as settled: the
         retry is a timer on the shared clock, which the runner jumps to like any other."""
-        return not self._reallocation_due and self.app.core.settled()
+        return not self.app.driver.reallocation_due and self.app.core.settled()
 
     def advance(self, now: float, load_kw: float) -> None:
         self.app.driver.tick()

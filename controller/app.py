@@ -15,7 +15,6 @@ import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -37,7 +36,7 @@ from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.server import OcppServer
 from controller.repository import Pruned, Repository, StoreError
 from controller.rest import create_app
-from controller.views import status_view
+from controller.views import StatusView, status_view
 from shell.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -228,7 +227,7 @@ class ControllerApp:
 
     # -- for tests and simulations -----------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusView:
         """``GET /station/status`` without HTTP."""
         self.driver.tick()
         return status_view(self.core)

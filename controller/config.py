@@ -292,6 +292,7 @@ def describe_error(error: Any) -> str:
         "missing": "is required",
         "extra_forbidden": "is not a known field",
         "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
         "float_type": "must be a number",
         "string_type": "must be a string",
         "bool_type": "must be true or false",

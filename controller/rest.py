@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
+from controller import openapi
 from controller.config import ApiConfig
 from controller.core.commands import Answer, Refusal, SessionAnswer, Unavailable
 from controller.core.events import (
@@ -42,12 +44,25 @@ from controller.repository import StoreError
 from controller.rest_auth import Access, Handler, error_response, guard, response_headers
 from controller.rest_schemas import (
     ApiError,
+    BodyT,
+    EventsQuery,
     PowerUpdateBody,
+    QueryT,
+    SessionsQuery,
     StartSessionBody,
     StopSessionBody,
     parse_body,
+    parse_query,
 )
-from controller.views import finite_dumps, session_view, status_view
+from controller.views import (
+    HealthView,
+    JournalLineView,
+    SessionView,
+    StatusView,
+    finite_dumps,
+    session_view,
+    status_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,40 +138,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=driver.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        message = f"must be an integer from {low} to {high}"
-        raise ApiError(
-            400, "invalid_field", f"{name}: {message}", [{"field": name, "message": message}]
-        )
-    return value
-
-
 async def list_sessions(request: web.Request) -> web.Response:
     """Active sessions from the core; the history from the database, newest first."""
-    wanted = request.query.get("status")
-    if wanted not in (None, "active", "stopped"):
-        raise ApiError(
-            400,
-            "invalid_field",
-            "status: must be one of 'active' or 'stopped'",
-            [{"field": "status", "message": "must be one of 'active' or 'stopped'"}],
-        )
-    limit = _query_int(request, "limit", 1000, 1, 100_000)
+    query = request_query(request, SessionsQuery)
     driver = request.app[DRIVER]
     views = []
-    if wanted in (None, "active"):
+    if query.status in (None, "active"):
         views += [session_view(s) for s in driver.core.active_sessions()]
-    if wanted in (None, "stopped"):
+    if query.status in (None, "stopped"):
         repository = driver.writer.repository
-        history = await driver.writer.read(lambda: repository.stopped_sessions(limit))
+        history = await driver.writer.read(lambda: repository.stopped_sessions(query.limit))
         views += [session_view(s) for s in history]
     return json_response(views)
 
@@ -176,25 +167,23 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def station_events(request: web.Request) -> web.Response:
-    since = _query_int(request, "since", 0, 0, 2**62)
-    limit = _query_int(request, "limit", 1000, 1, 10_000)
+    query = request_query(request, EventsQuery)
     driver = request.app[DRIVER]
     await driver.flush()  # what was journaled a moment ago is in the answer too
     repository = driver.writer.repository
-    lines = await driver.writer.read(lambda: repository.journal(since, limit))
-    return json_response(
-        [
-            {
-                "seq": line.seq,
-                "at": line.entry.at,
-                "kind": line.entry.kind,
-                "chargerId": line.entry.charger_id,
-                "sessionId": line.entry.session_id,
-                "data": line.entry.data,
-            }
-            for line in lines
-        ]
-    )
+    lines = await driver.writer.read(lambda: repository.journal(query.since, query.limit))
+    views: list[JournalLineView] = [
+        {
+            "seq": line.seq,
+            "at": line.entry.at,
+            "kind": line.entry.kind,
+            "chargerId": line.entry.charger_id,
+            "sessionId": line.entry.session_id,
+            "data": line.entry.data,
+        }
+        for line in lines
+    ]
+    return json_response(views)
 
 
 async def _session_answer(driver: Driver, answer: Answer, session_id: str | None = None) -> Session:
@@ -222,7 +211,7 @@ async def _check_session(driver: Driver, session_id: str) -> None:
 
 
 async def start_session(request: web.Request) -> web.Response:
-    body = parse_body(StartSessionBody, await request.read())
+    body = await request_body(request, StartSessionBody)
     driver = request.app[DRIVER]
     new_id = request.app[NEW_SESSION_ID]()
     answer = await driver.request(
@@ -243,7 +232,7 @@ async def stop_session(request: web.Request) -> web.Response:
     driver = request.app[DRIVER]
     session_id = request.match_info["session_id"]
     await _check_session(driver, session_id)
-    body = parse_body(StopSessionBody, await request.read(), empty_ok=True)
+    body = await request_body(request, StopSessionBody)
     answer = await driver.request(
         lambda reply_to: SessionStopRequested(
             driver.now(), reply_to, session_id, body.consumed_energy
@@ -257,7 +246,7 @@ async def power_update(request: web.Request) -> web.Response:
     driver = request.app[DRIVER]
     session_id = request.match_info["session_id"]
     await _check_session(driver, session_id)
-    body = parse_body(PowerUpdateBody, await request.read())
+    body = await request_body(request, PowerUpdateBody)
     answer = await driver.request(
         lambda reply_to: SessionUpdateRequested(
             driver.now(),
@@ -282,11 +271,12 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as error:
         log.warning("health check: the database does not answer (%s)", type(error).__name__)
         raise ApiError(503, "unhealthy", "the database does not answer") from None
-    return json_response({"status": "ok"})
+    health: HealthView = {"status": "ok"}
+    return json_response(health)
 
 
 def static_file(name: str, content_type: str) -> Handler:
-    """A file of the dashboard, from the package, read once."""
+    """A file of the package's ``static/`` folder (the dashboard, the API page), read once."""
     body = resources.files("controller").joinpath(f"static/{name}").read_bytes()
 
     async def serve(request: web.Request) -> web.Response:
@@ -295,31 +285,237 @@ def static_file(name: str, content_type: str) -> Handler:
     return serve
 
 
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+# -- the route table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Success:
+    """A route's successful answer: its status and the type of its JSON body (the OpenAPI
+    document is generated from it), or another media type."""
+
+    status: int
+    shape: Any
+    description: str
+    media_type: str = "application/json"
+
+
 @dataclass(frozen=True)
 class Route:
+    """One route: who may use it, what it takes and answers. The OpenAPI document
+    (controller.openapi) is generated from this table and the types it names; a handler
+    reads its body and query through :func:`request_body` / :func:`request_query`, which
+    check that it asks for the model its route declares."""
+
     method: str
     path: str
     access: Access
     handler: Handler
+    summary: str
+    success: Success
+    body: type[Any] | None = None
+    body_optional: bool = False
+    query: type[Any] | None = None
+    # Answers of this route beyond those every route of its kind has (controller.openapi).
+    errors: Mapping[int, str] = field(default_factory=dict)
+
+
+ROUTE = web.RequestKey("route", Route)
+
+
+async def request_body(request: web.Request, model: type[BodyT]) -> BodyT:
+    """The request's JSON body as its route's model, or ApiError(400) naming every bad field."""
+    route = request[ROUTE]
+    if route.body is not model:
+        raise TypeError(f"{route.method} {route.path} declares {route.body}, not {model}")
+    return parse_body(model, await request.read(), empty_ok=route.body_optional)
+
+
+def request_query(request: web.Request, model: type[QueryT]) -> QueryT:
+    """The request's query parameters as its route's model, or ApiError(400)."""
+    route = request[ROUTE]
+    if route.query is not model:
+        raise TypeError(f"{route.method} {route.path} declares {route.query}, not {model}")
+    return parse_query(model, request.query)
+
+
+def _page(status: int, description: str, media_type: str) -> Success:
+    return Success(status, None, description, media_type)
+
+
+SESSION_ERRORS = {
+    404: "no session, active or stopped, with that id",
+    409: "the session is already stopped",
+}
 
 
 def routes() -> tuple[Route, ...]:
     """Every route and who may use it (docs/security-rest.md). A GET also answers HEAD."""
+    html, js, css = "text/html", "text/javascript", "text/css"
     return (
-        # The dashboard's own files hold no data: the page asks for a token when it needs one.
-        Route("GET", "/", Access.OPEN, static_file("dashboard.html", "text/html")),
-        Route("GET", "/dashboard.js", Access.OPEN, static_file("dashboard.js", "text/javascript")),
-        Route("GET", "/dashboard.css", Access.OPEN, static_file("dashboard.css", "text/css")),
-        Route("GET", "/healthz", Access.OPEN, healthz),
-        Route("GET", "/station/status", Access.READ, station_status),
-        Route("GET", "/station/events", Access.READ, station_events),
-        Route("GET", "/metrics", Access.READ, metrics),
-        Route("GET", "/sessions", Access.READ, list_sessions),
-        Route("POST", "/sessions", Access.OPERATE, start_session),
-        Route("GET", "/sessions/{session_id}", Access.READ, get_session),
-        Route("POST", "/sessions/{session_id}/stop", Access.OPERATE, stop_session),
-        Route("POST", "/sessions/{session_id}/power-update", Access.OPERATE, power_update),
+        # The dashboard's and the API page's files hold no data: the dashboard asks for a
+        # token when it needs one, and the API's description is no secret.
+        Route(
+            "GET",
+            "/",
+            Access.OPEN,
+            static_file("dashboard.html", html),
+            "The operator's live dashboard",
+            _page(200, "the dashboard page", html),
+        ),
+        Route(
+            "GET",
+            "/dashboard.js",
+            Access.OPEN,
+            static_file("dashboard.js", js),
+            "The dashboard's script",
+            _page(200, "a script", js),
+        ),
+        Route(
+            "GET",
+            "/dashboard.css",
+            Access.OPEN,
+            static_file("dashboard.css", css),
+            "The dashboard's style",
+            _page(200, "a style sheet", css),
+        ),
+        Route(
+            "GET",
+            "/openapi.json",
+            Access.OPEN,
+            openapi_document,
+            "This document",
+            Success(200, dict[str, Any], "the OpenAPI 3.1 document of every route"),
+        ),
+        Route(
+            "GET",
+            "/docs",
+            Access.OPEN,
+            static_file("docs.html", html),
+            "A readable page of this document",
+            _page(200, "the API page", html),
+        ),
+        Route(
+            "GET",
+            "/docs.js",
+            Access.OPEN,
+            static_file("docs.js", js),
+            "The API page's script",
+            _page(200, "a script", js),
+        ),
+        Route(
+            "GET",
+            "/docs.css",
+            Access.OPEN,
+            static_file("docs.css", css),
+            "The API page's style",
+            _page(200, "a style sheet", css),
+        ),
+        Route(
+            "GET",
+            "/healthz",
+            Access.OPEN,
+            healthz,
+            "Whether the event loop and the database answer",
+            Success(200, HealthView, "both answer"),
+            errors={503: "the database did not answer within api.healthTimeout"},
+        ),
+        Route(
+            "GET",
+            "/station/status",
+            Access.READ,
+            station_status,
+            "The station now: limits, battery, chargers, active sessions",
+            Success(200, StatusView, "the station now"),
+        ),
+        Route(
+            "GET",
+            "/station/events",
+            Access.READ,
+            station_events,
+            "The journal, oldest first",
+            Success(200, list[JournalLineView], "journal lines with a seq above since"),
+            query=EventsQuery,
+        ),
+        Route(
+            "GET",
+            "/metrics",
+            Access.READ,
+            metrics,
+            "The station for Prometheus",
+            _page(200, "the Prometheus text format", "text/plain"),
+        ),
+        Route(
+            "GET",
+            "/sessions",
+            Access.READ,
+            list_sessions,
+            "Active sessions, then stopped ones, newest stop first",
+            Success(200, list[SessionView], "the sessions"),
+            query=SessionsQuery,
+        ),
+        Route(
+            "POST",
+            "/sessions",
+            Access.OPERATE,
+            start_session,
+            "Start a session on a connector",
+            Success(201, SessionView, "the new session, with its limit from the new allocation"),
+            body=StartSessionBody,
+            errors={
+                400: "a bad field, or a connector the charger does not have",
+                404: "no charger with that chargerId",
+                409: "the connector already has an active session",
+            },
+        ),
+        Route(
+            "GET",
+            "/sessions/{session_id}",
+            Access.READ,
+            get_session,
+            "One session, active or stopped",
+            Success(200, SessionView, "the session"),
+            errors={404: SESSION_ERRORS[404]},
+        ),
+        Route(
+            "POST",
+            "/sessions/{session_id}/stop",
+            Access.OPERATE,
+            stop_session,
+            "Stop a session",
+            Success(200, SessionView, "the session as stopped"),
+            body=StopSessionBody,
+            body_optional=True,
+            errors=SESSION_ERRORS,
+        ),
+        Route(
+            "POST",
+            "/sessions/{session_id}/power-update",
+            Access.OPERATE,
+            power_update,
+            "Report a session's power and/or change its vehicle's maximum",
+            Success(200, SessionView, "the session after the reallocation"),
+            body=PowerUpdateBody,
+            errors=SESSION_ERRORS,
+        ),
     )
+
+
+def _bound(route: Route) -> Handler:
+    """The route's handler, with the route at hand for request_body and request_query."""
+    handler = route.handler
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        request[ROUTE] = route
+        return await handler(request)
+
+    return handle
+
+
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 
 
 def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Application:
@@ -340,9 +536,10 @@ def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Applica
     app[DRIVER] = driver
     app[API] = api
     app[NEW_SESSION_ID] = new_session_id
+    app[OPENAPI] = openapi.openapi_document(table)
     for route in table:
         if route.method == "GET":
-            app.router.add_get(route.path, route.handler)  # and HEAD
+            app.router.add_get(route.path, _bound(route))  # and HEAD
         else:
-            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, route.path, _bound(route))
     return app

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, overload
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from controller.core.battery import Battery
 from controller.core.sessions import Session
@@ -48,7 +51,15 @@ def _without_non_finite(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
-def number(value: float | None) -> float | int | None:
+@overload
+def number(value: float) -> float: ...
+
+
+@overload
+def number(value: float | None) -> float | None: ...
+
+
+def number(value: float | None) -> float | None:
     """Whole numbers as JSON integers (``400``, not ``400.0``), like the config file."""
     if value is None:
         return None
@@ -60,7 +71,118 @@ def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else iso_utc(timestamp)
 
 
-def session_view(session: Session) -> dict[str, Any]:
+# -- the shapes ---------------------------------------------------------------------------
+# TypedDicts, so that mypy checks every view below against its shape at no cost per answer,
+# and the OpenAPI document (controller.openapi) is generated from these same types.
+
+Kw = Annotated[float, Field(description="kW")]
+Kwh = Annotated[float, Field(description="kWh")]
+IsoTime = Annotated[str, Field(description="ISO 8601 UTC, e.g. 2026-11-29T21:09:39.574Z")]
+
+
+class SessionView(TypedDict):
+    """A charging session, active or stopped (docs/api.md, "Session")."""
+
+    sessionId: Annotated[str, Field(description="a UUID given by the controller")]
+    chargerId: str
+    connectorId: Annotated[int, Field(description="0-based")]
+    vehicleMaxPower: Annotated[Kw | None, Field(description="declared maximum, kW")]
+    learnedMaxPower: Annotated[Kw | None, Field(description="learned from the draw, kW")]
+    allocatedPower: Annotated[int, Field(description="the limit now (the last one once stopped)")]
+    limitedBy: Annotated[
+        str | None,
+        Field(description="what bounded it: vehicle, charger, a group id, station or pinned"),
+    ]
+    consumedPower: Annotated[Kw | None, Field(description="last reported draw, kW")]
+    consumedEnergy: Annotated[Kwh, Field(description="energy so far, kWh")]
+    stateOfCharge: Annotated[float | None, Field(description="%, when reported")]
+    startedAt: IsoTime | None
+    stoppedAt: IsoTime | None
+    status: Literal["active", "stopped"]
+    origin: Literal["rest", "ocpp"]
+    transactionId: Annotated[int | None, Field(description="OCPP transaction id")]
+
+
+class BatteryView(TypedDict):
+    """The stationary battery (docs/api.md, "Station status")."""
+
+    storedEnergy: Kwh
+    initialCapacity: Kwh
+    power: Annotated[Kw, Field(description="rated power, kW")]
+    mode: Literal["charging", "discharging", "idle"]
+    currentPower: Annotated[Kw, Field(description="> 0 discharging, < 0 charging")]
+    mayDischarge: Annotated[bool, Field(description="whether the allocation counts on it")]
+
+
+class ConnectorView(TypedDict):
+    connectorId: Annotated[int, Field(description="0-based")]
+    status: Annotated[str, Field(description="as last reported over OCPP")]
+    errorCode: str | None
+    sessionId: str | None
+
+
+class ChargerView(TypedDict):
+    """One configured charger (docs/api.md, "Station status")."""
+
+    id: str
+    maxPower: Kw
+    connectors: int
+    allocatedPower: Annotated[int, Field(description="sum of its sessions' limits, kW")]
+    connected: bool
+    booted: bool
+    status: Annotated[str | None, Field(description="OCPP status of connector 0")]
+    vendor: str | None
+    model: str | None
+    firmwareVersion: str | None
+    lastSeen: IsoTime | None
+    limitsConfirmed: bool
+    smartCharging: bool
+    connectorStatus: list[ConnectorView]
+
+
+class StatusView(TypedDict):
+    """The station now (docs/api.md, "Station status")."""
+
+    stationId: str
+    gridCapacity: Kw
+    availablePower: Annotated[int, Field(description="the root limit now, kW")]
+    allocatedPower: Annotated[int, Field(description="sum of the active sessions' limits, kW")]
+    gridPower: Annotated[Kw, Field(description="drawn from the grid now, kW")]
+    strategy: Literal["fair", "even-split"]
+    battery: BatteryView | None
+    chargers: list[ChargerView]
+    sessions: list[SessionView]
+
+
+class JournalLineView(TypedDict):
+    """One line of the journal (docs/api.md, "Journal")."""
+
+    seq: int
+    at: Annotated[float, Field(description="Unix seconds")]
+    kind: str
+    chargerId: str | None
+    sessionId: str | None
+    data: dict[str, Any]
+
+
+class HealthView(TypedDict):
+    status: Literal["ok"]
+
+
+class ErrorDetailView(TypedDict):
+    field: str
+    message: str
+
+
+class ErrorView(TypedDict):
+    """Every error answer (docs/api.md, "Errors")."""
+
+    error: Annotated[str, Field(description="a stable code, for programs")]
+    message: Annotated[str, Field(description="one sentence, for people")]
+    details: list[ErrorDetailView]
+
+
+def session_view(session: Session) -> SessionView:
     return {
         "sessionId": session.session_id,
         "chargerId": session.charger_id,
@@ -80,7 +202,7 @@ def session_view(session: Session) -> dict[str, Any]:
     }
 
 
-def battery_view(battery: Battery | None) -> dict[str, Any] | None:
+def battery_view(battery: Battery | None) -> BatteryView | None:
     if battery is None:
         return None
     flow = battery.flow()
@@ -94,10 +216,10 @@ def battery_view(battery: Battery | None) -> dict[str, Any] | None:
     }
 
 
-def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
+def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
     charger_id = charger.charger_id
     config = core.charger_config(charger_id)
-    connectors = []
+    connectors: list[ConnectorView] = []
     allocated = 0
     for connector_id in range(config.connectors):
         session = core.session_on(charger_id, connector_id)
@@ -134,7 +256,7 @@ def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
     }
 
 
-def status_view(core: StationCore) -> dict[str, Any]:
+def status_view(core: StationCore) -> StatusView:
     config = core.config
     return {
         "stationId": config.station_id,

@@ -384,6 +384,14 @@ def routes() -> tuple[Route, ...]:
         ),
         Route(
             "GET",
+            "/favicon.svg",
+            Access.OPEN,
+            static_file("favicon.svg", "image/svg+xml"),
+            "The pages' icon",
+            _page(200, "an SVG image", "image/svg+xml"),
+        ),
+        Route(
+            "GET",
             "/openapi.json",
             Access.OPEN,
             openapi_document,

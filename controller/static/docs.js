@@ -14,6 +14,30 @@ function refName(ref) {
   return ref.split("/").pop();
 }
 
+// A paragraph of the document's prose: `code` spans become <code>, the rest stays text.
+function prose(tag, text, className) {
+  const node = el(tag, undefined, className);
+  String(text || "").split("`").forEach((part, index) => {
+    node.append(index % 2 ? el("code", part) : document.createTextNode(part));
+  });
+  return node;
+}
+
+// A type text with each shape's name linked to its section below.
+function typeNode(schema) {
+  const node = el("span");
+  for (const part of typeText(schema).split(/([A-Z][A-Za-z]+(?:View|Body))/)) {
+    if (/^[A-Z][A-Za-z]+(View|Body)$/.test(part)) {
+      const link = el("a", part);
+      link.href = "#schema-" + part;
+      node.append(link);
+    } else {
+      node.append(document.createTextNode(part));
+    }
+  }
+  return node;
+}
+
 // A short type text for a schema: "number ≥ 0 ≤ 1000000 or null", "SessionView", "list of …".
 function typeText(schema) {
   if (!schema) return "any";
@@ -55,15 +79,19 @@ function fieldTable(schema) {
   const required = new Set(schema.required || []);
   const rows = Object.entries(schema.properties || {}).map(([name, property]) => [
     el("code", name),
-    typeText(property),
+    typeNode(property),
     required.has(name) ? "yes" : "no",
     property.description || (property.default !== undefined ? "default " + JSON.stringify(property.default) : ""),
   ]);
   return table(["field", "type", "required", "meaning"], rows);
 }
 
-function contentText(content) {
-  return Object.entries(content || {}).map(([type, media]) => type + ": " + typeText(media.schema)).join("; ");
+function contentNode(content) {
+  const node = el("span");
+  for (const [type, media] of Object.entries(content || {})) {
+    node.append(document.createTextNode(type + ": "), typeNode(media.schema));
+  }
+  return node;
 }
 
 function operation(path, method, op) {
@@ -71,20 +99,21 @@ function operation(path, method, op) {
   section.id = op.operationId;
   const title = el("h3");
   title.append(el("span", method.toUpperCase(), "method " + method), el("span", path));
-  section.append(title, el("p", op.summary), el("p", op.description, "access"));
+  section.append(title, prose("p", op.summary), prose("p", op.description, "access"));
   if (op.parameters && op.parameters.length) {
     section.append(el("h4", "Parameters"));
     section.append(table(["name", "in", "type", "required", "meaning"], op.parameters.map((p) => [
-      el("code", p.name), p.in, typeText(p.schema), p.required ? "yes" : "no", p.description || "",
+      el("code", p.name), p.in, typeNode(p.schema), p.required ? "yes" : "no", p.description || "",
     ])));
   }
   if (op.requestBody) {
     section.append(el("h4", "Body" + (op.requestBody.required ? "" : " (may be empty)")));
-    section.append(el("p", contentText(op.requestBody.content)));
+    section.append(el("p"));
+    section.lastChild.append(contentNode(op.requestBody.content));
   }
   section.append(el("h4", "Answers"));
   section.append(table(["status", "meaning", "body"], Object.entries(op.responses).map(([status, answer]) => [
-    el("span", status, "status"), answer.description, contentText(answer.content),
+    el("span", status, "status"), answer.description, contentNode(answer.content),
   ])));
   return section;
 }
@@ -92,7 +121,7 @@ function operation(path, method, op) {
 function render(doc) {
   document.getElementById("title").textContent = doc.info.title + " — REST API " + doc.info.version;
   const intro = document.getElementById("intro");
-  for (const paragraph of (doc.info.description || "").split("\n\n")) intro.append(el("p", paragraph));
+  for (const paragraph of (doc.info.description || "").split("\n\n")) intro.append(prose("p", paragraph));
   const index = el("ul");
   const operations = document.getElementById("operations");
   for (const [path, methods] of Object.entries(doc.paths)) {
@@ -111,7 +140,7 @@ function render(doc) {
     const section = el("section", undefined, "shape");
     section.id = "schema-" + name;
     section.append(el("h3", name));
-    if (schema.description) section.append(el("p", schema.description));
+    if (schema.description) section.append(prose("p", schema.description));
     if (schema.properties) section.append(fieldTable(schema));
     else section.append(el("p", typeText(schema)));
     shapes.append(section);

@@ -56,6 +56,7 @@ EXPECTED_ACCESS = {
     ("GET", "/dashboard.js"): "open",
     ("GET", "/dashboard.css"): "open",
     ("GET", "/healthz"): "open",
+    ("GET", "/favicon.svg"): "open",
     ("GET", "/openapi.json"): "open",
     ("GET", "/docs"): "open",
     ("GET", "/docs.js"): "open",

@@ -93,3 +93,11 @@ class ConnectorBusy(StationError):
 
 class SessionAlreadyStopped(StationError):
     code = "session_stopped"
+
+
+class InvalidLimit(StationError):
+    code = "invalid_field"
+
+
+class NoPushMeter(StationError):
+    code = "no_push_meter"

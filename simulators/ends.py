@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -180,7 +178,8 @@ def _charger(spec: tuple[float, int] | None) -> str:
 
 
 class InlineExecutor(Executor):
-    """Runs each call at once, on the caller's thread (the event loop's)."""
+    """Runs each call at once, on the caller's thread (the event loop's): a commit written
+    this way comes back at the same point among the other events in every run."""
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         future: Future[T] = Future()
@@ -189,13 +188,6 @@ class InlineExecutor(Executor):
         except Exception as error:
             future.set_exception(error)
         return future
-
-
-def _counted_session_ids() -> Callable[[], str]:
-    """Session ids numbered in the order sessions start: the allocation breaks ties by
-    session id, and random ones would break them differently in every run."""
-    numbers = itertools.count(1)
-    return lambda: str(uuid.UUID(int=next(numbers), version=4))
 
 
 class LocalController:
@@ -216,7 +208,6 @@ class LocalController:
     * No periodic write-behind: it ran every second of real time, cut a batch wherever it
       fell in the day, and that batch's refresh reallocated too. What is written behind
       goes with the next commit of a proposal, and at the end.
-    * Session ids are counted, not random.
     """
 
     def __init__(self, station: StationConfig, clock: Clock, workdir: Path) -> None:
@@ -229,7 +220,6 @@ class LocalController:
             rest_port=0,
             ocpp_port=0,
             db_path=workdir / "controller.db",
-            session_id_factory=_counted_session_ids(),
             flush_interval=None,
             commit_executor=InlineExecutor(),
         )

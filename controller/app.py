@@ -14,6 +14,7 @@ import logging
 import signal
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 
 from aiohttp import web
@@ -93,15 +94,22 @@ class ControllerApp:
         ocpp_port: int | None = None,
         db_path: str | Path | None = None,
         session_id_factory: Callable[[], str] | None = None,
-        flush_interval: float = FLUSH_INTERVAL,
+        flush_interval: float | None = FLUSH_INTERVAL,
         rest_max_in_flight: int = MAX_REST_IN_FLIGHT,
+        commit_executor: Executor | None = None,
     ) -> None:
+        """``flush_interval`` None: no periodic write-behind, the owner calls
+        ``driver.flush()`` (and every commit of a proposal writes what is behind too).
+        ``commit_executor``: where the database writes run instead of the repository's own
+        thread. A simulated day passes both to keep real time out of its virtual one
+        (simulators/README.md)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.host = host if host is not None else config.server.host
         self._rest_port = rest_port if rest_port is not None else config.server.rest_port
         self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
         self._flush_interval = flush_interval
+        self._commit_executor = commit_executor
         self._new_session_id = session_id_factory or new_session_id
         self._rest_max_in_flight = rest_max_in_flight
         # Built now, so that an unusable certificate is a start-up error (TlsError, a
@@ -141,7 +149,9 @@ class ControllerApp:
         return self._ocpp
 
     async def start(self) -> None:
-        driver = self._driver = Driver(self.core, self.clock, self.repository)
+        driver = self._driver = Driver(
+            self.core, self.clock, self.repository, commit_executor=self._commit_executor
+        )
         driver.execute(self.core.initial_commands)
         central = CentralSystem(self.config, driver, self._new_session_id)
         self._ocpp = OcppServer(self.config, central, driver)
@@ -168,7 +178,9 @@ class ControllerApp:
         self.ocpp_port = self._ocpp.port
         driver.tick()
         await driver.flush()
-        self._tasks.append(asyncio.create_task(self._flush_periodically(), name="flusher"))
+        if self._flush_interval is not None:
+            flusher = self._flush_periodically(self._flush_interval)
+            self._tasks.append(asyncio.create_task(flusher, name="flusher"))
         self._tasks.append(asyncio.create_task(self._prune_daily(), name="pruner"))
         log.info(
             "REST API on %s://%s:%d (%s)",
@@ -188,10 +200,10 @@ class ControllerApp:
         for tls in {id(t): t for t in (self._ocpp_tls, self._rest_tls) if t is not None}.values():
             tls.reload()
 
-    async def _flush_periodically(self) -> None:
+    async def _flush_periodically(self, interval: float) -> None:
         """Write behind what needs no acknowledgement, at least every flush interval."""
         while True:
-            await asyncio.sleep(self._flush_interval)
+            await asyncio.sleep(interval)
             await self.driver.flush()
 
     async def _prune_daily(self) -> None:

@@ -1248,7 +1248,9 @@ class StationCore:
         waited for it). Only those: with thousands connected, asking every one would cost
         more than the allocation."""
         due, self._to_pump = self._to_pump, set()
-        for charger_id in due:
+        # In id order, not the set's (which varies from process to process with the hash
+        # seed): the limits go out in the same order every time.
+        for charger_id in sorted(due):
             self._pump(charger_id, now)
 
     def _structural_pins(self, now: float) -> dict[str, int]:
@@ -1516,7 +1518,7 @@ class StationCore:
                 pumps.add(key)
         if self._outdated:
             self._reallocate(now)
-        for charger_id in pumps:
+        for charger_id in sorted(pumps):
             self._pump(charger_id, now)
 
     def _live(self, when: float, kind: Deadline, key: str) -> bool:

@@ -16,6 +16,7 @@ import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -23,15 +24,19 @@ from aiohttp import web
 
 from controller import openapi
 from controller.config import ApiConfig
-from controller.core.commands import Answer, Refusal, SessionAnswer, Unavailable
+from controller.core.commands import Answer, LimitAnswer, Refusal, SessionAnswer, Unavailable
 from controller.core.events import (
+    ExternalLimitRequested,
     SessionStartRequested,
     SessionStopRequested,
     SessionUpdateRequested,
+    SiteMeterRead,
 )
 from controller.core.sessions import (
     ConnectorBusy,
     InvalidConnector,
+    LimitAlreadyOver,
+    NoPushMeter,
     Session,
     SessionAlreadyStopped,
     StationError,
@@ -41,26 +46,39 @@ from controller.core.sessions import (
 from controller.driver import Driver
 from controller.metrics import CONTENT_TYPE
 from controller.repository import StoreError
-from controller.rest_auth import Access, Handler, error_response, guard, response_headers
+from controller.rest_auth import (
+    CALLER,
+    Access,
+    Handler,
+    error_response,
+    guard,
+    response_headers,
+)
 from controller.rest_schemas import (
     ApiError,
     BodyT,
     EventsQuery,
+    ExternalLimitBody,
     PowerUpdateBody,
     QueryT,
     SessionsQuery,
+    SiteMeterBody,
     StartSessionBody,
     StopSessionBody,
     parse_body,
     parse_query,
 )
 from controller.views import (
+    ExternalLimitAnswerView,
     HealthView,
     JournalLineView,
     SessionView,
+    SiteMeterView,
     StatusView,
+    external_limit_view,
     finite_dumps,
     session_view,
+    site_meter_view,
     status_view,
 )
 
@@ -78,6 +96,8 @@ _STATUS_FOR: dict[type[StationError], int] = {
     UnknownCharger: 404,
     UnknownSession: 404,
     InvalidConnector: 400,
+    LimitAlreadyOver: 409,
+    NoPushMeter: 409,
     ConnectorBusy: 409,
     SessionAlreadyStopped: 409,
 }
@@ -260,6 +280,73 @@ async def power_update(request: web.Request) -> web.Response:
     return json_response(session_view(session))
 
 
+# -- the site (docs/site.md) -----------------------------------------------------------------
+
+# A pushed reading may say it was taken at most this far in the future (clocks differ).
+CLOCK_SKEW = 5.0
+
+
+async def set_external_limit(request: web.Request) -> web.Response:
+    body = await request_body(request, ExternalLimitBody)
+    return await _external_limit(request, body.max_power, body.until, body.reason)
+
+
+async def clear_external_limit(request: web.Request) -> web.Response:
+    return await _external_limit(request, None, None, "")
+
+
+async def _external_limit(
+    request: web.Request, max_power: float | None, until: datetime | None, reason: str
+) -> web.Response:
+    driver = request.app[DRIVER]
+    answer = await driver.request(
+        lambda reply_to: ExternalLimitRequested(
+            driver.now(),
+            reply_to,
+            max_power,
+            None if until is None else until.timestamp(),
+            reason,
+            request.get(CALLER, request.remote or "unknown"),
+        )
+    )
+    match answer:
+        case LimitAnswer(limit=limit):
+            view: ExternalLimitAnswerView = {"externalLimit": external_limit_view(limit)}
+            return json_response(view)
+        case Refusal(error=error):
+            raise error
+        case Unavailable():
+            raise STORAGE_UNAVAILABLE
+    raise ApiError(500, "internal_error", "internal error")
+
+
+async def push_site_meter(request: web.Request) -> web.Response:
+    driver = request.app[DRIVER]
+    meter = driver.core.config.site.meter
+    if meter is None or meter.type != "push":
+        raise NoPushMeter('this station reads no pushed meter: set site.meter to {"type": "push"}')
+    body = await request_body(request, SiteMeterBody)
+    now = driver.now()
+    at = now
+    if body.timestamp is not None:
+        at = body.timestamp.timestamp()
+        # Well-formed, but not a reading of now: refused as a conflict with the clock.
+        if at > now + CLOCK_SKEW:
+            raise _out_of_time("is in the future: the clocks disagree")
+        if at < now - driver.core.config.site.meter_timeout:
+            raise _out_of_time("is older than site.meterTimeout: the reading is stale")
+        at = min(at, now)
+    driver.submit(SiteMeterRead(at, body.power, body.currents))
+    view = site_meter_view(driver.core)
+    assert view is not None
+    return json_response(view)
+
+
+def _out_of_time(message: str) -> ApiError:
+    details = [{"field": "timestamp", "message": message}]
+    return ApiError(409, "reading_out_of_time", f"timestamp: {message}", details)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """200 when the event loop (it runs this) and the database (a trivial read on the
     repository's thread, behind any write in progress) answer within the health timeout."""
@@ -438,6 +525,37 @@ def routes() -> tuple[Route, ...]:
             station_status,
             "The station now: limits, battery, chargers, active sessions",
             Success(200, StatusView, "the station now"),
+        ),
+        Route(
+            "PUT",
+            "/station/limit",
+            Access.OPERATE,
+            set_external_limit,
+            "Cap the station's power until a time, or until cleared",
+            Success(200, ExternalLimitAnswerView, "the limit now in force, stored"),
+            body=ExternalLimitBody,
+            errors={409: "until is already past"},
+        ),
+        Route(
+            "DELETE",
+            "/station/limit",
+            Access.OPERATE,
+            clear_external_limit,
+            "Clear the external limit",
+            Success(200, ExternalLimitAnswerView, "no limit in force (externalLimit null)"),
+        ),
+        Route(
+            "POST",
+            "/station/site-meter",
+            Access.OPERATE,
+            push_site_meter,
+            "A reading of the site's grid meter, from an integration",
+            Success(200, SiteMeterView, "the meter's state and the budget after the reading"),
+            body=SiteMeterBody,
+            errors={
+                409: "the station's site.meter is not of type push, or the reading's "
+                "timestamp is in the future or older than site.meterTimeout"
+            },
         ),
         Route(
             "GET",

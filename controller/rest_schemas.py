@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,7 +27,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from controller.config import NonEmptyId, NonNegativeKw, PositiveKw, describe_error, field_path
+from controller.config import (
+    MAX_KW,
+    NonEmptyId,
+    NonNegativeKw,
+    PositiveKw,
+    describe_error,
+    field_path,
+)
 from protocol import json_limits
 from protocol.json_limits import JsonLimitError
 
@@ -86,6 +94,28 @@ class PowerUpdateBody(_Body):
         if self.consumed_power is None and self.vehicle_max_power is None:
             raise ValueError("give consumedPower, vehicleMaxPower or both")
         return self
+
+
+class ExternalLimitBody(_Body):
+    """Cap the station's root limit (docs/site.md, "External limit")."""
+
+    max_power: NonNegativeKw
+    # Until when, with its time zone; without it (or null) until DELETE /station/limit.
+    until: AwareDatetime | None = None
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+Amps = Annotated[float, Field(ge=-100_000, le=100_000, allow_inf_nan=False)]
+
+
+class SiteMeterBody(_Body):
+    """A reading of the site's grid meter, pushed by an integration (docs/site.md)."""
+
+    # kW at the connection point, the whole site: import positive, export negative.
+    power: Annotated[float, Field(ge=-MAX_KW, le=MAX_KW, allow_inf_nan=False)]
+    currents: tuple[Amps, Amps, Amps] | None = None
+    # When it was measured, with its time zone; without it, now.
+    timestamp: AwareDatetime | None = None
 
 
 class _Query(BaseModel):

@@ -17,6 +17,7 @@ from typing_extensions import TypedDict
 
 from controller.core.battery import Battery
 from controller.core.sessions import Session
+from controller.core.site import ExternalLimit, MeterState
 from controller.core.state import ChargerState
 from controller.core.station import StationCore
 from shell.clock import iso_utc
@@ -140,6 +141,36 @@ class ChargerView(TypedDict):
     connectorStatus: list[ConnectorView]
 
 
+class SiteMeterView(TypedDict):
+    """The grid meter and what it leaves for charging (docs/site.md)."""
+
+    state: Annotated[
+        Literal["ok", "stale"],
+        Field(description="stale: no valid reading within site.meterTimeout (or none yet)"),
+    ]
+    lastReading: Annotated[Kw | None, Field(description="the site at the connection point")]
+    lastReadingAt: IsoTime | None
+    currents: Annotated[list[float] | None, Field(description="A, L1..L3, when read")]
+    nonChargingLoad: Annotated[
+        Kw | None, Field(description="the reading minus charging plus battery discharge")
+    ]
+    gridShare: Annotated[Kw, Field(description="the connection's kW left for charging")]
+
+
+class ExternalLimitView(TypedDict):
+    """A cap on the root limit from outside the site (docs/site.md, "External limit")."""
+
+    maxPower: Kw
+    until: Annotated[IsoTime | None, Field(description="null: until cleared")]
+    reason: str
+    setBy: Annotated[str, Field(description="the API token's name, or the client's address")]
+    setAt: IsoTime
+
+
+class ExternalLimitAnswerView(TypedDict):
+    externalLimit: ExternalLimitView | None
+
+
 class StatusView(TypedDict):
     """The station now (docs/api.md, "Station status")."""
 
@@ -150,6 +181,8 @@ class StatusView(TypedDict):
     gridPower: Annotated[Kw, Field(description="drawn from the grid now, kW")]
     strategy: Literal["fair", "even-split"]
     battery: BatteryView | None
+    siteMeter: Annotated[SiteMeterView | None, Field(description="null without site.meter")]
+    externalLimit: ExternalLimitView | None
     chargers: list[ChargerView]
     sessions: list[SessionView]
 
@@ -216,6 +249,34 @@ def battery_view(battery: Battery | None) -> BatteryView | None:
     }
 
 
+def site_meter_view(core: StationCore) -> SiteMeterView | None:
+    site = core.site
+    if site is None:
+        return None
+    last = site.last
+    now = core.now
+    return {
+        "state": "ok" if site.state(now) is MeterState.OK else "stale",
+        "lastReading": None if last is None else number(last.power),
+        "lastReadingAt": None if last is None else _iso(last.at),
+        "currents": None if last is None or last.currents is None else list(last.currents),
+        "nonChargingLoad": None if last is None else number(last.non_charging_load),
+        "gridShare": number(site.share(now)),
+    }
+
+
+def external_limit_view(limit: ExternalLimit | None) -> ExternalLimitView | None:
+    if limit is None:
+        return None
+    return {
+        "maxPower": number(limit.max_power),
+        "until": _iso(limit.until),
+        "reason": limit.reason,
+        "setBy": limit.set_by,
+        "setAt": iso_utc(limit.set_at),
+    }
+
+
 def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
     charger_id = charger.charger_id
     config = core.charger_config(charger_id)
@@ -266,6 +327,8 @@ def status_view(core: StationCore) -> StatusView:
         "gridPower": number(core.grid_power()),
         "strategy": config.allocation.strategy.value,
         "battery": battery_view(core.battery),
+        "siteMeter": site_meter_view(core),
+        "externalLimit": external_limit_view(core.external_limit),
         "chargers": [charger_view(core, c) for c in core.chargers.values()],
         "sessions": [session_view(s) for s in core.active_sessions()],
     }

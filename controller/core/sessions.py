@@ -95,8 +95,10 @@ class SessionAlreadyStopped(StationError):
     code = "session_stopped"
 
 
-class InvalidLimit(StationError):
-    code = "invalid_field"
+class LimitAlreadyOver(StationError):
+    """An external limit whose end is already past: it would never be in force."""
+
+    code = "limit_over"
 
 
 class NoPushMeter(StationError):

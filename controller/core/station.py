@@ -111,7 +111,7 @@ from controller.core.rules import (
 from controller.core.sessions import (
     ConnectorBusy,
     InvalidConnector,
-    InvalidLimit,
+    LimitAlreadyOver,
     Origin,
     Session,
     SessionStatus,
@@ -318,6 +318,11 @@ class StationCore:
         self._out.append(command)
 
     # -- queries (read-only: the shell renders them, tests assert on them) -------------------
+
+    @property
+    def now(self) -> float:
+        """The latest time an event brought (the core reads no clock)."""
+        return self._now
 
     def session(self, session_id: str) -> Session | None:
         """An active session."""
@@ -1117,9 +1122,11 @@ class StationCore:
             return  # no meter configured: the shell sends none
         self._advance_battery(now)
         flow = 0.0 if self.battery is None else self.battery.flow().power
+        # A pushed reading may carry its own time: never before the last one.
+        at = event.now if self.site.last is None else max(event.now, self.site.last.at)
         if self._first_site_reading_at is None:
-            self._first_site_reading_at = event.now
-        self.site.record(event.now, event.power, event.currents, self._load, flow)
+            self._first_site_reading_at = at
+        self.site.record(at, event.power, event.currents, self._load, flow)
         self._follow_site(now)
 
     def _follow_site(self, now: float) -> None:
@@ -1168,7 +1175,9 @@ class StationCore:
             records: list[Record] = [ExternalLimitCleared(), entry]
         else:
             if event.until is not None and event.until <= now:
-                error = InvalidLimit("must be in the future", field="until")
+                error = LimitAlreadyOver(
+                    "is past: the limit would never be in force", field="until"
+                )
                 self._refuse(event.reply_to, error)
                 return
             limit = ExternalLimit(event.max_power, event.until, event.reason, event.set_by, now)

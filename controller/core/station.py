@@ -1160,7 +1160,7 @@ class StationCore:
             message = "site meter: first reading; the budget follows the site"
         else:
             message = "site meter: readings again; the budget follows the site"
-        self._emit(Notice(message))
+        self._emit(Notice(message, warning=state is MeterState.STALE))
         data: dict[str, Any] = {"state": state.value}
         if last is not None:
             data["lastReadingAt"] = last.at

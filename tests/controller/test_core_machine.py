@@ -500,7 +500,9 @@ class StationMachine(RuleBasedStateMachine):
         self.database_stalled = False
         # Chargers deliver their transaction messages: a stop that got no answer is resent.
         for tx, (charger, _) in list(self.unanswered_stops.items()):
-            if charger in self.links:
+            # Resending one lets the database write what waited: the answer to another
+            # stop may come with it, and that one needs no resend.
+            if charger in self.links and tx in self.unanswered_stops:
                 self.send_stop(tx)
         for _ in range(100):
             if self.batch.proposals:

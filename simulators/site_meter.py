@@ -39,12 +39,18 @@ class SiteMeterServer:
     """One meter (one unit id) on a loopback TCP port; values in kW and A."""
 
     def __init__(
-        self, registers: RegisterMap | str, *, unit: int = 1, host: str = "127.0.0.1"
+        self,
+        registers: RegisterMap | str,
+        *,
+        unit: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.registers = PRESETS[registers] if isinstance(registers, str) else registers
         self.unit = unit
         self.host = host
-        self.port = 0  # the bound port once started; kept across stop() for a restart
+        # 0: a free port, chosen at start(); the bound one is kept across stop() for a restart.
+        self.port = port
         self.requests = 0  # read requests answered with values
         self._values: dict[tuple[str, int], list[int]] = {}
         self._server: ModbusTcpServer | None = None
@@ -70,6 +76,14 @@ class SiteMeterServer:
             for register, current in zip(self.registers.current, currents, strict=True):
                 values[(register.table, register.address)] = encode(current, register)
         self._values.update(values)
+
+    def set_registers(self, table: str, address: int, words: list[int]) -> None:
+        """Raw register values for the value the map keeps at (table, address): what a
+        faulty meter would hold, e.g. a NaN float."""
+        key = (table, address)
+        if key not in self._values or len(words) != len(self._values[key]):
+            raise ValueError(f"the map has no {len(words)}-register value at {table} {address}")
+        self._values[key] = list(words)
 
     @property
     def serving(self) -> bool:

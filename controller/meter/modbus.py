@@ -35,6 +35,7 @@ from shell.clock import Clock, sleep_until
 __all__ = [
     "MeterValueError",
     "ModbusMeterReader",
+    "OnFailure",
     "OnReading",
     "ReadRequest",
     "decode",
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # (power kW, import positive; the three phase currents in A, or None)
 OnReading = Callable[[float, tuple[float, float, float] | None], None]
+# Why a poll delivered nothing, in words (for metrics, or a test waiting for it).
+OnFailure = Callable[[str], None]
 
 # Struct codes of the types a map may name, big-endian within the 16-bit words.
 _STRUCT: Final = {"float32": ">f", "int32": ">i", "int16": ">h"}
@@ -120,7 +123,10 @@ def encode(value: float, register: RegisterConfig) -> list[int]:
         raise ValueError(f"cannot encode {value!r}")
     raw_value = value / register.scale
     if register.type == "float32":
-        raw = struct.pack(">f", raw_value)
+        try:
+            raw = struct.pack(">f", raw_value)
+        except OverflowError:
+            raise ValueError(f"{value} does not fit float32 at scale {register.scale}") from None
     else:
         bits = 16 if register.type == "int16" else 32
         whole = round(raw_value)
@@ -191,8 +197,9 @@ class ModbusMeterReader:
     """Polls one Modbus TCP meter on the station's clock (docs/site-meter.md).
 
     ``on_reading(power_kw, currents)`` is called once per successful poll, on the event
-    loop; ``currents`` is None when the map has none. Nothing it meets on the network or in
-    the registers escapes: it is logged and the next poll tries again."""
+    loop; ``currents`` is None when the map has none; ``on_failure(why)``, when given, once
+    per poll that delivered nothing. Nothing it meets on the network or in the registers
+    escapes: it is logged and the next poll tries again."""
 
     def __init__(
         self,
@@ -200,11 +207,13 @@ class ModbusMeterReader:
         clock: Clock,
         on_reading: OnReading,
         *,
+        on_failure: OnFailure | None = None,
         poll_timeout: float | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
         self._on_reading = on_reading
+        self._on_failure = on_failure
         self._requests = plan_requests(config.register_map)
         self._has_currents = config.register_map.current is not None
         # Real seconds a poll (connecting included) may take; below the interval, so a
@@ -361,6 +370,11 @@ class ModbusMeterReader:
     def _failed(self, why: str) -> None:
         self._failed_polls += 1
         self._problems.log(self._peer, self._clock.now(), logging.WARNING, "no reading: %s", why)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(why)
+            except Exception:
+                log.exception("%s: the failure's receiver failed", self._peer)
 
     def _delivered(self, power: float, currents: tuple[float, float, float] | None) -> None:
         if self._failed_polls:

@@ -5,17 +5,20 @@ by a manual clock."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import re
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.config import ModbusMeterConfig, RegisterConfig, RegisterMap
+from controller.config import ModbusMeterConfig, RegisterConfig, RegisterMap, SiteConfig
 from controller.meter.modbus import (
     MeterValueError,
     ModbusMeterReader,
@@ -411,3 +414,18 @@ def test_the_start_up_line_names_the_meter() -> None:
     )
     # Each poll fits in its interval.
     assert described.poll_timeout < explicit.interval
+
+
+def test_the_documented_examples_are_valid_and_the_map_is_the_em24_preset() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "site-meter.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
+    assert len(blocks) == 2
+    meters = [
+        SiteConfig.model_validate_json(json.dumps(json.loads("{" + block + "}")["site"]))
+        for block in blocks
+    ]
+    by_model, explicit = (site.meter for site in meters)
+    assert isinstance(by_model, ModbusMeterConfig)
+    assert by_model.model == "eastron-sdm630"
+    assert isinstance(explicit, ModbusMeterConfig)
+    assert explicit.register_map == PRESETS["carlo-gavazzi-em24"]

@@ -189,6 +189,15 @@ def describe(config: ModbusMeterConfig) -> str:
     )
 
 
+def _quiet_pymodbus() -> None:
+    """pymodbus logs every failed connect and unanswered request itself, once per poll; our
+    own lines say the same once, rate-limited, naming the meter. An operator who sets the
+    ``pymodbus`` logger's level keeps it."""
+    pymodbus_log = logging.getLogger("pymodbus")
+    if pymodbus_log.level == logging.NOTSET:
+        pymodbus_log.setLevel(logging.CRITICAL)
+
+
 class _PollFailed(Exception):
     """One poll delivered nothing; the message says why, for the log."""
 
@@ -229,6 +238,7 @@ class ModbusMeterReader:
         self._readings = 0
         self._client: AsyncModbusTcpClient | None = None
         self._task: asyncio.Task[None] | None = None
+        _quiet_pymodbus()
 
     @property
     def description(self) -> str:
@@ -243,12 +253,6 @@ class ModbusMeterReader:
         """Start polling: the first poll at once, then every ``interval`` of the clock."""
         if self._task is not None:
             return
-        # pymodbus logs every failed connect and unanswered request itself, once per poll;
-        # our own lines say the same once, rate-limited, naming the meter. An operator who
-        # sets the pymodbus logger's level keeps it.
-        pymodbus_log = logging.getLogger("pymodbus")
-        if pymodbus_log.level == logging.NOTSET:
-            pymodbus_log.setLevel(logging.CRITICAL)
         self._task = asyncio.create_task(self._run(), name="site meter")
 
     async def close(self) -> None:

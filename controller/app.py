@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from controller.config import StationConfig
+from controller.core.events import SiteMeterRead
 from controller.core.rules import START_KEY_MEMORY
 from controller.core.station import StationCore
 from controller.driver import Driver
@@ -33,6 +34,7 @@ from controller.listener import (
     rest_middleware,
     rest_request_pending,
 )
+from controller.meter.modbus import ModbusMeterReader
 from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.server import OcppServer
 from controller.repository import Pruned, Repository, StoreError
@@ -132,6 +134,7 @@ class ControllerApp:
         self._runner: web.AppRunner | None = None
         self._rest: Listener[RequestHandler] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._meter: ModbusMeterReader | None = None
         self.rest_port = 0
         self.ocpp_port = 0
         self._stopped = False
@@ -182,6 +185,7 @@ class ControllerApp:
             flusher = self._flush_periodically(self._flush_interval)
             self._tasks.append(asyncio.create_task(flusher, name="flusher"))
         self._tasks.append(asyncio.create_task(self._prune_daily(), name="pruner"))
+        await self._start_site_meter(driver)
         log.info(
             "REST API on %s://%s:%d (%s)",
             "http" if self._rest_tls is None else "https",
@@ -189,6 +193,29 @@ class ControllerApp:
             self.rest_port,
             rest.describe(),
         )
+
+    async def _start_site_meter(self, driver: Driver) -> None:
+        """Read the site's grid meter if it is on Modbus TCP (docs/site.md); a pushed one
+        comes through POST /station/site-meter."""
+        meter = self.config.site.meter
+        if meter is None:
+            return
+        if meter.type == "push":
+            log.info("site meter: readings pushed to POST /station/site-meter")
+            return
+        clock = self.clock
+
+        def reading(power: float, currents: tuple[float, float, float] | None) -> None:
+            driver.submit(SiteMeterRead(clock.now(), power, currents))
+
+        self._meter = ModbusMeterReader(meter, clock, reading)
+        log.info("%s", self._meter.description)
+        await self._meter.start()
+
+    @property
+    def site_meter(self) -> ModbusMeterReader | None:
+        """The Modbus reader of the site's meter, while one runs."""
+        return self._meter
 
     def _new_request_handler(self) -> RequestHandler:
         assert self._runner is not None and self._runner.server is not None
@@ -264,6 +291,9 @@ class ControllerApp:
             except TimeoutError:
                 log.error("charger connections did not close in time")
                 _log_running_tasks()
+        if self._meter is not None:
+            await self._meter.close()
+            self._meter = None
         for task in self._tasks:
             task.cancel()
         # gather, not "suppress(CancelledError): await task": that would also swallow

@@ -236,6 +236,8 @@ class ModbusMeterReader:
         self._problems = PeerLog(log)
         self._failed_polls = 0
         self._readings = 0
+        self.polls = 0  # polls ended
+        self._poll_done = asyncio.Condition()
         self._client: AsyncModbusTcpClient | None = None
         self._task: asyncio.Task[None] | None = None
         _quiet_pymodbus()
@@ -265,6 +267,20 @@ class ModbusMeterReader:
 
     async def poll(self) -> bool:
         """One poll; True when it delivered a reading. Never raises (except cancellation)."""
+        try:
+            return await self._poll()
+        finally:
+            self.polls += 1
+            async with self._poll_done:
+                self._poll_done.notify_all()
+
+    async def polled(self, count: int) -> None:
+        """Until ``count`` polls have ended, delivered or not (for tests on a manual clock:
+        the next tick is due only once the poll before it is over)."""
+        async with self._poll_done:
+            await self._poll_done.wait_for(lambda: self.polls >= count)
+
+    async def _poll(self) -> bool:
         try:
             power, currents = await asyncio.wait_for(self._read(), self.poll_timeout)
         except _PollFailed as problem:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from controller.core.battery import Battery
 from controller.core.sessions import Session
-from controller.core.state import ChargerState
+from controller.core.state import ChargerState, ProfileReport
 from controller.core.station import StationCore
 from shell.clock import iso_utc
 
@@ -94,6 +94,20 @@ def battery_view(battery: Battery | None) -> dict[str, Any] | None:
     }
 
 
+def profile_report_view(report: ProfileReport | None) -> dict[str, Any] | None:
+    """A charger's last profile: ``result`` null while it is unanswered (docs/api.md)."""
+    if report is None:
+        return None
+    return {
+        "purpose": report.purpose,
+        "connectorId": report.connector_id,
+        "limit": number(report.limit),
+        "sentAt": _iso(report.sent_at),
+        "result": None if report.result is None else report.result.value,
+        "answeredAt": _iso(report.answered_at),
+    }
+
+
 def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
     charger_id = charger.charger_id
     config = core.charger_config(charger_id)
@@ -130,6 +144,7 @@ def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
         "lastSeen": _iso(charger.last_seen),
         "limitsConfirmed": core.limits_confirmed(charger_id),
         "smartCharging": charger.smart_charging,
+        "lastProfile": profile_report_view(charger.last_profile),
         "connectorStatus": connectors,
     }
 

@@ -47,6 +47,7 @@ from controller.rest_schemas import (
     StopSessionBody,
     parse_body,
 )
+from controller.stream import station_stream
 from controller.views import finite_dumps, session_view, status_view
 
 log = logging.getLogger(__name__)
@@ -312,6 +313,7 @@ def routes() -> tuple[Route, ...]:
         Route("GET", "/dashboard.css", Access.OPEN, static_file("dashboard.css", "text/css")),
         Route("GET", "/healthz", Access.OPEN, healthz),
         Route("GET", "/station/status", Access.READ, station_status),
+        Route("GET", "/station/stream", Access.READ, station_stream),
         Route("GET", "/station/events", Access.READ, station_events),
         Route("GET", "/metrics", Access.READ, metrics),
         Route("GET", "/sessions", Access.READ, list_sessions),

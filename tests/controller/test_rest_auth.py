@@ -57,6 +57,7 @@ EXPECTED_ACCESS = {
     ("GET", "/dashboard.css"): "open",
     ("GET", "/healthz"): "open",
     ("GET", "/station/status"): "read",
+    ("GET", "/station/stream"): "read",
     ("GET", "/station/events"): "read",
     ("GET", "/metrics"): "read",
     ("GET", "/sessions"): "read",
@@ -102,6 +103,9 @@ class Client:
             data = json.dumps(body).encode()
             sent.setdefault("Content-Type", "application/json")
         async with self.http.request(method, self.base + path, data=data, headers=sent) as response:
+            if response.content_type == "text/event-stream":
+                # The stream never ends: its headers are the answer.
+                return response.status, dict(response.headers), None
             text = await response.text()
             answer: Any = text
             if response.content_type == "application/json" and text:

@@ -311,6 +311,7 @@ def routes() -> tuple[Route, ...]:
         Route("GET", "/", Access.OPEN, static_file("dashboard.html", "text/html")),
         Route("GET", "/dashboard.js", Access.OPEN, static_file("dashboard.js", "text/javascript")),
         Route("GET", "/dashboard.css", Access.OPEN, static_file("dashboard.css", "text/css")),
+        Route("GET", "/dashboard.svg", Access.OPEN, static_file("dashboard.svg", "image/svg+xml")),
         Route("GET", "/healthz", Access.OPEN, healthz),
         Route("GET", "/station/status", Access.READ, station_status),
         Route("GET", "/station/stream", Access.READ, station_stream),

@@ -100,7 +100,8 @@ def profile_report_view(report: ProfileReport | None) -> dict[str, Any] | None:
         return None
     return {
         "purpose": report.purpose,
-        "connectorId": report.connector_id,
+        # Numbered like connectorStatus (from 0); the failsafe default is for every connector.
+        "connectorId": report.connector_id - 1 if report.connector_id > 0 else None,
         "limit": number(report.limit),
         "sentAt": _iso(report.sent_at),
         "result": None if report.result is None else report.result.value,

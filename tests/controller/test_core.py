@@ -244,7 +244,7 @@ def test_each_charger_reports_its_last_profile_and_how_it_was_answered() -> None
     view = charger_view(h.core, h.core.chargers["CP001"])["lastProfile"]
     assert view == {
         "purpose": "TxDefaultProfile",
-        "connectorId": 0,
+        "connectorId": None,  # every connector
         "limit": view["limit"],
         "sentAt": iso_utc(h.now),
         "result": None,  # not answered yet
@@ -261,7 +261,7 @@ def test_each_charger_reports_its_last_profile_and_how_it_was_answered() -> None
     h.answer_profiles("CP001", ProfileResult.REJECTED)
     view = charger_view(h.core, h.core.chargers["CP001"])["lastProfile"]
     assert view["purpose"] == "TxProfile"
-    assert view["connectorId"] == 1
+    assert view["connectorId"] == 0  # numbered like connectorStatus
     assert view["result"] == "rejected"
     assert view["answeredAt"] == iso_utc(h.now)
     assert view["limit"] > 0

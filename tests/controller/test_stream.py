@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -121,20 +120,24 @@ async def test_events_come_at_most_five_a_second_with_the_latest_state(
     await stream.next_event()  # history
     await stream.next_event()  # status
     loop = asyncio.get_running_loop()
-    arrivals: list[float] = []
+    began = loop.time()
     session_id = await start_session(http, app)
     url = f"{base(app)}/sessions/{session_id}/power-update"
     for kw in range(1, 21):
         async with http.post(url, json={"consumedPower": kw}) as response:
             assert response.status == 200
+    events = 0
     while True:
         status = await stream.status_where(lambda s: True)
-        arrivals.append(loop.time())
+        events += 1
         if status["sessions"] and status["sessions"][0]["consumedPower"] == 20:
             break
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert all(gap >= MIN_EVENT_INTERVAL * 0.9 for gap in gaps), gaps
-    assert len(arrivals) < 21  # coalesced
+    # n events sent at least MIN_EVENT_INTERVAL apart span (n - 1) intervals, all of them
+    # between `began` and now (measured here, so a late read on a busy machine cannot make
+    # events look closer together than they were sent).
+    elapsed = loop.time() - began
+    assert events <= elapsed / MIN_EVENT_INTERVAL + 1, (events, elapsed)
+    assert events < 21  # coalesced
 
 
 async def test_an_unchanged_station_sends_nothing(

@@ -173,7 +173,7 @@ function addPoint(s) {
   drawChart();
 }
 
-const BOX = { width: 960, height: 260, left: 52, right: 60, top: 12, bottom: 26 };
+const BOX = { width: 960, height: 260, left: 52, right: 60, top: 22, bottom: 26 };
 
 function niceStep(max, ticks) {
   const raw = max / ticks, power = 10 ** Math.floor(Math.log10(raw));
@@ -226,7 +226,7 @@ function drawChart() {
     nodes.push(svg("line", { class: "axis", x1: at, x2: at, y1: inner.y0, y2: inner.y0 + 4 }));
     nodes.push(svg("text", { class: "below", x: at, y: inner.y0 + 17 }, minutes ? `−${minutes} min` : "now"));
   }
-  nodes.push(svg("text", { class: "left", x: inner.x0 - 6, y: inner.y1 - 2 }, "kW"));
+  nodes.push(svg("text", { class: "left", x: inner.x0 - 6, y: 11 }, "kW"));
   nodes.push(svg("line", { class: "axis", x1: inner.x0, x2: inner.x1, y1: inner.y0, y2: inner.y0 }));
   const grid = linePath(pts, "grid", x, yPower, now, true);
   const paths = [

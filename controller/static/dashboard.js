@@ -92,7 +92,7 @@ async function connect() {
     reconnectLater(`Cannot reach the controller: ${e.message}`);
     return;
   }
-  if (response.status === 401 || response.status === 403) {
+  if (response.status === 401) {
     const rejected = sessionStorage.getItem(TOKEN_KEY) !== null;
     sessionStorage.removeItem(TOKEN_KEY);
     setLink(false, "needs a token");

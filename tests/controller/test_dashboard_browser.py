@@ -159,10 +159,14 @@ async def test_the_page_follows_sessions_started_and_stopped_over_rest_and_ocpp(
         http, app, "/sessions", {"chargerId": "CP001", "connectorId": 0, "vehicleMaxPower": 50}
     )
     assert status == 201
-    await tab.until(SESSION_ROW, session["sessionId"], FOLLOW_MS)
-    row = tab.page.locator(f"#sessions tr[data-session-id='{session['sessionId']}']")
-    assert await row.locator("td").nth(3).text_content() == "50"  # its limit
-    assert await row.locator("td").nth(4).text_content() == "vehicle"  # what bounded it
+    # With its limit and what bounded it (a moment before, the row may show the session as
+    # it was before its first allocation, at 0 kW).
+    await tab.until(
+        f"id => (r => r && r.cells[3].textContent === '50' && r.cells[4].textContent === "
+        f"'vehicle')(({SESSION_ROW})(id))",
+        session["sessionId"],
+        FOLLOW_MS,
+    )
     status, _ = await post(http, app, f"/sessions/{session['sessionId']}/stop")
     assert status == 200
     await tab.until(NO_SESSION_ROW, session["sessionId"], FOLLOW_MS)

@@ -14,8 +14,8 @@ import logging
 import signal
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -39,7 +39,7 @@ from controller.ocpp.server import OcppServer
 from controller.repository import Pruned, Repository, StoreError
 from controller.rest import create_app
 from controller.stream import KEEPALIVE_INTERVAL, StreamHub, install
-from controller.views import status_view
+from controller.views import StatusView, status_view
 from shell.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -96,17 +96,24 @@ class ControllerApp:
         ocpp_port: int | None = None,
         db_path: str | Path | None = None,
         session_id_factory: Callable[[], str] | None = None,
-        flush_interval: float = FLUSH_INTERVAL,
+        flush_interval: float | None = FLUSH_INTERVAL,
         rest_max_in_flight: int = MAX_REST_IN_FLIGHT,
+        commit_executor: Executor | None = None,
         history_interval: float = HISTORY_INTERVAL,
         stream_keepalive: float = KEEPALIVE_INTERVAL,
     ) -> None:
+        """``flush_interval`` None: no periodic write-behind, the owner calls
+        ``driver.flush()`` (and every commit of a proposal writes what is behind too).
+        ``commit_executor``: where the database writes run instead of the repository's own
+        thread. A simulated day passes both to keep real time out of its virtual one
+        (simulators/README.md)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.host = host if host is not None else config.server.host
         self._rest_port = rest_port if rest_port is not None else config.server.rest_port
         self._ocpp_port = ocpp_port if ocpp_port is not None else config.server.ocpp_port
         self._flush_interval = flush_interval
+        self._commit_executor = commit_executor
         self._new_session_id = session_id_factory or new_session_id
         self._rest_max_in_flight = rest_max_in_flight
         self._history_interval = history_interval
@@ -162,7 +169,9 @@ class ControllerApp:
         return self._ocpp
 
     async def start(self) -> None:
-        driver = self._driver = Driver(self.core, self.clock, self.repository)
+        driver = self._driver = Driver(
+            self.core, self.clock, self.repository, commit_executor=self._commit_executor
+        )
         driver.execute(self.core.initial_commands)
         history = self._history = History(self.core, self.clock, interval=self._history_interval)
         driver.subscribe(history.observe)
@@ -193,7 +202,9 @@ class ControllerApp:
         self.ocpp_port = self._ocpp.port
         driver.tick()
         await driver.flush()
-        self._tasks.append(asyncio.create_task(self._flush_periodically(), name="flusher"))
+        if self._flush_interval is not None:
+            flusher = self._flush_periodically(self._flush_interval)
+            self._tasks.append(asyncio.create_task(flusher, name="flusher"))
         self._tasks.append(asyncio.create_task(self._prune_daily(), name="pruner"))
         log.info(
             "REST API on %s://%s:%d (%s)",
@@ -213,10 +224,10 @@ class ControllerApp:
         for tls in {id(t): t for t in (self._ocpp_tls, self._rest_tls) if t is not None}.values():
             tls.reload()
 
-    async def _flush_periodically(self) -> None:
+    async def _flush_periodically(self, interval: float) -> None:
         """Write behind what needs no acknowledgement, at least every flush interval."""
         while True:
-            await asyncio.sleep(self._flush_interval)
+            await asyncio.sleep(interval)
             await self.driver.flush()
 
     async def _prune_daily(self) -> None:
@@ -252,7 +263,7 @@ class ControllerApp:
 
     # -- for tests and simulations -----------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> StatusView:
         """``GET /station/status`` without HTTP."""
         self.driver.tick()
         return status_view(self.core)

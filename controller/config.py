@@ -25,6 +25,7 @@ from pydantic import (
     PrivateAttr,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -201,6 +202,94 @@ class DatabaseConfig(_Model):
     retention_days: Annotated[int, Field(ge=1, le=36_500)] = 400
 
 
+def _not_zero(value: float) -> float:
+    if value == 0:
+        raise PydanticCustomError("not_zero", "must not be 0")
+    return value
+
+
+class RegisterConfig(_Model):
+    """Where a meter keeps one value (docs/site.md, "Register maps")."""
+
+    address: Annotated[int, Field(ge=0, le=65535)]
+    table: Literal["input", "holding"] = "input"
+    type: Literal["float32", "int32", "int16"] = "float32"
+    # What one unit of the register is in kW (power) or A (current): 0.001 for a meter in W;
+    # negative for a meter that counts export as positive.
+    scale: Annotated[
+        float, Field(ge=-1e6, le=1e6, allow_inf_nan=False), AfterValidator(_not_zero)
+    ] = 1.0
+    # Of the two registers of a 32-bit value, which comes first: "big", the high word.
+    word_order: Literal["big", "little"] = "big"
+
+
+class RegisterMap(_Model):
+    power: RegisterConfig
+    # L1, L2, L3: for the per-phase budget (gridCurrentLimit).
+    current: tuple[RegisterConfig, RegisterConfig, RegisterConfig] | None = None
+
+
+class ModbusMeterConfig(_Model):
+    """A meter read over Modbus TCP."""
+
+    type: Literal["modbus"]
+    host: Annotated[str, Field(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit: Annotated[int, Field(ge=0, le=247)] = 1
+    interval: Annotated[float, Field(ge=0.1, le=60, allow_inf_nan=False)] = 1.0
+    # A preset of controller.meter.presets, or an explicit map: exactly one of the two.
+    model: NonEmptyId | None = None
+    registers: RegisterMap | None = None
+
+    @model_validator(mode="after")
+    def _model_or_registers(self) -> ModbusMeterConfig:
+        from controller.meter.presets import PRESETS
+
+        if (self.model is None) == (self.registers is None):
+            raise PydanticCustomError(
+                "meter_map", "give either model (a preset) or registers (a map), not both"
+            )
+        if self.model is not None and self.model not in PRESETS:
+            raise PydanticCustomError(
+                "meter_model",
+                "model: unknown meter '{model}'; presets: {presets}",
+                {"model": self.model, "presets": ", ".join(sorted(PRESETS))},
+            )
+        return self
+
+    @property
+    def register_map(self) -> RegisterMap:
+        from controller.meter.presets import PRESETS
+
+        if self.registers is not None:
+            return self.registers
+        assert self.model is not None
+        return PRESETS[self.model]
+
+
+class PushMeterConfig(_Model):
+    """A meter whose readings an integration posts to ``POST /station/site-meter``."""
+
+    type: Literal["push"]
+
+
+Seconds = Annotated[float, Field(ge=0, le=86_400, allow_inf_nan=False)]
+
+
+class SiteConfig(_Model):
+    """The rest of the site behind the grid connection (docs/site.md)."""
+
+    meter: Annotated[ModbusMeterConfig | PushMeterConfig, Field(discriminator="type")] | None = None
+    # A raise of the budget waits until the higher load has not been seen for this long.
+    hold_seconds: Seconds = 10.0
+    # kW kept free below the connection's limit; default 2 % of gridCapacity.
+    margin: NonNegativeKw | None = None
+    # No valid reading for this long: the budget falls to fallbackPower.
+    meter_timeout: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 10.0
+    # Default: the total of the chargers' failsafe limits.
+    fallback_power: NonNegativeKw | None = None
+
+
 class StationConfig(_Model):
     station_id: NonEmptyId
     grid_capacity: PositiveKw
@@ -214,6 +303,7 @@ class StationConfig(_Model):
     ocpp: OcppConfig = OcppConfig()
     database: DatabaseConfig = DatabaseConfig()
     api: ApiConfig = ApiConfig()
+    site: SiteConfig = SiteConfig()
 
     @property
     def battery_reserve(self) -> float:
@@ -249,6 +339,21 @@ class StationConfig(_Model):
         if self.ocpp.failsafe_power is not None:
             return min(self.ocpp.failsafe_power, share)
         return min(float(math.floor(self.grid_capacity / self.total_connectors)), share)
+
+    @property
+    def site_margin(self) -> float:
+        """kW kept free below the connection's limit when a meter is read (docs/site.md)."""
+        if self.site.margin is not None:
+            return self.site.margin
+        return 0.02 * self.grid_capacity
+
+    @property
+    def site_fallback_power(self) -> float:
+        """The charging budget while the meter is silent: by default what every connector
+        at its failsafe limit would draw (docs/site.md, "A silent meter")."""
+        if self.site.fallback_power is not None:
+            return self.site.fallback_power
+        return sum(self.failsafe_power_per_connector(c) * c.connectors for c in self.chargers)
 
     def tree(self) -> StationTree:
         def group_node(group: GroupConfig) -> GroupNode:
@@ -292,6 +397,7 @@ def describe_error(error: Any) -> str:
         "missing": "is required",
         "extra_forbidden": "is not a known field",
         "int_type": "must be an integer",
+        "int_parsing": "must be an integer",
         "float_type": "must be a number",
         "string_type": "must be a string",
         "bool_type": "must be true or false",
@@ -323,6 +429,10 @@ def describe_error(error: Any) -> str:
         return text.format(value) if "{}" in text else f"{text} {value}"
     if kind == "value_error" and "error" in ctx:
         return str(ctx["error"])
+    if kind == "union_tag_invalid":
+        return f"type: must be one of {ctx.get('expected_tags', 'the known types')}"
+    if kind == "union_tag_not_found":
+        return f"needs a {ctx.get('discriminator', 'type')}"
     if kind in ("literal_error", "enum"):
         return f"must be one of {ctx.get('expected', 'the allowed values')}"
     message: str = error.get("msg", "is invalid")

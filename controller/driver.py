@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Protocol
 
 from controller.core.commands import (
@@ -112,7 +113,14 @@ def configuration_keys(outcome: CallOutcome) -> dict[str, str] | None:
 
 
 class Driver:
-    def __init__(self, core: StationCore, clock: Clock, repository: Repository) -> None:
+    def __init__(
+        self,
+        core: StationCore,
+        clock: Clock,
+        repository: Repository,
+        *,
+        commit_executor: Executor | None = None,
+    ) -> None:
         self.core = core
         self.clock = clock
         self.metrics = Metrics(core)
@@ -121,6 +129,7 @@ class Driver:
             on_outcome=self._commit_outcome,
             before_batch=self._before_batch,
             commit_timer=self.metrics.commit_seconds.time,
+            executor=commit_executor,
         )
         self._links: dict[str, tuple[int, OcppLink]] = {}
         # None: a reallocation the core asks for runs COALESCE_WINDOW later. Otherwise

@@ -112,6 +112,37 @@ class StationCollector(Collector):
                 "Battery power now (kW): positive discharging, negative charging",
                 battery["currentPower"],
             )
+        meter = status["siteMeter"]
+        if meter is not None:
+            yield _gauge(
+                "evc_site_meter_ok",
+                "1 while the site meter gives valid readings, 0 while it is silent",
+                1 if meter["state"] == "ok" else 0,
+            )
+            yield _gauge(
+                "evc_site_grid_share_kw",
+                "kW of the grid connection left for charging by the rest of the site",
+                meter["gridShare"],
+            )
+            if meter["lastReading"] is not None:
+                yield _gauge(
+                    "evc_site_power_kw",
+                    "The site at the connection point, last reading (kW, import positive)",
+                    meter["lastReading"],
+                )
+            if meter["nonChargingLoad"] is not None:
+                yield _gauge(
+                    "evc_site_non_charging_load_kw",
+                    "The site's load other than charging, last reading (kW)",
+                    meter["nonChargingLoad"],
+                )
+        limit = status["externalLimit"]
+        if limit is not None:
+            yield _gauge(
+                "evc_external_limit_kw",
+                "The external limit on the station while one is in force (kW)",
+                limit["maxPower"],
+            )
         yield _gauge("evc_sessions_active", "Active charging sessions", len(status["sessions"]))
         chargers = status["chargers"]
         yield _gauge(

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from controller.core.fields import stored_fields
 from controller.core.records import Record, StoredState
 from controller.core.sessions import Session, SessionStatus
+from controller.core.site import ExternalLimit, ExternalLimitCleared
 from controller.core.state import (
     BatteryRecord,
     ChargerState,
@@ -157,6 +158,17 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE start_keys_v1;
     CREATE INDEX start_keys_by_age ON start_keys (recorded_at);
     CREATE INDEX events_by_session ON events (session_id);
+    """,
+    # 3: the external limit on the station (docs/site.md): one row while one is set.
+    """
+    CREATE TABLE external_limit (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        max_power REAL NOT NULL,
+        until REAL,
+        reason TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL
+    );
     """,
 )
 
@@ -282,7 +294,8 @@ CONNECTORS = _table("connectors", ConnectorState, ("charger_id", "connector_id")
 LIMITS = _table("limits", LimitBook, ("session_id",))
 START_KEYS = _table("start_keys", StartKey, ("key",))
 BATTERY = _table("battery", BatteryRecord, ())
-TABLES = (SESSIONS, CHARGERS, CONNECTORS, LIMITS, START_KEYS, BATTERY)
+EXTERNAL_LIMIT = _table("external_limit", ExternalLimit, ())
+TABLES = (SESSIONS, CHARGERS, CONNECTORS, LIMITS, START_KEYS, BATTERY, EXTERNAL_LIMIT)
 
 
 # -- the repository --------------------------------------------------------------------------
@@ -351,6 +364,8 @@ class Repository:
         journal: list[tuple[Any, ...]] = []
         meta: list[tuple[str, str]] = []
         battery: tuple[Any, ...] | None = None
+        # The last word on the external limit in this batch: its row, or () to delete it.
+        external: tuple[Any, ...] | None = None
         for record in records:
             match record:
                 case Session():
@@ -371,6 +386,10 @@ class Repository:
                     battery = BATTERY.row(record)
                 case TransactionCounter(next_transaction_id=next_id):
                     meta.append((NEXT_TRANSACTION_ID, str(next_id)))
+                case ExternalLimit():
+                    external = EXTERNAL_LIMIT.row(record)
+                case ExternalLimitCleared():
+                    external = ()
                 case JournalEntry():
                     journal.append(
                         (
@@ -404,6 +423,15 @@ class Repository:
                     battery,
                 )
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
+            if external == ():
+                db.execute("DELETE FROM external_limit")
+            elif external is not None:
+                columns = ", ".join(EXTERNAL_LIMIT.columns)
+                marks = ", ".join("?" for _ in EXTERNAL_LIMIT.columns)
+                db.execute(
+                    f"INSERT OR REPLACE INTO external_limit (id, {columns}) VALUES (1, {marks})",
+                    external,
+                )
 
         self._in_transaction(write_all)
         self.commits += 1
@@ -486,6 +514,7 @@ class Repository:
         battery = self._rows("SELECT * FROM battery WHERE id = 1")
         counter = self._rows("SELECT value FROM meta WHERE key = ?", (NEXT_TRANSACTION_ID,))
         highest = self._rows("SELECT MAX(transaction_id) AS m FROM sessions")[0]["m"]
+        external = self._rows("SELECT * FROM external_limit WHERE id = 1")
         return StoredState(
             sessions=tuple(sessions),
             chargers=tuple(CHARGERS.record_of(r) for r in self._rows("SELECT * FROM chargers")),
@@ -500,6 +529,7 @@ class Repository:
             battery=BATTERY.record_of(battery[0]) if battery else None,
             next_transaction_id=int(counter[0]["value"]) if counter else 1,
             highest_transaction_id=int(highest or 0),
+            external_limit=EXTERNAL_LIMIT.record_of(external[0]) if external else None,
         )
 
     def session(self, session_id: str) -> Session | None:

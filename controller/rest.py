@@ -14,22 +14,29 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
+from controller import openapi
 from controller.config import ApiConfig
-from controller.core.commands import Answer, Refusal, SessionAnswer, Unavailable
+from controller.core.commands import Answer, LimitAnswer, Refusal, SessionAnswer, Unavailable
 from controller.core.events import (
+    ExternalLimitRequested,
     SessionStartRequested,
     SessionStopRequested,
     SessionUpdateRequested,
+    SiteMeterRead,
 )
 from controller.core.sessions import (
     ConnectorBusy,
     InvalidConnector,
+    LimitAlreadyOver,
+    NoPushMeter,
     Session,
     SessionAlreadyStopped,
     StationError,
@@ -39,16 +46,42 @@ from controller.core.sessions import (
 from controller.driver import Driver
 from controller.metrics import CONTENT_TYPE
 from controller.repository import StoreError
-from controller.rest_auth import Access, Handler, error_response, guard, response_headers
+from controller.rest_auth import (
+    CALLER,
+    Access,
+    Handler,
+    error_response,
+    guard,
+    response_headers,
+)
 from controller.rest_schemas import (
     ApiError,
+    BodyT,
+    EventsQuery,
+    ExternalLimitBody,
     PowerUpdateBody,
+    QueryT,
+    SessionsQuery,
+    SiteMeterBody,
     StartSessionBody,
     StopSessionBody,
     parse_body,
+    parse_query,
 )
 from controller.stream import station_stream
-from controller.views import finite_dumps, session_view, status_view
+from controller.views import (
+    ExternalLimitAnswerView,
+    HealthView,
+    JournalLineView,
+    SessionView,
+    SiteMeterView,
+    StatusView,
+    external_limit_view,
+    finite_dumps,
+    session_view,
+    site_meter_view,
+    status_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +97,8 @@ _STATUS_FOR: dict[type[StationError], int] = {
     UnknownCharger: 404,
     UnknownSession: 404,
     InvalidConnector: 400,
+    LimitAlreadyOver: 409,
+    NoPushMeter: 409,
     ConnectorBusy: 409,
     SessionAlreadyStopped: 409,
 }
@@ -124,40 +159,16 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=driver.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        message = f"must be an integer from {low} to {high}"
-        raise ApiError(
-            400, "invalid_field", f"{name}: {message}", [{"field": name, "message": message}]
-        )
-    return value
-
-
 async def list_sessions(request: web.Request) -> web.Response:
     """Active sessions from the core; the history from the database, newest first."""
-    wanted = request.query.get("status")
-    if wanted not in (None, "active", "stopped"):
-        raise ApiError(
-            400,
-            "invalid_field",
-            "status: must be one of 'active' or 'stopped'",
-            [{"field": "status", "message": "must be one of 'active' or 'stopped'"}],
-        )
-    limit = _query_int(request, "limit", 1000, 1, 100_000)
+    query = request_query(request, SessionsQuery)
     driver = request.app[DRIVER]
     views = []
-    if wanted in (None, "active"):
+    if query.status in (None, "active"):
         views += [session_view(s) for s in driver.core.active_sessions()]
-    if wanted in (None, "stopped"):
+    if query.status in (None, "stopped"):
         repository = driver.writer.repository
-        history = await driver.writer.read(lambda: repository.stopped_sessions(limit))
+        history = await driver.writer.read(lambda: repository.stopped_sessions(query.limit))
         views += [session_view(s) for s in history]
     return json_response(views)
 
@@ -177,25 +188,23 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def station_events(request: web.Request) -> web.Response:
-    since = _query_int(request, "since", 0, 0, 2**62)
-    limit = _query_int(request, "limit", 1000, 1, 10_000)
+    query = request_query(request, EventsQuery)
     driver = request.app[DRIVER]
     await driver.flush()  # what was journaled a moment ago is in the answer too
     repository = driver.writer.repository
-    lines = await driver.writer.read(lambda: repository.journal(since, limit))
-    return json_response(
-        [
-            {
-                "seq": line.seq,
-                "at": line.entry.at,
-                "kind": line.entry.kind,
-                "chargerId": line.entry.charger_id,
-                "sessionId": line.entry.session_id,
-                "data": line.entry.data,
-            }
-            for line in lines
-        ]
-    )
+    lines = await driver.writer.read(lambda: repository.journal(query.since, query.limit))
+    views: list[JournalLineView] = [
+        {
+            "seq": line.seq,
+            "at": line.entry.at,
+            "kind": line.entry.kind,
+            "chargerId": line.entry.charger_id,
+            "sessionId": line.entry.session_id,
+            "data": line.entry.data,
+        }
+        for line in lines
+    ]
+    return json_response(views)
 
 
 async def _session_answer(driver: Driver, answer: Answer, session_id: str | None = None) -> Session:
@@ -223,7 +232,7 @@ async def _check_session(driver: Driver, session_id: str) -> None:
 
 
 async def start_session(request: web.Request) -> web.Response:
-    body = parse_body(StartSessionBody, await request.read())
+    body = await request_body(request, StartSessionBody)
     driver = request.app[DRIVER]
     new_id = request.app[NEW_SESSION_ID]()
     answer = await driver.request(
@@ -244,7 +253,7 @@ async def stop_session(request: web.Request) -> web.Response:
     driver = request.app[DRIVER]
     session_id = request.match_info["session_id"]
     await _check_session(driver, session_id)
-    body = parse_body(StopSessionBody, await request.read(), empty_ok=True)
+    body = await request_body(request, StopSessionBody)
     answer = await driver.request(
         lambda reply_to: SessionStopRequested(
             driver.now(), reply_to, session_id, body.consumed_energy
@@ -258,7 +267,7 @@ async def power_update(request: web.Request) -> web.Response:
     driver = request.app[DRIVER]
     session_id = request.match_info["session_id"]
     await _check_session(driver, session_id)
-    body = parse_body(PowerUpdateBody, await request.read())
+    body = await request_body(request, PowerUpdateBody)
     answer = await driver.request(
         lambda reply_to: SessionUpdateRequested(
             driver.now(),
@@ -272,6 +281,73 @@ async def power_update(request: web.Request) -> web.Response:
     return json_response(session_view(session))
 
 
+# -- the site (docs/site.md) -----------------------------------------------------------------
+
+# A pushed reading may say it was taken at most this far in the future (clocks differ).
+CLOCK_SKEW = 5.0
+
+
+async def set_external_limit(request: web.Request) -> web.Response:
+    body = await request_body(request, ExternalLimitBody)
+    return await _external_limit(request, body.max_power, body.until, body.reason)
+
+
+async def clear_external_limit(request: web.Request) -> web.Response:
+    return await _external_limit(request, None, None, "")
+
+
+async def _external_limit(
+    request: web.Request, max_power: float | None, until: datetime | None, reason: str
+) -> web.Response:
+    driver = request.app[DRIVER]
+    answer = await driver.request(
+        lambda reply_to: ExternalLimitRequested(
+            driver.now(),
+            reply_to,
+            max_power,
+            None if until is None else until.timestamp(),
+            reason,
+            request.get(CALLER, request.remote or "unknown"),
+        )
+    )
+    match answer:
+        case LimitAnswer(limit=limit):
+            view: ExternalLimitAnswerView = {"externalLimit": external_limit_view(limit)}
+            return json_response(view)
+        case Refusal(error=error):
+            raise error
+        case Unavailable():
+            raise STORAGE_UNAVAILABLE
+    raise ApiError(500, "internal_error", "internal error")
+
+
+async def push_site_meter(request: web.Request) -> web.Response:
+    driver = request.app[DRIVER]
+    meter = driver.core.config.site.meter
+    if meter is None or meter.type != "push":
+        raise NoPushMeter('this station reads no pushed meter: set site.meter to {"type": "push"}')
+    body = await request_body(request, SiteMeterBody)
+    now = driver.now()
+    at = now
+    if body.timestamp is not None:
+        at = body.timestamp.timestamp()
+        # Well-formed, but not a reading of now: refused as a conflict with the clock.
+        if at > now + CLOCK_SKEW:
+            raise _out_of_time("is in the future: the clocks disagree")
+        if at < now - driver.core.config.site.meter_timeout:
+            raise _out_of_time("is older than site.meterTimeout: the reading is stale")
+        at = min(at, now)
+    driver.submit(SiteMeterRead(at, body.power, body.currents))
+    view = site_meter_view(driver.core)
+    assert view is not None
+    return json_response(view)
+
+
+def _out_of_time(message: str) -> ApiError:
+    details = [{"field": "timestamp", "message": message}]
+    return ApiError(409, "reading_out_of_time", f"timestamp: {message}", details)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """200 when the event loop (it runs this) and the database (a trivial read on the
     repository's thread, behind any write in progress) answer within the health timeout."""
@@ -283,11 +359,12 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as error:
         log.warning("health check: the database does not answer (%s)", type(error).__name__)
         raise ApiError(503, "unhealthy", "the database does not answer") from None
-    return json_response({"status": "ok"})
+    health: HealthView = {"status": "ok"}
+    return json_response(health)
 
 
 def static_file(name: str, content_type: str) -> Handler:
-    """A file of the dashboard, from the package, read once."""
+    """A file of the package's ``static/`` folder (the dashboard, the API page), read once."""
     body = resources.files("controller").joinpath(f"static/{name}").read_bytes()
 
     async def serve(request: web.Request) -> web.Response:
@@ -296,33 +373,287 @@ def static_file(name: str, content_type: str) -> Handler:
     return serve
 
 
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+# -- the route table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Success:
+    """A route's successful answer: its status and the type of its JSON body (the OpenAPI
+    document is generated from it), or another media type."""
+
+    status: int
+    shape: Any
+    description: str
+    media_type: str = "application/json"
+
+
 @dataclass(frozen=True)
 class Route:
+    """One route: who may use it, what it takes and answers. The OpenAPI document
+    (controller.openapi) is generated from this table and the types it names; a handler
+    reads its body and query through :func:`request_body` / :func:`request_query`, which
+    check that it asks for the model its route declares."""
+
     method: str
     path: str
     access: Access
     handler: Handler
+    summary: str
+    success: Success
+    body: type[Any] | None = None
+    body_optional: bool = False
+    query: type[Any] | None = None
+    # Answers of this route beyond those every route of its kind has (controller.openapi).
+    errors: Mapping[int, str] = field(default_factory=dict)
+
+
+ROUTE = web.RequestKey("route", Route)
+
+
+async def request_body(request: web.Request, model: type[BodyT]) -> BodyT:
+    """The request's JSON body as its route's model, or ApiError(400) naming every bad field."""
+    route = request[ROUTE]
+    if route.body is not model:
+        raise TypeError(f"{route.method} {route.path} declares {route.body}, not {model}")
+    return parse_body(model, await request.read(), empty_ok=route.body_optional)
+
+
+def request_query(request: web.Request, model: type[QueryT]) -> QueryT:
+    """The request's query parameters as its route's model, or ApiError(400)."""
+    route = request[ROUTE]
+    if route.query is not model:
+        raise TypeError(f"{route.method} {route.path} declares {route.query}, not {model}")
+    return parse_query(model, request.query)
+
+
+def _page(status: int, description: str, media_type: str) -> Success:
+    return Success(status, None, description, media_type)
+
+
+SESSION_ERRORS = {
+    404: "no session, active or stopped, with that id",
+    409: "the session is already stopped",
+}
 
 
 def routes() -> tuple[Route, ...]:
     """Every route and who may use it (docs/security-rest.md). A GET also answers HEAD."""
+    html, js, css = "text/html", "text/javascript", "text/css"
     return (
-        # The dashboard's own files hold no data: the page asks for a token when it needs one.
-        Route("GET", "/", Access.OPEN, static_file("dashboard.html", "text/html")),
-        Route("GET", "/dashboard.js", Access.OPEN, static_file("dashboard.js", "text/javascript")),
-        Route("GET", "/dashboard.css", Access.OPEN, static_file("dashboard.css", "text/css")),
-        Route("GET", "/dashboard.svg", Access.OPEN, static_file("dashboard.svg", "image/svg+xml")),
-        Route("GET", "/healthz", Access.OPEN, healthz),
-        Route("GET", "/station/status", Access.READ, station_status),
-        Route("GET", "/station/stream", Access.READ, station_stream),
-        Route("GET", "/station/events", Access.READ, station_events),
-        Route("GET", "/metrics", Access.READ, metrics),
-        Route("GET", "/sessions", Access.READ, list_sessions),
-        Route("POST", "/sessions", Access.OPERATE, start_session),
-        Route("GET", "/sessions/{session_id}", Access.READ, get_session),
-        Route("POST", "/sessions/{session_id}/stop", Access.OPERATE, stop_session),
-        Route("POST", "/sessions/{session_id}/power-update", Access.OPERATE, power_update),
+        # The dashboard's and the API page's files hold no data: the dashboard asks for a
+        # token when it needs one, and the API's description is no secret.
+        Route(
+            "GET",
+            "/",
+            Access.OPEN,
+            static_file("dashboard.html", html),
+            "The operator's live dashboard",
+            _page(200, "the dashboard page", html),
+        ),
+        Route(
+            "GET",
+            "/dashboard.js",
+            Access.OPEN,
+            static_file("dashboard.js", js),
+            "The dashboard's script",
+            _page(200, "a script", js),
+        ),
+        Route(
+            "GET",
+            "/dashboard.css",
+            Access.OPEN,
+            static_file("dashboard.css", css),
+            "The dashboard's style",
+            _page(200, "a style sheet", css),
+        ),
+        Route(
+            "GET",
+            "/favicon.svg",
+            Access.OPEN,
+            static_file("favicon.svg", "image/svg+xml"),
+            "The pages' icon",
+            _page(200, "an SVG image", "image/svg+xml"),
+        ),
+        Route(
+            "GET",
+            "/openapi.json",
+            Access.OPEN,
+            openapi_document,
+            "This document",
+            Success(200, dict[str, Any], "the OpenAPI 3.1 document of every route"),
+        ),
+        Route(
+            "GET",
+            "/docs",
+            Access.OPEN,
+            static_file("docs.html", html),
+            "A readable page of this document",
+            _page(200, "the API page", html),
+        ),
+        Route(
+            "GET",
+            "/docs.js",
+            Access.OPEN,
+            static_file("docs.js", js),
+            "The API page's script",
+            _page(200, "a script", js),
+        ),
+        Route(
+            "GET",
+            "/docs.css",
+            Access.OPEN,
+            static_file("docs.css", css),
+            "The API page's style",
+            _page(200, "a style sheet", css),
+        ),
+        Route(
+            "GET",
+            "/healthz",
+            Access.OPEN,
+            healthz,
+            "Whether the event loop and the database answer",
+            Success(200, HealthView, "both answer"),
+            errors={503: "the database did not answer within api.healthTimeout"},
+        ),
+        Route(
+            "GET",
+            "/station/status",
+            Access.READ,
+            station_status,
+            "The station now: limits, battery, chargers, active sessions",
+            Success(200, StatusView, "the station now"),
+        ),
+        Route(
+            "PUT",
+            "/station/limit",
+            Access.OPERATE,
+            set_external_limit,
+            "Cap the station's power until a time, or until cleared",
+            Success(200, ExternalLimitAnswerView, "the limit now in force, stored"),
+            body=ExternalLimitBody,
+            errors={409: "until is already past"},
+        ),
+        Route(
+            "DELETE",
+            "/station/limit",
+            Access.OPERATE,
+            clear_external_limit,
+            "Clear the external limit",
+            Success(200, ExternalLimitAnswerView, "no limit in force (externalLimit null)"),
+        ),
+        Route(
+            "POST",
+            "/station/site-meter",
+            Access.OPERATE,
+            push_site_meter,
+            "A reading of the site's grid meter, from an integration",
+            Success(200, SiteMeterView, "the meter's state and the budget after the reading"),
+            body=SiteMeterBody,
+            errors={
+                409: "the station's site.meter is not of type push, or the reading's "
+                "timestamp is in the future or older than site.meterTimeout"
+            },
+        ),
+        Route(
+            "GET",
+            "/station/stream",
+            Access.READ,
+            station_stream,
+            "The station live, as Server-Sent Events (docs/dashboard.md): a history event and a"
+            " status event on connect, then a status event at each change (at most 5 a second)"
+            " and a keep-alive comment after 15 s without one",
+            _page(200, "an event stream that stays open", "text/event-stream"),
+            errors={503: "too many streams are open, or the controller is stopping"},
+        ),
+        Route(
+            "GET",
+            "/station/events",
+            Access.READ,
+            station_events,
+            "The journal, oldest first",
+            Success(200, list[JournalLineView], "journal lines with a seq above since"),
+            query=EventsQuery,
+        ),
+        Route(
+            "GET",
+            "/metrics",
+            Access.READ,
+            metrics,
+            "The station for Prometheus",
+            _page(200, "the Prometheus text format", "text/plain"),
+        ),
+        Route(
+            "GET",
+            "/sessions",
+            Access.READ,
+            list_sessions,
+            "Active sessions, then stopped ones, newest stop first",
+            Success(200, list[SessionView], "the sessions"),
+            query=SessionsQuery,
+        ),
+        Route(
+            "POST",
+            "/sessions",
+            Access.OPERATE,
+            start_session,
+            "Start a session on a connector",
+            Success(201, SessionView, "the new session, with its limit from the new allocation"),
+            body=StartSessionBody,
+            errors={
+                400: "a bad field, or a connector the charger does not have",
+                404: "no charger with that chargerId",
+                409: "the connector already has an active session",
+            },
+        ),
+        Route(
+            "GET",
+            "/sessions/{session_id}",
+            Access.READ,
+            get_session,
+            "One session, active or stopped",
+            Success(200, SessionView, "the session"),
+            errors={404: SESSION_ERRORS[404]},
+        ),
+        Route(
+            "POST",
+            "/sessions/{session_id}/stop",
+            Access.OPERATE,
+            stop_session,
+            "Stop a session",
+            Success(200, SessionView, "the session as stopped"),
+            body=StopSessionBody,
+            body_optional=True,
+            errors=SESSION_ERRORS,
+        ),
+        Route(
+            "POST",
+            "/sessions/{session_id}/power-update",
+            Access.OPERATE,
+            power_update,
+            "Report a session's power and/or change its vehicle's maximum",
+            Success(200, SessionView, "the session after the reallocation"),
+            body=PowerUpdateBody,
+            errors=SESSION_ERRORS,
+        ),
     )
+
+
+def _bound(route: Route) -> Handler:
+    """The route's handler, with the route at hand for request_body and request_query."""
+    handler = route.handler
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        request[ROUTE] = route
+        return await handler(request)
+
+    return handle
+
+
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 
 
 def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Application:
@@ -343,9 +674,10 @@ def create_app(driver: Driver, new_session_id: Callable[[], str]) -> web.Applica
     app[DRIVER] = driver
     app[API] = api
     app[NEW_SESSION_ID] = new_session_id
+    app[OPENAPI] = openapi.openapi_document(table)
     for route in table:
         if route.method == "GET":
-            app.router.add_get(route.path, route.handler)  # and HEAD
+            app.router.add_get(route.path, _bound(route))  # and HEAD
         else:
-            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, route.path, _bound(route))
     return app

@@ -171,6 +171,9 @@ def required_access(request: web.Request, rules: Rules) -> Access:
     return Access.OPERATE if method in WRITE_METHODS else Access.READ
 
 
+# Who made a request, for the journal: the token's name, or without tokens the address.
+CALLER = web.RequestKey("caller", str)
+
 MISSING_TOKEN = ApiError(
     401, "unauthorized", "this request needs an API token: send 'Authorization: Bearer <token>'"
 )
@@ -245,8 +248,11 @@ def guard(api: ApiConfig, rules: Rules, now: Callable[[], float]) -> Middleware:
                 )
             if access is Access.OPERATE and credential.role is not Access.OPERATE:
                 return error_response(_wrong_role(credential))
+            request[CALLER] = credential.name
         elif access is Access.OPERATE and not is_loopback(request.remote):
             return error_response(NOT_FROM_HERE)
+        else:
+            request[CALLER] = address
         if (
             request.method in WRITE_METHODS
             and request.body_exists

@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, overload
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from controller.core.battery import Battery
 from controller.core.sessions import Session
+from controller.core.site import ExternalLimit, MeterState
 from controller.core.state import ChargerState, ProfileReport
 from controller.core.station import StationCore
 from shell.clock import iso_utc
@@ -48,7 +52,15 @@ def _without_non_finite(value: Any, path: str, found: list[str]) -> Any:
     return value
 
 
-def number(value: float | None) -> float | int | None:
+@overload
+def number(value: float) -> float: ...
+
+
+@overload
+def number(value: float | None) -> float | None: ...
+
+
+def number(value: float | None) -> float | None:
     """Whole numbers as JSON integers (``400``, not ``400.0``), like the config file."""
     if value is None:
         return None
@@ -60,7 +72,167 @@ def _iso(timestamp: float | None) -> str | None:
     return None if timestamp is None else iso_utc(timestamp)
 
 
-def session_view(session: Session) -> dict[str, Any]:
+# -- the shapes ---------------------------------------------------------------------------
+# TypedDicts, so that mypy checks every view below against its shape at no cost per answer,
+# and the OpenAPI document (controller.openapi) is generated from these same types.
+
+Kw = Annotated[float, Field(description="kW")]
+Kwh = Annotated[float, Field(description="kWh")]
+IsoTime = Annotated[str, Field(description="ISO 8601 UTC, e.g. 2026-11-29T21:09:39.574Z")]
+
+
+class SessionView(TypedDict):
+    """A charging session, active or stopped (docs/api.md, "Session")."""
+
+    sessionId: Annotated[str, Field(description="a UUID given by the controller")]
+    chargerId: str
+    connectorId: Annotated[int, Field(description="0-based")]
+    vehicleMaxPower: Annotated[Kw | None, Field(description="declared maximum, kW")]
+    learnedMaxPower: Annotated[Kw | None, Field(description="learned from the draw, kW")]
+    allocatedPower: Annotated[int, Field(description="the limit now (the last one once stopped)")]
+    limitedBy: Annotated[
+        str | None,
+        Field(description="what bounded it: vehicle, charger, a group id, station or pinned"),
+    ]
+    consumedPower: Annotated[Kw | None, Field(description="last reported draw, kW")]
+    consumedEnergy: Annotated[Kwh, Field(description="energy so far, kWh")]
+    stateOfCharge: Annotated[float | None, Field(description="%, when reported")]
+    startedAt: IsoTime | None
+    stoppedAt: IsoTime | None
+    status: Literal["active", "stopped"]
+    origin: Literal["rest", "ocpp"]
+    transactionId: Annotated[int | None, Field(description="OCPP transaction id")]
+
+
+class BatteryView(TypedDict):
+    """The stationary battery (docs/api.md, "Station status")."""
+
+    storedEnergy: Kwh
+    initialCapacity: Kwh
+    power: Annotated[Kw, Field(description="rated power, kW")]
+    mode: Literal["charging", "discharging", "idle"]
+    currentPower: Annotated[Kw, Field(description="> 0 discharging, < 0 charging")]
+    mayDischarge: Annotated[bool, Field(description="whether the allocation counts on it")]
+
+
+class ConnectorView(TypedDict):
+    connectorId: Annotated[int, Field(description="0-based")]
+    status: Annotated[str, Field(description="as last reported over OCPP")]
+    errorCode: str | None
+    sessionId: str | None
+
+
+class ProfileReportView(TypedDict):
+    """The last SetChargingProfile sent to a charger and its answer (docs/api.md)."""
+
+    purpose: Literal["TxProfile", "TxDefaultProfile"]
+    connectorId: Annotated[
+        int | None, Field(description="0-based; null for the failsafe default (every connector)")
+    ]
+    limit: Annotated[Kw, Field(description="kW (per connector for the failsafe default)")]
+    sentAt: IsoTime
+    result: Annotated[
+        Literal["accepted", "rejected", "error", "timeout", "lost", "not-sent"] | None,
+        Field(description="null while unanswered"),
+    ]
+    answeredAt: IsoTime | None
+
+
+class ChargerView(TypedDict):
+    """One configured charger (docs/api.md, "Station status")."""
+
+    id: str
+    maxPower: Kw
+    connectors: int
+    allocatedPower: Annotated[int, Field(description="sum of its sessions' limits, kW")]
+    connected: bool
+    booted: bool
+    status: Annotated[str | None, Field(description="OCPP status of connector 0")]
+    vendor: str | None
+    model: str | None
+    firmwareVersion: str | None
+    lastSeen: IsoTime | None
+    limitsConfirmed: bool
+    smartCharging: bool
+    lastProfile: ProfileReportView | None
+    connectorStatus: list[ConnectorView]
+
+
+class SiteMeterView(TypedDict):
+    """The grid meter and what it leaves for charging (docs/site.md)."""
+
+    state: Annotated[
+        Literal["ok", "stale"],
+        Field(description="stale: no valid reading within site.meterTimeout (or none yet)"),
+    ]
+    lastReading: Annotated[Kw | None, Field(description="the site at the connection point")]
+    lastReadingAt: IsoTime | None
+    currents: Annotated[list[float] | None, Field(description="A, L1..L3, when read")]
+    nonChargingLoad: Annotated[
+        Kw | None, Field(description="the reading minus charging plus battery discharge")
+    ]
+    gridShare: Annotated[Kw, Field(description="the connection's kW left for charging")]
+
+
+class ExternalLimitView(TypedDict):
+    """A cap on the root limit from outside the site (docs/site.md, "External limit")."""
+
+    maxPower: Kw
+    until: Annotated[IsoTime | None, Field(description="null: until cleared")]
+    reason: str
+    setBy: Annotated[str, Field(description="the API token's name, or the client's address")]
+    setAt: IsoTime
+
+
+class ExternalLimitAnswerView(TypedDict):
+    externalLimit: ExternalLimitView | None
+
+
+class StatusView(TypedDict):
+    """The station now (docs/api.md, "Station status")."""
+
+    stationId: str
+    gridCapacity: Kw
+    availablePower: Annotated[int, Field(description="the root limit now, kW")]
+    allocatedPower: Annotated[int, Field(description="sum of the active sessions' limits, kW")]
+    gridPower: Annotated[Kw, Field(description="drawn from the grid now, kW")]
+    strategy: Literal["fair", "even-split"]
+    battery: BatteryView | None
+    siteMeter: Annotated[SiteMeterView | None, Field(description="null without site.meter")]
+    externalLimit: ExternalLimitView | None
+    chargers: list[ChargerView]
+    sessions: list[SessionView]
+
+
+class JournalLineView(TypedDict):
+    """One line of the journal (docs/api.md, "Journal")."""
+
+    seq: int
+    at: Annotated[float, Field(description="Unix seconds")]
+    kind: str
+    chargerId: str | None
+    sessionId: str | None
+    data: dict[str, Any]
+
+
+class HealthView(TypedDict):
+    status: Literal["ok"]
+
+
+class ErrorDetailView(TypedDict):
+    field: str
+    message: str
+
+
+class ErrorView(TypedDict):
+    """Every error answer (docs/api.md, "Errors")."""
+
+    error: Annotated[str, Field(description="a stable code, for programs")]
+    message: Annotated[str, Field(description="one sentence, for people")]
+    details: list[ErrorDetailView]
+
+
+def session_view(session: Session) -> SessionView:
     return {
         "sessionId": session.session_id,
         "chargerId": session.charger_id,
@@ -80,7 +252,7 @@ def session_view(session: Session) -> dict[str, Any]:
     }
 
 
-def battery_view(battery: Battery | None) -> dict[str, Any] | None:
+def battery_view(battery: Battery | None) -> BatteryView | None:
     if battery is None:
         return None
     flow = battery.flow()
@@ -94,8 +266,7 @@ def battery_view(battery: Battery | None) -> dict[str, Any] | None:
     }
 
 
-def profile_report_view(report: ProfileReport | None) -> dict[str, Any] | None:
-    """A charger's last profile: ``result`` null while it is unanswered (docs/api.md)."""
+def profile_report_view(report: ProfileReport | None) -> ProfileReportView | None:
     if report is None:
         return None
     return {
@@ -103,16 +274,44 @@ def profile_report_view(report: ProfileReport | None) -> dict[str, Any] | None:
         # Numbered like connectorStatus (from 0); the failsafe default is for every connector.
         "connectorId": report.connector_id - 1 if report.connector_id > 0 else None,
         "limit": number(report.limit),
-        "sentAt": _iso(report.sent_at),
+        "sentAt": iso_utc(report.sent_at),
         "result": None if report.result is None else report.result.value,
         "answeredAt": _iso(report.answered_at),
     }
 
 
-def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
+def site_meter_view(core: StationCore) -> SiteMeterView | None:
+    site = core.site
+    if site is None:
+        return None
+    last = site.last
+    now = core.now
+    return {
+        "state": "ok" if site.state(now) is MeterState.OK else "stale",
+        "lastReading": None if last is None else number(last.power),
+        "lastReadingAt": None if last is None else _iso(last.at),
+        "currents": None if last is None or last.currents is None else list(last.currents),
+        "nonChargingLoad": None if last is None else number(last.non_charging_load),
+        "gridShare": number(site.share(now)),
+    }
+
+
+def external_limit_view(limit: ExternalLimit | None) -> ExternalLimitView | None:
+    if limit is None:
+        return None
+    return {
+        "maxPower": number(limit.max_power),
+        "until": _iso(limit.until),
+        "reason": limit.reason,
+        "setBy": limit.set_by,
+        "setAt": iso_utc(limit.set_at),
+    }
+
+
+def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
     charger_id = charger.charger_id
     config = core.charger_config(charger_id)
-    connectors = []
+    connectors: list[ConnectorView] = []
     allocated = 0
     for connector_id in range(config.connectors):
         session = core.session_on(charger_id, connector_id)
@@ -150,7 +349,7 @@ def charger_view(core: StationCore, charger: ChargerState) -> dict[str, Any]:
     }
 
 
-def status_view(core: StationCore) -> dict[str, Any]:
+def status_view(core: StationCore) -> StatusView:
     config = core.config
     return {
         "stationId": config.station_id,
@@ -160,6 +359,8 @@ def status_view(core: StationCore) -> dict[str, Any]:
         "gridPower": number(core.grid_power()),
         "strategy": config.allocation.strategy.value,
         "battery": battery_view(core.battery),
+        "siteMeter": site_meter_view(core),
+        "externalLimit": external_limit_view(core.external_limit),
         "chargers": [charger_view(core, c) for c in core.chargers.values()],
         "sessions": [session_view(s) for s in core.active_sessions()],
     }

@@ -7,7 +7,8 @@ other batch is being written; whatever arrives meanwhile shares the next one, so
 of fifty StartTransactions costs a couple of commits, not fifty. Written-behind records
 alone wait for :meth:`CommitWriter.flush` (at least once a second).
 
-The batch is written on the repository's own thread. The outcome goes back to the core
+The batch is written on the repository's own thread (or on the executor the owner gives:
+a simulated day writes inline, see simulators/README.md). The outcome goes back to the core
 as ``CommitDone`` or ``CommitFailed`` with the proposals the batch carried. After a
 failure the written-behind records of the batch are merged back under anything newer, so
 they are retried; the proposals' records are dropped with the proposals.
@@ -19,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
@@ -91,12 +92,16 @@ class CommitWriter:
         on_outcome: Outcome,
         before_batch: BeforeBatch,
         commit_timer: CommitTimer = contextlib.nullcontext,
+        executor: Executor | None = None,
     ) -> None:
         self.repository = repository
         self._commit_timer = commit_timer
         self._on_outcome = on_outcome
         self._before_batch = before_batch
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repository")
+        # One thread: the repository's connection is used from one thread only.
+        self._executor = executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="repository"
+        )
         self._batch = Batch()
         self._writing: asyncio.Task[None] | None = None
         self._scheduled = False
@@ -124,6 +129,20 @@ class CommitWriter:
             await asyncio.shield(self._writing)
         self._writing = asyncio.get_running_loop().create_task(self._write_batch())
         await asyncio.shield(self._writing)
+
+    @property
+    def idle(self) -> bool:
+        """No batch being written, none about to be."""
+        return not self._scheduled and self._writing is None
+
+    async def wait_idle(self) -> None:
+        """Until :attr:`idle`: every batch handed over with a proposal written and its
+        outcome handed back (which may have started another batch: that one too)."""
+        while not self.idle:
+            if self._writing is None:
+                await asyncio.sleep(0)  # the batch starts at the end of this turn of the loop
+            else:
+                await asyncio.shield(self._writing)
 
     async def _write_batch(self) -> None:
         try:

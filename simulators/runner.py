@@ -338,7 +338,10 @@ class StationDay:
 
     async def quiet(self) -> None:
         """Until both ends are quiet: every charger's messages answered, the controller with
-        nothing pending and every limit held, at the same moment."""
+        nothing pending and every limit held, at the same moment. A held reallocation runs
+        only when everything before it is over (the chargers' messages answered, the
+        controller's commits written and its calls answered), so what it starts from does
+        not depend on how fast any of that went."""
         # The tasks the clock just woke (meter samples, heartbeats) queue their messages first.
         await asyncio.sleep(0)
         try:
@@ -346,8 +349,11 @@ class StationDay:
                 while True:
                     for cp in self.charge_points.values():
                         await cp.wait_delivered()
+                    await self.controller.finish()
                     if any(cp.pending_messages for cp in self.charge_points.values()):
                         continue  # one spoke up meanwhile: all of them answered first
+                    if self.controller.reallocate():
+                        continue  # what it sends and commits is over first
                     await self.controller.settle()
                     if self.controller.settled() and not any(
                         cp.pending_messages for cp in self.charge_points.values()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from controller.core.records import Record
 from controller.core.sessions import Session, StationError
+from controller.core.site import ExternalLimit
 from protocol.messages import GetConfigurationRequest, SetChargingProfileRequest
 
 # -- answers ---------------------------------------------------------------------------------
@@ -60,7 +61,14 @@ class Unavailable:
     """The change could not be made durable; nothing changed (REST 503, OCPP InternalError)."""
 
 
-Answer = SessionAnswer | TransactionAnswer | StopAnswer | Refusal | Unavailable
+@dataclass(frozen=True, slots=True)
+class LimitAnswer:
+    """The external limit in force after the change (None: none)."""
+
+    limit: ExternalLimit | None
+
+
+Answer = SessionAnswer | TransactionAnswer | StopAnswer | LimitAnswer | Refusal | Unavailable
 
 # -- commands --------------------------------------------------------------------------------
 

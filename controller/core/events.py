@@ -194,6 +194,30 @@ class Flush:
     now: float
 
 
+# -- the site (docs/site.md) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SiteMeterRead:
+    """The grid meter's reading: the whole site at the connection point."""
+
+    now: float
+    power: float  # kW, import positive, export negative
+    currents: tuple[float, float, float] | None = None  # A, L1..L3
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalLimitRequested:
+    """``PUT /station/limit`` (max_power set) or ``DELETE /station/limit`` (None)."""
+
+    now: float
+    reply_to: object
+    max_power: float | None
+    until: float | None = None
+    reason: str = ""
+    set_by: str = ""
+
+
 Event = (
     ChargerConnected
     | ChargerDisconnected
@@ -208,6 +232,8 @@ Event = (
     | SessionStartRequested
     | SessionStopRequested
     | SessionUpdateRequested
+    | SiteMeterRead
+    | ExternalLimitRequested
     | CommitDone
     | CommitFailed
     | Tick

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from controller.core.events import Event
 from controller.core.sessions import Session
+from controller.core.site import ExternalLimit
 from controller.core.state import StartKey
 
 LockKey = tuple[str, ...]
@@ -76,7 +77,18 @@ class RaiseLimit:
     ref: int
 
 
-Change = StartTransaction | StartSession | StopSession | UpdateSession | RaiseLimit
+@dataclass(frozen=True, slots=True)
+class SetExternalLimit:
+    """``PUT`` (a limit) or ``DELETE`` (None) of the external limit."""
+
+    limit: ExternalLimit | None
+
+
+EXTERNAL_LIMIT_LOCK: LockKey = ("external-limit",)
+
+Change = (
+    StartTransaction | StartSession | StopSession | UpdateSession | RaiseLimit | SetExternalLimit
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.core.sessions import Session
+from controller.core.site import ExternalLimit, ExternalLimitCleared
 from controller.core.state import (
     BatteryRecord,
     ChargerState,
@@ -27,6 +28,8 @@ Record = (
     | StartKeyDropped
     | BatteryRecord
     | TransactionCounter
+    | ExternalLimit
+    | ExternalLimitCleared
     | JournalEntry
 )
 
@@ -45,6 +48,7 @@ class StoredState:
     # database written before the counter was kept may lag behind it).
     next_transaction_id: int = 1
     highest_transaction_id: int = 0
+    external_limit: ExternalLimit | None = None
 
 
 def record_key(record: Record) -> tuple[str, ...] | None:
@@ -65,5 +69,7 @@ def record_key(record: Record) -> tuple[str, ...] | None:
             return ("battery",)
         case TransactionCounter():
             return ("counter",)
+        case ExternalLimit() | ExternalLimitCleared():
+            return ("external_limit",)
         case JournalEntry():
             return None

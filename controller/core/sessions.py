@@ -93,3 +93,13 @@ class ConnectorBusy(StationError):
 
 class SessionAlreadyStopped(StationError):
     code = "session_stopped"
+
+
+class LimitAlreadyOver(StationError):
+    """An external limit whose end is already past: it would never be in force."""
+
+    code = "limit_over"
+
+
+class NoPushMeter(StationError):
+    code = "no_push_meter"

@@ -9,7 +9,7 @@ out in ``Persist`` commands and answers; the live objects are the core's alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from controller.core.events import ProfileResult
 from controller.core.fields import TRANSIENT
@@ -30,7 +30,7 @@ class ProfileReport:
     """The last profile sent to a charger and how it ended, for the dashboard
     (docs/dashboard.md). ``result`` is None while the charger has not answered."""
 
-    purpose: str  # "TxProfile" or "TxDefaultProfile"
+    purpose: Literal["TxProfile", "TxDefaultProfile"]
     connector_id: int  # OCPP numbering: 0 for the failsafe default
     limit: float  # kW (per connector for the failsafe default)
     sent_at: float

@@ -37,6 +37,7 @@ from controller.core.battery import Battery
 from controller.core.commands import (
     Answer,
     Command,
+    LimitAnswer,
     Notice,
     Persist,
     ReadConfiguration,
@@ -62,6 +63,7 @@ from controller.core.events import (
     ConfigurationRead,
     ConnectorStatusReported,
     Event,
+    ExternalLimitRequested,
     Flush,
     MeterReading,
     ProfileAnswered,
@@ -70,6 +72,7 @@ from controller.core.events import (
     SessionStartRequested,
     SessionStopRequested,
     SessionUpdateRequested,
+    SiteMeterRead,
     Tick,
     TransactionStartRequested,
     TransactionStopRequested,
@@ -77,10 +80,12 @@ from controller.core.events import (
 from controller.core.lifecycle import ChargerPhase, ChargerTrigger, LimitPhase, LimitTrigger
 from controller.core.profiles import RateUnit, failsafe_profile, tx_profile
 from controller.core.proposals import (
+    EXTERNAL_LIMIT_LOCK,
     LockKey,
     Proposal,
     Proposals,
     RaiseLimit,
+    SetExternalLimit,
     StartSession,
     StartTransaction,
     StopSession,
@@ -106,12 +111,20 @@ from controller.core.rules import (
 from controller.core.sessions import (
     ConnectorBusy,
     InvalidConnector,
+    LimitAlreadyOver,
     Origin,
     Session,
     SessionStatus,
     StationError,
     UnknownCharger,
     UnknownSession,
+)
+from controller.core.site import (
+    ExternalLimit,
+    ExternalLimitCleared,
+    MeterState,
+    SiteBudget,
+    SiteReading,
 )
 from controller.core.state import (
     ChargerState,
@@ -128,6 +141,10 @@ from protocol.messages import AuthorizationStatus, GetConfigurationRequest
 
 # The answer to a request, built once the change is applied and the station reallocated.
 AnswerLater = Callable[[], Answer]
+# A budget that rose by less than this share of the grid capacity waits for the next
+# reallocation: a meter's noise must not send every station-bound charger a profile each
+# second (docs/site.md, "When limits follow the meter").
+RAISE_STEP = 0.01
 # How each kind of profile answer is named in the journal.
 JOURNAL_RESULT = {
     ProfileResult.ACCEPTED: "accepted",
@@ -184,6 +201,19 @@ class StationCore:
                 now=now,
                 reserve=config.battery_reserve,
             )
+        # The site behind the connection (docs/site.md): without a meter, the grid capacity.
+        self.site: SiteBudget | None = None
+        if config.site.meter is not None:
+            self.site = SiteBudget(
+                capacity=config.grid_capacity,
+                margin=config.site_margin,
+                hold=config.site.hold_seconds,
+                timeout=config.site.meter_timeout,
+                fallback=config.site_fallback_power,
+            )
+        self.meter_state = MeterState.ABSENT if self.site is None else MeterState.STALE
+        self._first_site_reading_at: float | None = None
+        self.external_limit: ExternalLimit | None = None
         self.next_transaction_id = 1
         self._start_keys: dict[str, StartKey] = {}
         # transaction id -> its StartTransaction's key, to drop the key when the charger stops it
@@ -267,6 +297,10 @@ class StationCore:
                 self._on_session_stop(event, now)
             case SessionUpdateRequested():
                 self._on_session_update(event, now)
+            case SiteMeterRead():
+                self._on_site_reading(event, now)
+            case ExternalLimitRequested():
+                self._on_external_limit(event, now)
             case CommitDone():
                 self._on_commit_done(event, now)
             case CommitFailed():
@@ -285,6 +319,11 @@ class StationCore:
         self._out.append(command)
 
     # -- queries (read-only: the shell renders them, tests assert on them) -------------------
+
+    @property
+    def now(self) -> float:
+        """The latest time an event brought (the core reads no clock)."""
+        return self._now
 
     def session(self, session_id: str) -> Session | None:
         """An active session."""
@@ -370,6 +409,13 @@ class StationCore:
             battery_event = self.battery.next_event_at()
             if battery_event is not None:
                 moments.append(battery_event)
+        if self.site is not None:
+            site_change = self.site.next_change_at(self._now)
+            if site_change is not None:
+                moments.append(site_change)
+        limit = self.external_limit
+        if limit is not None and limit.until is not None:
+            moments.append(limit.until)
         return min(moments) if moments else None
 
     def records(self) -> list[Record]:
@@ -382,6 +428,8 @@ class StationCore:
         if self.battery is not None:
             out.append(self.battery.record())
         out.append(TransactionCounter(self.next_transaction_id))
+        if self.external_limit is not None:
+            out.append(self.external_limit.copy())
         return out
 
     # -- recovery ----------------------------------------------------------------------------
@@ -431,6 +479,12 @@ class StationCore:
                 )
         if self.battery is not None and stored.battery is not None:
             self.battery.restore(stored.battery, now)
+        limit = stored.external_limit
+        if limit is not None:
+            if limit.in_force(now):
+                self.external_limit = limit.copy()
+            else:
+                self._expire_external_limit(limit, now)
         self.next_transaction_id = max(
             stored.next_transaction_id, stored.highest_transaction_id + 1
         )
@@ -772,7 +826,14 @@ class StationCore:
 
     def _propose(
         self,
-        change: RaiseLimit | StartTransaction | StartSession | StopSession | UpdateSession,
+        change: (
+            RaiseLimit
+            | StartTransaction
+            | StartSession
+            | StopSession
+            | UpdateSession
+            | SetExternalLimit
+        ),
         locks: tuple[LockKey, ...],
         reply_to: object | None,
         records: list[Record],
@@ -849,6 +910,10 @@ class StationCore:
             case RaiseLimit():
                 self._apply_raise(change)
                 return None
+            case SetExternalLimit(limit=limit):
+                self.external_limit = None if limit is None else limit.copy()
+                self._outdated = True
+                return lambda: LimitAnswer(None if limit is None else limit.copy())
 
     def _apply_transaction_start(self, change: StartTransaction) -> AnswerLater:
         key = change.key
@@ -1051,6 +1116,91 @@ class StationCore:
             session.learned_max_power, consumed, session.allocated_power, now - session.started_at
         )
 
+    # -- the site (docs/site.md) -------------------------------------------------------------
+
+    def _on_site_reading(self, event: SiteMeterRead, now: float) -> None:
+        if self.site is None:
+            return  # no meter configured: the shell sends none
+        self._advance_battery(now)
+        flow = 0.0 if self.battery is None else self.battery.flow().power
+        # A pushed reading may carry its own time: never before the last one.
+        at = event.now if self.site.last is None else max(event.now, self.site.last.at)
+        if self._first_site_reading_at is None:
+            self._first_site_reading_at = at
+        self.site.record(at, event.power, event.currents, self._load, flow)
+        self._follow_site(now)
+
+    def _follow_site(self, now: float) -> None:
+        """Reallocate when the site's budget moved: at once when it fell (the site may be
+        over its limit), when it rose by at least RAISE_STEP of the grid capacity (a raise
+        has already waited out the hold time)."""
+        site = self.site
+        if site is None:
+            return
+        state = site.state(now)
+        if state is not self.meter_state:
+            self._meter_state_changed(state, site.last, now)
+        share = site.share(now)
+        battery = 0.0 if self.battery is None else self.battery.available_power
+        wanted = math.floor(share + battery)
+        limit = self.external_limit
+        if limit is not None and limit.in_force(now):
+            wanted = min(wanted, math.floor(limit.max_power))
+        step = max(1, math.floor(RAISE_STEP * self.config.grid_capacity))
+        if wanted < self.available_power or wanted >= self.available_power + step:
+            self._outdated = True
+
+    def _meter_state_changed(self, state: MeterState, last: SiteReading | None, now: float) -> None:
+        self.meter_state = state
+        if state is MeterState.STALE:
+            message = (
+                f"site meter: no reading for {self.config.site.meter_timeout:g} s; the "
+                f"charging budget falls to {self.config.site_fallback_power:g} kW"
+            )
+        elif last is not None and last.at == self._first_site_reading_at:
+            message = "site meter: first reading; the budget follows the site"
+        else:
+            message = "site meter: readings again; the budget follows the site"
+        self._emit(Notice(message))
+        data: dict[str, Any] = {"state": state.value}
+        if last is not None:
+            data["lastReadingAt"] = last.at
+        self._journal.append(JournalEntry(now, "site.meter", data=data))
+
+    def _on_external_limit(self, event: ExternalLimitRequested, now: float) -> None:
+        if self._proposals.wait_for(event, (EXTERNAL_LIMIT_LOCK,)):
+            return
+        if event.max_power is None:
+            limit = None
+            entry = JournalEntry(now, "limit.external.cleared", data={"by": event.set_by})
+            records: list[Record] = [ExternalLimitCleared(), entry]
+        else:
+            if event.until is not None and event.until <= now:
+                error = LimitAlreadyOver(
+                    "is past: the limit would never be in force", field="until"
+                )
+                self._refuse(event.reply_to, error)
+                return
+            limit = ExternalLimit(event.max_power, event.until, event.reason, event.set_by, now)
+            entry = JournalEntry(
+                now,
+                "limit.external.set",
+                data={
+                    "maxPower": event.max_power,
+                    "until": event.until,
+                    "reason": event.reason,
+                    "by": event.set_by,
+                },
+            )
+            records = [limit.copy(), entry]
+        self._propose(SetExternalLimit(limit), (EXTERNAL_LIMIT_LOCK,), event.reply_to, records)
+
+    def _expire_external_limit(self, limit: ExternalLimit, now: float) -> None:
+        entry = JournalEntry(
+            now, "limit.external.expired", data={"maxPower": limit.max_power, "by": limit.set_by}
+        )
+        self._emit(Persist((ExternalLimitCleared(), entry)))
+
     # -- allocation --------------------------------------------------------------------------
 
     def _reallocate(self, now: float) -> None:
@@ -1108,7 +1258,9 @@ class StationCore:
         waited for it). Only those: with thousands connected, asking every one would cost
         more than the allocation."""
         due, self._to_pump = self._to_pump, set()
-        for charger_id in due:
+        # In id order, not the set's (which varies from process to process with the hash
+        # seed): the limits go out in the same order every time.
+        for charger_id in sorted(due):
             self._pump(charger_id, now)
 
     def _structural_pins(self, now: float) -> dict[str, int]:
@@ -1128,9 +1280,24 @@ class StationCore:
                 pins.update(dict.fromkeys(books, failsafe))
         return pins
 
+    def grid_share(self, now: float) -> float:
+        """kW of the grid connection for the chargers and the battery: the grid capacity,
+        or with a site meter what the rest of the site leaves (docs/site.md)."""
+        return self.config.grid_capacity if self.site is None else self.site.share(now)
+
     def _root_limit(self) -> int:
-        battery = 0.0 if self.battery is None else self.battery.available_power
-        return max(0, math.floor(self.config.grid_capacity + battery))
+        now = self._now
+        share = self.grid_share(now)
+        battery = 0.0
+        if self.battery is not None:
+            # The battery answers to the same share: it covers the load above it.
+            self.battery.grid_capacity = share
+            battery = self.battery.available_power
+        root = share + battery
+        limit = self.external_limit
+        if limit is not None and limit.in_force(now):
+            root = min(root, limit.max_power)
+        return max(0, math.floor(root))
 
     def _advance_battery(self, now: float) -> bool:
         return self.battery is not None and self.battery.advance(now)
@@ -1340,9 +1507,16 @@ class StationCore:
     # -- time --------------------------------------------------------------------------------
 
     def _refresh(self, now: float) -> None:
-        """Bring the station up to ``now``: the battery, offline chargers, retries due."""
+        """Bring the station up to ``now``: the battery, offline chargers, retries due, the
+        site's budget and the external limit."""
         if self._advance_battery(now):
             self._outdated = True
+        limit = self.external_limit
+        if limit is not None and not limit.in_force(now):
+            self.external_limit = None
+            self._expire_external_limit(limit, now)
+            self._outdated = True
+        self._follow_site(now)
         pumps: set[str] = set()
         for kind, key in self._deadlines.due(now, self._live):
             if kind is Deadline.OFFLINE:
@@ -1358,7 +1532,7 @@ class StationCore:
                 pumps.add(key)
         if self._outdated:
             self._reallocate(now)
-        for charger_id in pumps:
+        for charger_id in sorted(pumps):
             self._pump(charger_id, now)
 
     def _live(self, when: float, kind: Deadline, key: str) -> bool:

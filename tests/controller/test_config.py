@@ -186,3 +186,66 @@ def test_root_must_be_an_object(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(bad)
     assert caught.value.problems == ["(root): must be a JSON object"]
+
+
+# -- the site's meter (docs/site.md) -------------------------------------------------------
+
+
+def test_a_site_without_a_meter_keeps_the_fixed_grid_capacity() -> None:
+    config = config_from_dict(EXAMPLE)
+    assert config.site.meter is None
+    assert config.site_margin == pytest.approx(8)  # 2 % of 400 kW
+    # Every connector at its failsafe limit: 6 connectors of 66 kW.
+    assert config.site_fallback_power == pytest.approx(396)
+
+
+def test_a_modbus_meter_by_preset_or_by_register_map() -> None:
+    preset = config_from_dict(
+        {
+            **EXAMPLE,
+            "site": {"meter": {"type": "modbus", "host": "10.0.0.5", "model": "eastron-sdm630"}},
+        }
+    )
+    meter = preset.site.meter
+    assert meter is not None and meter.type == "modbus"
+    assert meter.register_map.power.scale == 0.001
+    explicit = config_from_dict(
+        {
+            **EXAMPLE,
+            "site": {
+                "meter": {
+                    "type": "modbus",
+                    "host": "meter",
+                    "registers": {"power": {"address": 12, "table": "holding", "type": "int32"}},
+                },
+                "holdSeconds": 30,
+                "margin": 5,
+            },
+        }
+    )
+    meter = explicit.site.meter
+    assert meter is not None and meter.type == "modbus"
+    assert meter.register_map.power.table == "holding"
+    assert explicit.site_margin == 5
+
+
+@pytest.mark.parametrize(
+    ("meter", "expected"),
+    [
+        ({"type": "modbus", "host": "h"}, "give either model (a preset) or registers"),
+        ({"type": "modbus", "host": "h", "model": "acme"}, "unknown meter 'acme'; presets: "),
+        ({"type": "serial"}, "site.meter: type: must be one of 'modbus', 'push'"),
+        ({"host": "h"}, "site.meter: needs a 'type'"),
+        (
+            {"type": "modbus", "host": "h", "registers": {"power": {"address": 1, "scale": 0}}},
+            "site.meter.modbus.registers.power.scale: must not be 0",
+        ),
+        (
+            {"type": "modbus", "host": "h", "registers": {"power": {"address": 70000}}},
+            "registers.power.address: must be at most 65535",
+        ),
+    ],
+)
+def test_invalid_meters_are_named(meter: dict[str, Any], expected: str) -> None:
+    found = problems({**EXAMPLE, "site": {"meter": meter}})
+    assert any(expected in problem for problem in found), found

@@ -242,6 +242,7 @@ def test_each_charger_reports_its_last_profile_and_how_it_was_answered() -> None
     assert h.core.chargers["CP001"].last_profile is None
     h.connect("CP001", accept=False)
     view = charger_view(h.core, h.core.chargers["CP001"])["lastProfile"]
+    assert view is not None
     assert view == {
         "purpose": "TxDefaultProfile",
         "connectorId": None,  # every connector
@@ -260,6 +261,7 @@ def test_each_charger_reports_its_last_profile_and_how_it_was_answered() -> None
     h.advance(1)
     h.answer_profiles("CP001", ProfileResult.REJECTED)
     view = charger_view(h.core, h.core.chargers["CP001"])["lastProfile"]
+    assert view is not None
     assert view["purpose"] == "TxProfile"
     assert view["connectorId"] == 0  # numbered like connectorStatus
     assert view["result"] == "rejected"

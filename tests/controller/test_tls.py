@@ -348,8 +348,10 @@ async def test_tls_handshake_counts_against_the_handshake_timeout(
     for port in (app.ocpp_port, app.rest_port):
         # Nothing, the start of a ClientHello, plain HTTP.
         for start in (b"", b"\x16\x03\x01\x02\x00\x01", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # Before the connection exists: the server's timer starts when it accepts it,
+            # which may be before open_connection returns here.
             opened = loop.time()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(start)
             assert await read_until_closed(reader) == b""
             if len(start) < 10:

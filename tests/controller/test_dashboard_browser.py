@@ -111,12 +111,12 @@ async def controller(clock: ManualClock, db_path: Path) -> AsyncIterator[Callabl
     this module's event loop)."""
     apps: list[ControllerApp] = []
 
-    async def start(config: StationConfig | None = None) -> ControllerApp:
+    async def start(config: StationConfig | None = None, rest_port: int = 0) -> ControllerApp:
         app = ControllerApp(
             config or example_config(),
             clock=clock,
             host="127.0.0.1",
-            rest_port=0,
+            rest_port=rest_port,
             ocpp_port=0,
             db_path=db_path,
         )
@@ -307,3 +307,24 @@ async def test_the_stop_button_asks_for_an_operate_token_and_stops_the_session(
     assert stored == [["ev-controller-token", OPERATE_TOKEN]]
     assert await tab.page.evaluate("() => document.cookie") == ""
     assert [e for e in tab.errors if "status of" in e]  # the refusals were real
+
+
+async def test_the_page_reconnects_when_its_stream_drops(
+    controller: Callable[..., Any], tab: Tab, http: aiohttp.ClientSession
+) -> None:
+    app: ControllerApp = await controller()
+    # A retry that finds the port closed (the restart below not yet listening) is logged.
+    tab.expected = ("ERR_CONNECTION_REFUSED",)
+    await tab.open(app)
+    await tab.live()
+    port = app.rest_port
+    await app.stop()  # ends the stream
+    await tab.until("() => document.getElementById('link').textContent !== 'live'")
+    restarted: ControllerApp = await controller(rest_port=port)
+    status, session = await post(
+        http, restarted, "/sessions", {"chargerId": "CP002", "connectorId": 1}
+    )
+    assert status == 201
+    # The first retry comes after 1 s, the next 2 s later.
+    await tab.until(SESSION_ROW, session["sessionId"], 5000)
+    await tab.live()

@@ -219,7 +219,8 @@ class Driver:
                         self._reallocation_held = True
                 case Notice(message=message, charger_id=charger_id, session_id=session_id):
                     ids = {"charger_id": charger_id, "session_id": session_id}
-                    log.warning("%s", message, extra=ids)
+                    level = logging.WARNING if command.warning else logging.INFO
+                    log.log(level, "%s", message, extra=ids)
 
     def _send(self, command: SendProfile | ReadConfiguration) -> None:
         current = self._links.get(command.charger_id)

@@ -117,6 +117,8 @@ class Notice:
     # What it is about, for logs that carry ids (``--log-format json``).
     charger_id: str | None = None
     session_id: str | None = None
+    # Something to act on (the default), or only to know.
+    warning: bool = True
 
 
 Command = Reply | Persist | SendProfile | ReadConfiguration | WakeAt | ScheduleReallocation | Notice

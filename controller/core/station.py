@@ -1140,12 +1140,8 @@ class StationCore:
         state = site.state(now)
         if state is not self.meter_state:
             self._meter_state_changed(state, site.last, now)
-        share = site.share(now)
         battery = 0.0 if self.battery is None else self.battery.available_power
-        wanted = math.floor(share + battery)
-        limit = self.external_limit
-        if limit is not None and limit.in_force(now):
-            wanted = min(wanted, math.floor(limit.max_power))
+        wanted = math.floor(self.grid_share(now) + battery)
         step = max(1, math.floor(RAISE_STEP * self.config.grid_capacity))
         if wanted < self.available_power or wanted >= self.available_power + step:
             self._outdated = True
@@ -1161,7 +1157,7 @@ class StationCore:
             message = "site meter: first reading; the budget follows the site"
         else:
             message = "site meter: readings again; the budget follows the site"
-        self._emit(Notice(message))
+        self._emit(Notice(message, warning=state is MeterState.STALE))
         data: dict[str, Any] = {"state": state.value}
         if last is not None:
             data["lastReadingAt"] = last.at
@@ -1282,22 +1278,23 @@ class StationCore:
 
     def grid_share(self, now: float) -> float:
         """kW of the grid connection for the chargers and the battery: the grid capacity,
-        or with a site meter what the rest of the site leaves (docs/site.md)."""
-        return self.config.grid_capacity if self.site is None else self.site.share(now)
-
-    def _root_limit(self) -> int:
-        now = self._now
-        share = self.grid_share(now)
-        battery = 0.0
-        if self.battery is not None:
-            # The battery answers to the same share: it covers the load above it.
-            self.battery.grid_capacity = share
-            battery = self.battery.available_power
-        root = share + battery
+        or with a site meter what the rest of the site leaves; never above an external limit
+        in force (docs/site.md)."""
+        share = self.config.grid_capacity if self.site is None else self.site.share(now)
         limit = self.external_limit
         if limit is not None and limit.in_force(now):
-            root = min(root, limit.max_power)
-        return max(0, math.floor(root))
+            share = min(share, limit.max_power)
+        return share
+
+    def _root_limit(self) -> int:
+        share = self.grid_share(self._now)
+        battery = 0.0
+        if self.battery is not None:
+            # The battery answers to the same share: it covers the load above it, and
+            # charges only from what is left below it.
+            self.battery.grid_capacity = share
+            battery = self.battery.available_power
+        return max(0, math.floor(share + battery))
 
     def _advance_battery(self, now: float) -> bool:
         return self.battery is not None and self.battery.advance(now)

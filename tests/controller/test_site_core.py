@@ -195,6 +195,26 @@ def test_an_external_limit_caps_the_root_until_it_expires() -> None:
     assert journaled(h, "limit.external.expired") == [{"maxPower": 120, "by": "dso"}]
 
 
+def test_an_external_limit_caps_the_grid_and_the_battery_works_on_top() -> None:
+    """A curtailment of the connection: the chargers get the capped grid plus the battery,
+    and the battery does not charge from the grid beyond the cap."""
+    h = CoreHarness(
+        config_from_dict({**SITE, "site": {}, "battery": {"initialCapacity": 100, "power": 50}})
+    )
+    start_three(h)
+    set_limit(h, 120)
+    assert h.core.available_power == 170  # 120 from the grid, 50 from the battery
+    assert h.core.grid_power() == pytest.approx(120)
+    battery = h.core.battery
+    assert battery is not None and battery.flow().power == pytest.approx(50)
+    h.advance(600)  # 8.3 kWh out of the battery
+    for i in (1, 2, 3):
+        h.ask(lambda t, i=i: SessionUpdateRequested(h.now, t, f"s{i}", consumed_power=10))
+    # 30 kW drawn: the battery refills from the 90 kW left under the cap, at its 50 kW.
+    assert battery.flow().power == pytest.approx(-50)
+    assert h.core.grid_power() == pytest.approx(80)
+
+
 def test_an_external_limit_is_cleared_and_refused_in_the_past() -> None:
     h = CoreHarness(config_from_dict({**SITE, "site": {}}))
     start_three(h)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 from aiohttp import web
@@ -27,8 +26,6 @@ from controller.driver import Driver
 from controller.history import History
 from controller.rest_schemas import ApiError
 from controller.views import finite_dumps, status_view
-
-log = logging.getLogger(__name__)
 
 KEEPALIVE_INTERVAL = 15.0
 # At most 5 events a second.

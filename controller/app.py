@@ -25,6 +25,7 @@ from controller.core.events import SiteMeterRead
 from controller.core.rules import START_KEY_MEMORY
 from controller.core.station import StationCore
 from controller.driver import Driver
+from controller.history import HISTORY_INTERVAL, History
 from controller.listener import (
     MAX_REST_IN_FLIGHT,
     Listener,
@@ -39,6 +40,7 @@ from controller.ocpp.handlers import CentralSystem
 from controller.ocpp.server import OcppServer
 from controller.repository import Pruned, Repository, StoreError
 from controller.rest import create_app
+from controller.stream import KEEPALIVE_INTERVAL, StreamHub, install
 from controller.views import StatusView, status_view
 from shell.clock import Clock, SystemClock
 
@@ -99,6 +101,8 @@ class ControllerApp:
         flush_interval: float | None = FLUSH_INTERVAL,
         rest_max_in_flight: int = MAX_REST_IN_FLIGHT,
         commit_executor: Executor | None = None,
+        history_interval: float = HISTORY_INTERVAL,
+        stream_keepalive: float = KEEPALIVE_INTERVAL,
     ) -> None:
         """``flush_interval`` None: no periodic write-behind, the owner calls
         ``driver.flush()`` (and every commit of a proposal writes what is behind too).
@@ -114,6 +118,8 @@ class ControllerApp:
         self._commit_executor = commit_executor
         self._new_session_id = session_id_factory or new_session_id
         self._rest_max_in_flight = rest_max_in_flight
+        self._history_interval = history_interval
+        self._stream_keepalive = stream_keepalive
         # Built now, so that an unusable certificate is a start-up error (TlsError, a
         # ValueError naming the field and the file) before anything is opened.
         self._ocpp_tls, self._rest_tls = port_tls(config.server)
@@ -130,6 +136,8 @@ class ControllerApp:
                 self.recovered,
             )
         self._driver: Driver | None = None
+        self._history: History | None = None
+        self._streams: StreamHub | None = None
         self._ocpp: OcppServer | None = None
         self._runner: web.AppRunner | None = None
         self._rest: Listener[RequestHandler] | None = None
@@ -147,6 +155,18 @@ class ControllerApp:
         return self._driver
 
     @property
+    def history(self) -> History:
+        """The dashboard chart's last hour."""
+        assert self._history is not None, "start() first"
+        return self._history
+
+    @property
+    def streams(self) -> StreamHub:
+        """The open streams of GET /station/stream."""
+        assert self._streams is not None, "start() first"
+        return self._streams
+
+    @property
     def ocpp(self) -> OcppServer:
         assert self._ocpp is not None, "start() first"
         return self._ocpp
@@ -156,6 +176,8 @@ class ControllerApp:
             self.core, self.clock, self.repository, commit_executor=self._commit_executor
         )
         driver.execute(self.core.initial_commands)
+        history = self._history = History(self.core, self.clock, interval=self._history_interval)
+        driver.subscribe(history.observe)
         central = CentralSystem(self.config, driver, self._new_session_id)
         self._ocpp = OcppServer(self.config, central, driver)
         # aiohttp's own server (its request handler per connection) behind our listener,
@@ -172,6 +194,8 @@ class ControllerApp:
             handshake_pending=rest_request_pending,
         )
         app = create_app(driver, self._new_session_id)
+        streams = self._streams = StreamHub(driver, history, keepalive=self._stream_keepalive)
+        install(app, streams)
         app.middlewares.insert(0, rest_middleware(rest, self._rest_max_in_flight))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -140,6 +140,9 @@ class Driver:
         self._wakeup: Timer | None = None
         self._progress = asyncio.Event()
         self._waiters = 0
+        # Called each time the core has handled a burst of events (the dashboard's stream
+        # and history): it may have changed.
+        self._subscribers: list[Callable[[], None]] = []
         self._closed = False
 
     # -- events in ---------------------------------------------------------------------------
@@ -161,6 +164,8 @@ class Driver:
         if self._waiters:
             progress, self._progress = self._progress, asyncio.Event()
             progress.set()
+        for callback in tuple(self._subscribers):
+            callback()
 
     def _handle(self, event: Event) -> None:
         try:
@@ -310,6 +315,12 @@ class Driver:
                 await progress.wait()
         finally:
             self._waiters -= 1
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (quick, and submitting nothing) after every burst of
+        events the core handled; returns what ends the subscription."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
 
     async def close(self) -> None:
         """Write what is left, then stop: later events are ignored."""

@@ -68,6 +68,7 @@ from controller.rest_schemas import (
     parse_body,
     parse_query,
 )
+from controller.stream import station_stream
 from controller.views import (
     ExternalLimitAnswerView,
     HealthView,
@@ -556,6 +557,17 @@ def routes() -> tuple[Route, ...]:
                 409: "the station's site.meter is not of type push, or the reading's "
                 "timestamp is in the future or older than site.meterTimeout"
             },
+        ),
+        Route(
+            "GET",
+            "/station/stream",
+            Access.READ,
+            station_stream,
+            "The station live, as Server-Sent Events (docs/dashboard.md): a history event and a"
+            " status event on connect, then a status event at each change (at most 5 a second)"
+            " and a keep-alive comment after 15 s without one",
+            _page(200, "an event stream that stays open", "text/event-stream"),
+            errors={503: "too many streams are open, or the controller is stopping"},
         ),
         Route(
             "GET",

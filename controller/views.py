@@ -18,7 +18,7 @@ from typing_extensions import TypedDict
 from controller.core.battery import Battery
 from controller.core.sessions import Session
 from controller.core.site import ExternalLimit, MeterState
-from controller.core.state import ChargerState
+from controller.core.state import ChargerState, ProfileReport
 from controller.core.station import StationCore
 from shell.clock import iso_utc
 
@@ -122,6 +122,22 @@ class ConnectorView(TypedDict):
     sessionId: str | None
 
 
+class ProfileReportView(TypedDict):
+    """The last SetChargingProfile sent to a charger and its answer (docs/api.md)."""
+
+    purpose: Literal["TxProfile", "TxDefaultProfile"]
+    connectorId: Annotated[
+        int | None, Field(description="0-based; null for the failsafe default (every connector)")
+    ]
+    limit: Annotated[Kw, Field(description="kW (per connector for the failsafe default)")]
+    sentAt: IsoTime
+    result: Annotated[
+        Literal["accepted", "rejected", "error", "timeout", "lost", "not-sent"] | None,
+        Field(description="null while unanswered"),
+    ]
+    answeredAt: IsoTime | None
+
+
 class ChargerView(TypedDict):
     """One configured charger (docs/api.md, "Station status")."""
 
@@ -138,6 +154,7 @@ class ChargerView(TypedDict):
     lastSeen: IsoTime | None
     limitsConfirmed: bool
     smartCharging: bool
+    lastProfile: ProfileReportView | None
     connectorStatus: list[ConnectorView]
 
 
@@ -249,6 +266,20 @@ def battery_view(battery: Battery | None) -> BatteryView | None:
     }
 
 
+def profile_report_view(report: ProfileReport | None) -> ProfileReportView | None:
+    if report is None:
+        return None
+    return {
+        "purpose": report.purpose,
+        # Numbered like connectorStatus (from 0); the failsafe default is for every connector.
+        "connectorId": report.connector_id - 1 if report.connector_id > 0 else None,
+        "limit": number(report.limit),
+        "sentAt": iso_utc(report.sent_at),
+        "result": None if report.result is None else report.result.value,
+        "answeredAt": _iso(report.answered_at),
+    }
+
+
 def site_meter_view(core: StationCore) -> SiteMeterView | None:
     site = core.site
     if site is None:
@@ -313,6 +344,7 @@ def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
         "lastSeen": _iso(charger.last_seen),
         "limitsConfirmed": core.limits_confirmed(charger_id),
         "smartCharging": charger.smart_charging,
+        "lastProfile": profile_report_view(charger.last_profile),
         "connectorStatus": connectors,
     }
 

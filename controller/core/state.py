@@ -9,7 +9,7 @@ out in ``Persist`` commands and answers; the live objects are the core's alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from controller.core.events import ProfileResult
 from controller.core.fields import TRANSIENT
@@ -23,6 +23,20 @@ from controller.core.lifecycle import (
     step,
 )
 from controller.core.rules import backoff
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileReport:
+    """The last profile sent to a charger and how it ended, for the dashboard
+    (docs/dashboard.md). ``result`` is None while the charger has not answered."""
+
+    purpose: Literal["TxProfile", "TxDefaultProfile"]
+    connector_id: int  # OCPP numbering: 0 for the failsafe default
+    limit: float  # kW (per connector for the failsafe default)
+    sent_at: float
+    ref: int  # the call it answers, so that only its own answer completes it
+    result: ProfileResult | None = None
+    answered_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +69,8 @@ class ChargerState:
     waiting_for: int | None = field(default=None, metadata=TRANSIENT)
     default_failures: int = field(default=0, metadata=TRANSIENT)
     default_retry_at: float | None = field(default=None, metadata=TRANSIENT)
+    # The last profile sent and its answer, shown to the operator; a restart forgets it.
+    last_profile: ProfileReport | None = field(default=None, metadata=TRANSIENT)
 
     def copy(self) -> ChargerState:
         return replace(self)

@@ -132,6 +132,7 @@ from controller.core.state import (
     JournalEntry,
     LimitBook,
     LimitDropped,
+    ProfileReport,
     StartKey,
     StartKeyDropped,
     TransactionCounter,
@@ -1371,10 +1372,10 @@ class StationCore:
         charger.busy = ref
         self._calls[ref] = _Call(charger.charger_id, charger.link, None)
         config = self._charger_config[charger.charger_id]
-        request = failsafe_profile(
-            self.config.failsafe_power_per_connector(config), self._rate(charger)
-        )
+        kw = self.config.failsafe_power_per_connector(config)
+        request = failsafe_profile(kw, self._rate(charger))
         self.profiles_sent += 1
+        charger.last_profile = ProfileReport("TxDefaultProfile", 0, kw, self._now, ref)
         self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
     def _send_limit(self, charger: ChargerState, book: LimitBook, kw: int, ref: int) -> None:
@@ -1388,6 +1389,7 @@ class StationCore:
         self._calls[ref] = _Call(charger.charger_id, charger.link, book.session_id, kw)
         request = tx_profile(book.connector_id, book.transaction_id, kw, self._rate(charger))
         self.profiles_sent += 1
+        charger.last_profile = ProfileReport("TxProfile", book.connector_id, kw, self._now, ref)
         self._journal_entry(self._now, "limit.sent", charger.charger_id, book.session_id, kw=kw)
         self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
@@ -1405,6 +1407,9 @@ class StationCore:
         charger = self.chargers[call.charger_id]
         if charger.busy == event.ref:
             charger.busy = None
+        report = charger.last_profile
+        if report is not None and report.ref == event.ref:
+            charger.last_profile = replace(report, result=event.result, answered_at=now)
         if call.session_id is None:
             self._default_answered(charger, event.ref, event.result, now)
         else:

@@ -28,6 +28,7 @@ from controller.core.events import (
     TransactionStartRequested,
     TransactionStopRequested,
 )
+from controller.core.fields import stored_fields
 from controller.core.lifecycle import (
     CHARGER_TRANSITIONS,
     LIMIT_TRANSITIONS,
@@ -38,7 +39,9 @@ from controller.core.lifecycle import (
     LimitTrigger,
     step,
 )
-from controller.core.state import LimitBook, TransactionCounter
+from controller.core.state import ChargerState, LimitBook, TransactionCounter
+from controller.views import charger_view
+from shell.clock import iso_utc
 from tests.controller.conftest import example_config
 from tests.controller.core_harness import CoreHarness, Token
 from tests.controller.restart import restart_view
@@ -232,3 +235,39 @@ def test_a_new_transaction_is_answered_before_any_profile_names_it() -> None:
         if isinstance(c, SendProfile) and c.request.cs_charging_profiles.transaction_id == 2
     ]
     assert answer < profile
+
+
+def test_each_charger_reports_its_last_profile_and_how_it_was_answered() -> None:
+    h = CoreHarness(example_config())
+    assert h.core.chargers["CP001"].last_profile is None
+    h.connect("CP001", accept=False)
+    view = charger_view(h.core, h.core.chargers["CP001"])["lastProfile"]
+    assert view is not None
+    assert view == {
+        "purpose": "TxDefaultProfile",
+        "connectorId": None,  # every connector
+        "limit": view["limit"],
+        "sentAt": iso_utc(h.now),
+        "result": None,  # not answered yet
+        "answeredAt": None,
+    }
+    assert view["limit"] > 0
+    h.advance(2)
+    h.answer_profiles("CP001")
+    report = h.core.chargers["CP001"].last_profile
+    assert report is not None
+    assert (report.result, report.answered_at) == (ProfileResult.ACCEPTED, h.now)
+    h.start_transaction("CP001", 1)
+    h.advance(1)
+    h.answer_profiles("CP001", ProfileResult.REJECTED)
+    view = charger_view(h.core, h.core.chargers["CP001"])["lastProfile"]
+    assert view is not None
+    assert view["purpose"] == "TxProfile"
+    assert view["connectorId"] == 0  # numbered like connectorStatus
+    assert view["result"] == "rejected"
+    assert view["answeredAt"] == iso_utc(h.now)
+    assert view["limit"] > 0
+    # Another charger's answers leave it as it is; a restart forgets it (not stored).
+    h.connect("CP002")
+    assert charger_view(h.core, h.core.chargers["CP001"])["lastProfile"] == view
+    assert "last_profile" not in stored_fields(ChargerState)

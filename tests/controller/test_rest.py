@@ -355,4 +355,4 @@ async def test_dashboard_is_served(api: Api) -> None:
     assert '<script src="dashboard.js"' in page
     async with api.http.get(api.base + "/dashboard.js") as response:
         assert response.status == 200
-        assert 'fetch("station/status"' in await response.text()
+        assert 'fetch("station/stream"' in await response.text()

@@ -253,6 +253,27 @@ function card(title, value, fraction) {
   return div;
 }
 
+// The grid meter at the connection point (docs/site.md): the whole site against the
+// connection, what is not charging, and what that leaves for charging; marked while silent.
+function siteCard(m, capacity) {
+  const reading = m.lastReading === null ? "no reading" : `${text(m.lastReading)} / ${text(capacity)} kW`;
+  const div = card(`Site meter (${m.state})`, reading, m.lastReading === null ? undefined : m.lastReading / capacity);
+  div.id = "site-meter";
+  const other = m.nonChargingLoad === null ? "" : `other loads ${text(m.nonChargingLoad)} kW, `;
+  div.append(el("small", { textContent: `${other}${text(m.gridShare)} kW for charging` }));
+  if (m.state !== "ok") div.classList.add("alert");
+  return div;
+}
+
+function limitCard(limit) {
+  const until = limit.until === null ? "until cleared" : `until ${new Date(limit.until).toLocaleString()}`;
+  const div = card("External limit", `${text(limit.maxPower)} kW`);
+  div.id = "external-limit";
+  div.classList.add("alert");
+  div.append(el("small", { textContent: `${until}; ${limit.reason || "no reason given"} (${limit.setBy})` }));
+  return div;
+}
+
 function cell(row, value, className) {
   const td = row.insertCell();
   if (value instanceof Node) td.append(value); else td.textContent = value;
@@ -272,6 +293,8 @@ function render(s) {
   ];
   if (s.battery) cards.push(card(`Battery (${s.battery.mode}, ${text(s.battery.currentPower)} kW)`,
     `${text(s.battery.storedEnergy)} / ${text(s.battery.initialCapacity)} kWh`, s.battery.storedEnergy / Math.max(1e-9, s.battery.initialCapacity)));
+  if (s.siteMeter) cards.push(siteCard(s.siteMeter, s.gridCapacity));
+  if (s.externalLimit) cards.push(limitCard(s.externalLimit));
   $("cards").replaceChildren(...cards);
   renderSessions(s.sessions);
   renderChargers(s.chargers);

@@ -328,3 +328,47 @@ async def test_the_page_reconnects_when_its_stream_drops(
     # The first retry comes after 1 s, the next 2 s later.
     await tab.until(SESSION_ROW, session["sessionId"], 5000)
     await tab.live()
+
+
+async def test_the_site_meter_and_an_external_limit_show_on_the_page(
+    controller: Callable[..., Any], tab: Tab, http: aiohttp.ClientSession
+) -> None:
+    """docs/site.md: the meter's reading and what it leaves for charging, and a limit set
+    from outside, appear as they are set, without a reload."""
+    config = example_config(site={"meter": {"type": "push"}, "margin": 5})
+    app: ControllerApp = await controller(config)
+    await tab.open(app)
+    await tab.live()
+    await tab.until("() => document.getElementById('site-meter')?.textContent.includes('stale')")
+    status, meter = await post(http, app, "/station/site-meter", {"power": 41.5})
+    assert status == 200, meter
+    await tab.until(
+        "() => document.getElementById('site-meter')?.textContent.includes('41.5 / 400 kW')",
+        timeout_ms=FOLLOW_MS,
+    )
+    url = f"http://127.0.0.1:{app.rest_port}/station/limit"
+    body = {"maxPower": 120, "reason": "DSO <b>curtailment</b>"}
+    async with http.put(url, json=body) as response:
+        assert response.status == 200
+    await tab.until(
+        "r => document.getElementById('external-limit')?.textContent.includes(r)",
+        body["reason"],
+        FOLLOW_MS,
+    )
+    assert await tab.page.locator("#external-limit b b").count() == 0  # the reason is text
+    async with http.delete(url) as response:
+        assert response.status == 200
+    await tab.until("() => !document.getElementById('external-limit')", timeout_ms=FOLLOW_MS)
+
+
+async def test_the_api_page_renders_the_document_from_the_controller_alone(
+    controller: Callable[..., Any], tab: Tab
+) -> None:
+    app: ControllerApp = await controller()
+    hosts: set[str] = set()
+    tab.page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
+    await tab.page.goto(f"http://127.0.0.1:{app.rest_port}/docs")
+    await tab.until("() => document.querySelectorAll('section.op').length > 10")
+    text = await tab.page.locator("#postSessions").inner_text()
+    assert "StartSessionBody" in text and "409" in text
+    assert hosts == {f"127.0.0.1:{app.rest_port}"}  # nothing fetched from anywhere else

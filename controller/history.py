@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from controller.core.site import MeterState
 from controller.core.station import StationCore
 from controller.views import number
 from shell.clock import Clock, iso_utc
@@ -33,16 +34,24 @@ class Sample:
     grid_capacity: float
     allocated_power: int
     battery_energy: float | None
+    # The whole site at the connection point, as the grid meter last read it while its
+    # readings are valid (docs/site.md); None without a meter or while it is silent.
+    site_power: float | None = None
 
 
 def sample_of(core: StationCore, now: float) -> Sample:
     battery = core.battery
+    site = core.site
+    site_power = None
+    if site is not None and site.last is not None and site.state(now) is MeterState.OK:
+        site_power = site.last.power
     return Sample(
         at=now,
         grid_power=core.grid_power(),
         grid_capacity=core.config.grid_capacity,
         allocated_power=core.allocated_power(),
         battery_energy=None if battery is None else battery.stored_energy,
+        site_power=site_power,
     )
 
 
@@ -53,6 +62,7 @@ def point_view(sample: Sample) -> dict[str, Any]:
         "gridCapacity": number(sample.grid_capacity),
         "allocatedPower": sample.allocated_power,
         "batteryEnergy": number(sample.battery_energy),
+        "sitePower": number(sample.site_power),
     }
 
 

@@ -149,7 +149,7 @@ const chart = { interval: 5000, span: 3600000, offset: 0, points: [], battery: n
 const controllerNow = () => Date.now() + chart.offset;
 
 function pointOf(at, p) {
-  return { t: at, grid: p.gridPower, capacity: p.gridCapacity, allocated: p.allocatedPower, battery: p.batteryEnergy };
+  return { t: at, grid: p.gridPower, capacity: p.gridCapacity, allocated: p.allocatedPower, battery: p.batteryEnergy, site: p.sitePower };
 }
 
 function setHistory(h) {
@@ -162,7 +162,8 @@ function setHistory(h) {
 // A status event adds a point; within one sampling interval of the one before, it replaces
 // the newest instead, so the chart holds about one point per interval like the history.
 function addPoint(s) {
-  const point = pointOf(controllerNow(), { ...s, batteryEnergy: s.battery ? s.battery.storedEnergy : null });
+  const site = s.siteMeter && s.siteMeter.state === "ok" ? s.siteMeter.lastReading : null;
+  const point = pointOf(controllerNow(), { ...s, batteryEnergy: s.battery ? s.battery.storedEnergy : null, sitePower: site });
   chart.battery = s.battery;
   const n = chart.points.length;
   if (n >= 2 && point.t - chart.points[n - 2].t < chart.interval) chart.points[n - 1] = point;
@@ -206,7 +207,7 @@ function drawChart() {
   const inner = { x0: BOX.left, x1: BOX.width - BOX.right, y0: BOX.height - BOX.bottom, y1: BOX.top };
   const x = t => inner.x0 + (Math.max(t, start) - start) / chart.span * (inner.x1 - inner.x0);
   const pts = chart.points;
-  const powerMax = Math.max(1, ...pts.flatMap(p => [p.grid, p.capacity, p.allocated]).filter(Number.isFinite)) * 1.1;
+  const powerMax = Math.max(1, ...pts.flatMap(p => [p.grid, p.capacity, p.allocated, p.site]).filter(Number.isFinite)) * 1.1;
   const powerStep = niceStep(powerMax, 4), powerTop = Math.ceil(powerMax / powerStep) * powerStep;
   const yPower = v => inner.y0 - v / powerTop * (inner.y0 - inner.y1);
   const energies = pts.map(p => p.battery).filter(Number.isFinite);
@@ -233,6 +234,7 @@ function drawChart() {
     ["grid-area", grid && `${grid} V${inner.y0} H${x(pts[0].t).toFixed(1)} Z`],
     ["capacity", linePath(pts, "capacity", x, yPower, now, true)],
     ["allocated", linePath(pts, "allocated", x, yPower, now, true)],
+    ["site", linePath(pts, "site", x, yPower, now, true)],
     ["grid", grid],
     ["battery", linePath(pts, "battery", x, yEnergy, now, false)],
   ];
@@ -294,6 +296,7 @@ function render(s) {
   if (s.battery) cards.push(card(`Battery (${s.battery.mode}, ${text(s.battery.currentPower)} kW)`,
     `${text(s.battery.storedEnergy)} / ${text(s.battery.initialCapacity)} kWh`, s.battery.storedEnergy / Math.max(1e-9, s.battery.initialCapacity)));
   if (s.siteMeter) cards.push(siteCard(s.siteMeter, s.gridCapacity));
+  $("legend-site").hidden = !s.siteMeter;
   if (s.externalLimit) cards.push(limitCard(s.externalLimit));
   $("cards").replaceChildren(...cards);
   renderSessions(s.sessions);

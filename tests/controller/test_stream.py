@@ -98,7 +98,7 @@ async def test_a_stream_starts_with_the_history_and_the_status_then_follows_chan
     assert history["interval"] == 5
     assert history["span"] == 3600
     assert [set(p) for p in history["points"]] == [
-        {"at", "gridPower", "gridCapacity", "allocatedPower", "batteryEnergy"}
+        {"at", "gridPower", "gridCapacity", "allocatedPower", "batteryEnergy", "sitePower"}
     ]
     name, status = await stream.next_event()
     assert name == "status"
@@ -197,6 +197,22 @@ async def test_the_history_samples_the_station_on_the_clock(
     name, history = await stream.next_event()
     assert name == "history"
     assert [p["allocatedPower"] for p in history["points"]] == [50, 50]
+
+
+async def test_the_history_keeps_the_site_meter_while_it_reads(
+    start_controller: Callable[..., Any], http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """docs/site.md: the chart shows the whole site at the connection point."""
+    config = example_config(site={"meter": {"type": "push"}, "meterTimeout": 10})
+    app: ControllerApp = await start_controller(config)
+    url = f"http://127.0.0.1:{app.rest_port}/station/site-meter"
+    async with http.post(url, json={"power": 75.5}) as response:
+        assert response.status == 200
+    clock.advance(5)
+    app.driver.tick()
+    clock.advance(10)  # silent for 10 s: no longer shown
+    app.driver.tick()
+    assert [s.site_power for s in app.history.samples()] == [None, 75.5, None]
 
 
 async def test_shutdown_ends_open_streams_at_once(

@@ -293,6 +293,8 @@ class SiteConfig(_Model):
 class StationConfig(_Model):
     station_id: NonEmptyId
     grid_capacity: PositiveKw
+    # A per site phase, in addition to gridCapacity in kW (docs/site.md, "Per phase").
+    grid_current_limit: Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)] | None = None
     # At least one charger: checked in cross_field_problems, because pydantic
     # reports a too-short tuple whenever one of its items is invalid.
     chargers: Annotated[tuple[ChargerConfig, ...], Field(max_length=MAX_CHARGERS)]

@@ -168,6 +168,9 @@ class SiteMeterView(TypedDict):
     lastReading: Annotated[Kw | None, Field(description="the site at the connection point")]
     lastReadingAt: IsoTime | None
     currents: Annotated[list[float] | None, Field(description="A, L1..L3, when read")]
+    nonChargingCurrents: Annotated[
+        list[float] | None, Field(description="A per phase, less what the station draws")
+    ]
     nonChargingLoad: Annotated[
         Kw | None, Field(description="the reading minus charging plus battery discharge")
     ]
@@ -291,6 +294,11 @@ def site_meter_view(core: StationCore) -> SiteMeterView | None:
         "lastReading": None if last is None else number(last.power),
         "lastReadingAt": None if last is None else _iso(last.at),
         "currents": None if last is None or last.currents is None else list(last.currents),
+        "nonChargingCurrents": (
+            None
+            if last is None or last.non_charging_currents is None
+            else [number(a) for a in last.non_charging_currents]
+        ),
         "nonChargingLoad": None if last is None else number(last.non_charging_load),
         "gridShare": number(site.share(now)),
     }

@@ -21,6 +21,46 @@ from enum import StrEnum
 
 Currents = tuple[float, float, float]
 
+# The site's nominal phase voltage (V). Until the electrical model of the chargers exists,
+# every charger counts as drawing the same current on the three phases of the site, as a DC
+# charger does: I = P / (3 x 230 V) on each (docs/site.md, "Per phase").
+PHASE_VOLTAGE = 230.0
+
+
+def balanced_amps(kw: float) -> float:
+    """The current on each phase of a balanced three-phase load of ``kw``."""
+    return kw * 1000.0 / (3 * PHASE_VOLTAGE)
+
+
+def balanced_kw(amps: float) -> float:
+    """The power of a balanced three-phase load drawing ``amps`` on each phase."""
+    return amps * 3 * PHASE_VOLTAGE / 1000.0
+
+
+class _Peaks:
+    """The highest value of a sliding time window: a monotonic queue (each value in and out
+    once), whose front is the highest value seen within the window."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[float, float]] = deque()
+
+    def add(self, at: float, value: float) -> None:
+        queue = self._queue
+        while queue and queue[-1][1] <= value:
+            queue.pop()
+        queue.append((at, value))
+
+    def highest(self, since: float) -> float | None:
+        """The highest value after ``since`` (the latest counts even when older)."""
+        queue = self._queue
+        while len(queue) > 1 and queue[0][0] <= since:
+            queue.popleft()
+        return queue[0][1] if queue else None
+
+    def next_drop_at(self, hold: float) -> float | None:
+        """When the front leaves a window of ``hold`` seconds (None: nothing would drop)."""
+        return self._queue[0][0] + hold if len(self._queue) > 1 else None
+
 
 class MeterState(StrEnum):
     OK = "ok"  # a valid reading within the timeout: the budget follows the site
@@ -36,23 +76,34 @@ class SiteReading:
     power: float  # kW at the connection point, import positive
     currents: Currents | None  # A, L1..L3
     non_charging_load: float  # kW: the reading minus charging plus the battery's discharge
+    # A per phase: the phase current minus what charging and the battery draw on it.
+    non_charging_currents: Currents | None = None
 
 
 class SiteBudget:
     """The share of the grid connection the chargers and the battery may use."""
 
     def __init__(
-        self, *, capacity: float, margin: float, hold: float, timeout: float, fallback: float
+        self,
+        *,
+        capacity: float,
+        margin: float,
+        hold: float,
+        timeout: float,
+        fallback: float,
+        current_limit: float | None = None,
     ) -> None:
         self.capacity = capacity
         self.margin = margin
         self.hold = hold
         self.timeout = timeout
         self.fallback = min(fallback, capacity)
+        # A per site phase (gridCurrentLimit): with phase currents read, each phase's
+        # headroom bounds the share too.
+        self.current_limit = current_limit
         self.last: SiteReading | None = None
-        # (at, load), loads strictly decreasing from the front: the front is the highest
-        # load of the hold window (a monotonic queue: each reading in and out once).
-        self._peaks: deque[tuple[float, float]] = deque()
+        self._load = _Peaks()
+        self._phases = (_Peaks(), _Peaks(), _Peaks())
 
     def record(
         self,
@@ -65,12 +116,15 @@ class SiteBudget:
         """A reading taken at ``at``; ``charging`` is what the sessions draw, ``battery_flow``
         the battery's power (positive discharging)."""
         load = power - charging + battery_flow
-        reading = SiteReading(at, power, currents, load)
+        per_phase: Currents | None = None
+        if currents is not None:
+            station = balanced_amps(charging - battery_flow)
+            per_phase = (currents[0] - station, currents[1] - station, currents[2] - station)
+            for peaks, amps in zip(self._phases, per_phase, strict=True):
+                peaks.add(at, amps)
+        reading = SiteReading(at, power, currents, load, per_phase)
         self.last = reading
-        peaks = self._peaks
-        while peaks and peaks[-1][1] <= load:
-            peaks.pop()
-        peaks.append((at, load))
+        self._load.add(at, load)
         return reading
 
     def state(self, now: float) -> MeterState:
@@ -82,10 +136,7 @@ class SiteBudget:
     def highest_load(self, now: float) -> float | None:
         """The highest non-charging load of the hold window (the latest reading counts even
         when it is older than the window: it is what is known)."""
-        peaks = self._peaks
-        while len(peaks) > 1 and peaks[0][0] <= now - self.hold:
-            peaks.popleft()
-        return peaks[0][1] if peaks else None
+        return self._load.highest(now - self.hold)
 
     def share(self, now: float) -> float:
         """kW of the connection for the chargers and the battery now."""
@@ -94,14 +145,22 @@ class SiteBudget:
             return self.fallback
         # Export (a negative load: solar) raises it above the capacity; the chargers' own
         # maxima still bound what the allocation hands out.
-        return max(0.0, self.capacity - load - self.margin)
+        share = self.capacity - load - self.margin
+        last = self.last
+        if self.current_limit is not None and last is not None and last.currents is not None:
+            # The busiest phase's headroom, for a station that draws evenly on all three.
+            busiest = max(p.highest(now - self.hold) or 0.0 for p in self._phases)
+            share = min(share, balanced_kw(self.current_limit - busiest) - self.margin)
+        return max(0.0, share)
 
     def next_change_at(self, now: float) -> float | None:
-        """When the share may change with no new reading: the window's peak leaves it, or
-        the meter turns stale."""
-        moments: list[float] = []
-        if len(self._peaks) > 1:
-            moments.append(self._peaks[0][0] + self.hold)
+        """When the share may change with no new reading: a window's peak leaves it, or the
+        meter turns stale."""
+        moments = [
+            moment
+            for peaks in (self._load, *self._phases)
+            if (moment := peaks.next_drop_at(self.hold)) is not None
+        ]
         last = self.last
         if last is not None and now - last.at <= self.timeout:
             moments.append(last.at + self.timeout + 1e-6)

@@ -125,6 +125,7 @@ from controller.core.site import (
     MeterState,
     SiteBudget,
     SiteReading,
+    balanced_kw,
 )
 from controller.core.state import (
     ChargerState,
@@ -210,6 +211,7 @@ class StationCore:
                 hold=config.site.hold_seconds,
                 timeout=config.site.meter_timeout,
                 fallback=config.site_fallback_power,
+                current_limit=config.grid_current_limit,
             )
         self.meter_state = MeterState.ABSENT if self.site is None else MeterState.STALE
         self._first_site_reading_at: float | None = None
@@ -1281,6 +1283,9 @@ class StationCore:
         or with a site meter what the rest of the site leaves; never above an external limit
         in force (docs/site.md)."""
         share = self.config.grid_capacity if self.site is None else self.site.share(now)
+        if self.config.grid_current_limit is not None:
+            # Every charger counts as drawing evenly on the three phases (docs/site.md).
+            share = min(share, balanced_kw(self.config.grid_current_limit))
         limit = self.external_limit
         if limit is not None and limit.in_force(now):
             share = min(share, limit.max_power)

@@ -169,6 +169,34 @@ def test_vehicle_readings_count_as_charging_not_as_building() -> None:
     assert h.core.available_power == 195
 
 
+# -- per phase -------------------------------------------------------------------------------
+
+
+def test_the_busiest_phase_bounds_the_budget_when_currents_are_read() -> None:
+    """A building whose single-phase loads sit on L1: 150 A there, 50 A on the others, with a
+    400 A limit per phase. The station draws evenly on the three phases, so L1's 250 A of
+    headroom bound it (172.5 kW), before the 250 kW connection does (187.5 kW)."""
+    h = harness(gridCurrentLimit=400)
+    start_three(h)
+    load = h.core.load()
+    station_amps = load * 1000 / 690
+    building = (150.0, 50.0, 50.0)
+    power = sum(building) * 0.23 + load
+    currents = (building[0] + station_amps, building[1] + station_amps, building[2] + station_amps)
+    h.handle(SiteMeterRead(h.now, power, currents))
+    site = h.core.site
+    assert site is not None and site.last is not None
+    assert site.last.non_charging_currents == pytest.approx(building)
+    assert site.share(h.now) == pytest.approx(172.5 - 5)
+    assert h.core.available_power == 167
+
+
+def test_without_a_meter_the_current_limit_caps_an_even_draw() -> None:
+    h = CoreHarness(config_from_dict({**SITE, "site": {}, "gridCurrentLimit": 300}))
+    start_three(h)
+    assert h.core.available_power == 207  # 300 A x 3 x 230 V
+
+
 # -- the external limit ----------------------------------------------------------------------
 
 

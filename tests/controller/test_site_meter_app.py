@@ -136,6 +136,7 @@ async def test_an_unreachable_meter_at_start_up_leaves_the_fallback(
         "lastReading": None,
         "lastReadingAt": None,
         "currents": None,
+        "nonChargingCurrents": None,
         "nonChargingLoad": None,
         "gridShare": 60,
     }

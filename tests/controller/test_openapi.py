@@ -35,8 +35,8 @@ from controller.views import JournalLineView, SessionView, StatusView
 from protocol.messages import BootNotificationRequest, StartTransactionRequest
 from tests.controller.conftest import Api, ocpp_url
 from tests.controller.ocpp_client import FakeCharger
+from tests.controller.test_crash import READY
 
-READY = re.compile(r"(REST API on http|OCPP 1\.6J on ws)://[^:]+:(\d+)")
 CONFIG = {
     "stationId": "OPENAPI",
     "gridCapacity": 400,

@@ -20,6 +20,12 @@ runner measures at each step, after things are quiet, holds until the next step 
 tapering vehicle only draws less: the highest grid draw over the day is the highest one seen
 at a step. Grid draw is the vehicles' actual load minus the battery's discharge plus its charge.
 
+A scenario's ``site`` (a building, solar) adds to the grid draw at the connection point. When
+the station reads a site meter, :func:`run_day` serves it on loopback
+(:class:`simulators.site_meter.SiteMeter`) and the runner steps to every tick of the meter's
+interval, where the controller reads it once the step is quiet (simulators/README.md, "The
+rest of the site").
+
 Drivers: an arriving driver takes a free connector (their own if the scenario names one, else
 the one :class:`simulators.scenarios.ConnectorPool` picks); when none is free they wait in
 line until one frees up or until their departure time. They leave at their departure time,

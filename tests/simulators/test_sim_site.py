@@ -141,6 +141,25 @@ async def test_two_metered_runs_give_the_same_report(metered: DayRecord) -> None
     assert [s.connection_kw for s in metered.samples] == [s.connection_kw for s in again.samples]
 
 
+async def test_the_meter_counts_the_battery_and_the_connection_holds_with_it() -> None:
+    """The meter shows the vehicles' draw less the battery's discharge: the battery covers
+    what the vehicles take above the site's share, the connection stays at its limit less
+    the margin, and the budget still follows the building."""
+    scenario = site_scenario()
+    scenario["station"]["battery"] = {"initialCapacity": 2, "power": 20}
+    record = await run_day(parse_scenario(json.dumps(scenario)))
+    assert record.problems == []
+    (at_100,) = [s for s in record.samples if s.at == 100.0]
+    # Both vehicles at their 50 kW: 12 kW of it from the battery, the rest from the grid.
+    assert at_100.load_kw == pytest.approx(100)
+    assert at_100.battery_kw == pytest.approx(100 - budget(20))
+    assert at_100.connection_kw == pytest.approx(GRID - MARGIN)
+    site = build_report(record)["site"]
+    assert site["longestOverLimitSeconds"] == pytest.approx(181 - STEP_UP, abs=1e-3)
+    over = [s.at for s in record.samples if (s.connection_kw or 0) > GRID + 1e-3]
+    assert over == [pytest.approx(STEP_UP)]
+
+
 def test_compare_meter_and_fixed_on_the_command_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

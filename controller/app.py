@@ -103,13 +103,17 @@ class ControllerApp:
         commit_executor: Executor | None = None,
         history_interval: float = HISTORY_INTERVAL,
         stream_keepalive: float = KEEPALIVE_INTERVAL,
+        poll_site_meter: bool = True,
     ) -> None:
         """``flush_interval`` None: no periodic write-behind, the owner calls
         ``driver.flush()`` (and every commit of a proposal writes what is behind too).
         ``commit_executor``: where the database writes run instead of the repository's own
         thread. A simulated day passes both to keep real time out of its virtual one
-        (simulators/README.md)."""
+        (simulators/README.md). ``poll_site_meter`` False: the Modbus site meter's reader is
+        made but does not poll on its own; the owner calls ``site_meter.poll()`` (a simulated
+        day polls at a point of its step where nothing else is in flight)."""
         self.config = config
+        self._poll_site_meter = poll_site_meter
         self.clock = clock or SystemClock()
         self.host = host if host is not None else config.server.host
         self._rest_port = rest_port if rest_port is not None else config.server.rest_port
@@ -234,7 +238,8 @@ class ControllerApp:
 
         self._meter = ModbusMeterReader(meter, clock, reading)
         log.info("%s", self._meter.description)
-        await self._meter.start()
+        if self._poll_site_meter:
+            await self._meter.start()
 
     @property
     def site_meter(self) -> ModbusMeterReader | None:

@@ -3,6 +3,7 @@
     ev-sim motorway                                  # a shipped scenario, virtual time
     ev-sim my-day.json --strategy even-split --report out.json --plot day.png
     ev-sim --compare fair,even-split depot           # the same arrivals under both strategies
+    ev-sim --compare meter,fixed office              # reading the site meter, or a fixed share
     ev-sim carpark --url ws://127.0.0.1:9000/ocpp    # real time, against a running controller
 
 Exit status: 0 after a run, 1 when the run itself failed (chargers could not connect, the
@@ -31,6 +32,10 @@ __all__ = ["main"]
 
 PROG = "ev-sim"
 STRATEGIES = [s.value for s in Strategy]
+# Runs of a scenario with a site, for --compare: the controller reading the site meter as the
+# scenario says, or the fixed capacity an operator would need without one (gridCapacity minus
+# the building's peak, no meter).
+SITE_VARIANTS = ["meter", "fixed"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--compare",
         metavar="S1,S2",
-        help="run each strategy on the same arrivals and print them side by side",
+        help="run each strategy on the same arrivals and print them side by side; for a "
+        "scenario with a site, 'meter' (the controller reads the site meter) and 'fixed' (no "
+        "meter, gridCapacity minus the building's peak) are runs too",
     )
     parser.add_argument(
         "--url",
@@ -94,11 +101,11 @@ def _strategies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     if args.compare is None:
         return [args.strategy]
     names = [n.strip() for n in args.compare.split(",") if n.strip()]
-    unknown = [n for n in names if n not in STRATEGIES]
+    unknown = [n for n in names if n not in STRATEGIES + SITE_VARIANTS]
     if unknown or not names:
         parser.error(
             f"--compare: unknown strategy {', '.join(unknown) or '(none)'}; "
-            f"choose from {', '.join(STRATEGIES)}"
+            f"choose from {', '.join(STRATEGIES + SITE_VARIANTS)}"
         )
     if len(set(names)) != len(names):
         parser.error("--compare: a strategy is named twice")
@@ -148,16 +155,27 @@ class _Bar:
             sys.stderr.flush()
 
 
+def _variant(scenario: Scenario, name: str | None) -> Scenario:
+    """The scenario a run of --strategy or --compare names (ScenarioError if it has none)."""
+    if name is None:
+        return scenario
+    if name == "meter":
+        if scenario.meter is None:
+            raise ScenarioError(["station.site.meter: --compare meter needs a Modbus site meter"])
+        return scenario
+    if name == "fixed":
+        return scenario.fixed_capacity()
+    return scenario.with_strategy(name)
+
+
 async def _run_all(
-    scenario: Scenario,
-    strategies: Sequence[str | None],
+    days: Sequence[tuple[str | None, Scenario]],
     args: argparse.Namespace,
     bar: Callable[[str, float], _Bar] | None,
 ) -> list[DayRecord]:
     records = []
-    for strategy in strategies:
-        day = scenario if strategy is None else scenario.with_strategy(strategy)
-        label = f"{day.name} {day.station.allocation.strategy}"
+    for name, day in days:
+        label = f"{day.name} {name if name in SITE_VARIANTS else day.station.allocation.strategy}"
         hours = day.duration_hours if args.hours is None else min(args.hours, day.duration_hours)
         progress = None if bar is None else bar(label, hours)
         try:
@@ -174,6 +192,8 @@ async def _run_all(
         finally:
             if progress is not None:
                 progress.close()
+        if name in SITE_VARIANTS:
+            records[-1].variant = name
     return records
 
 
@@ -200,6 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plot is not None:
             require_matplotlib()
         scenario = load_scenario(args.scenario)
+        days = [(name, _variant(scenario, name)) for name in strategies]
     except ScenarioError as error:
         for problem in error.problems:
             where = "" if problem.startswith(args.scenario) else f"{args.scenario}: "
@@ -213,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bar = None if args.no_progress else _Bar
     try:
-        records = asyncio.run(_run_all(scenario, strategies, args, bar))
+        records = asyncio.run(_run_all(days, args, bar))
     except RunError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
@@ -225,13 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(reports))
     for record in records:
         for problem in record.problems[:10]:
-            print(f"{PROG}: {record.strategy}: {problem}", file=sys.stderr)
+            print(f"{PROG}: {record.variant or record.strategy}: {problem}", file=sys.stderr)
     if args.report is not None:
         payload: Any = reports if args.compare is not None else reports[0]
         args.report.write_text(json.dumps(payload, indent=2) + "\n")
     if args.plot is not None:
         for record in records:
-            write_plot(record, plot_path(args.plot, record.strategy, len(records) > 1))
+            name = record.variant or record.strategy
+            write_plot(record, plot_path(args.plot, name, len(records) > 1))
     return 0
 
 

@@ -38,9 +38,8 @@ def write_plot(record: DayRecord, path: Path | str) -> None:
     end_h = record.duration_s / 3600
     figure = Figure(figsize=(11, 9), layout="constrained")
     grid_ax, battery_ax, sessions_ax = figure.subplots(3, 1, sharex=True)
-    figure.suptitle(
-        f"{record.scenario}: strategy {record.strategy}, {len(record.sessions)} vehicles"
-    )
+    run = f"strategy {record.strategy}" + (f", {record.variant}" if record.variant else "")
+    figure.suptitle(f"{record.scenario}: {run}, {len(record.sessions)} vehicles")
 
     grid_ax.step(
         hours,
@@ -65,8 +64,26 @@ def write_plot(record: DayRecord, path: Path | str) -> None:
         linewidth=1,
         label=f"gridCapacity {record.grid_capacity_kw:g} kW",
     )
+    limit = record.connection_limit_kw
+    if limit is not None:
+        # The whole site at the connection point (building - solar + grid draw).
+        grid_ax.plot(
+            hours,
+            [s.connection_kw for s in record.samples],
+            color="tab:purple",
+            linewidth=1.0,
+            label="connection point (with the building and solar)",
+        )
+        grid_ax.axhline(
+            limit,
+            color="tab:purple",
+            linestyle=":",
+            linewidth=1,
+            label=f"connection limit {limit:g} kW",
+        )
     grid_ax.set_ylabel("kW")
-    grid_ax.set_ylim(bottom=0)
+    exported = [c for s in record.samples if (c := s.connection_kw) is not None and c < 0]
+    grid_ax.set_ylim(bottom=min([0.0, *exported]) * 1.05)
     grid_ax.legend(loc="upper left", fontsize="small")
     grid_ax.set_title("Grid draw and station load", loc="left", fontsize="medium")
 

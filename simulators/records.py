@@ -21,6 +21,17 @@ class Sample:
     battery_kwh: float | None
     battery_kw: float  # positive discharging, negative charging
     allocated_kw: float | None  # the controller's sum of session limits (in-process only)
+    # With a simulated site (None without): the rest of the site (building - solar) ...
+    site_kw: float | None = None
+    # ... the connection point as the step found it, before anything in it reacted ...
+    connection_before_kw: float | None = None
+    # ... and just before the step's instant (differs from the above at a step of a profile).
+    connection_arriving_kw: float | None = None
+
+    @property
+    def connection_kw(self) -> float | None:
+        """The whole site at the connection point once the step settled (None: no site)."""
+        return None if self.site_kw is None else self.site_kw + self.grid_kw
 
 
 @dataclass(slots=True)
@@ -81,6 +92,10 @@ class DayRecord:
     duration_s: float
     grid_capacity_kw: float
     battery_capacity_kwh: float | None
+    connection_limit_kw: float | None = None  # with a simulated site: the connection's limit
+    meter_interval_s: float | None = None  # with a site meter the controller reads
+    meter_polls: int = 0  # readings of the simulated site meter the controller took
+    variant: str | None = None  # the name a comparison gave this run ("meter", "fixed")
     samples: list[Sample] = field(default_factory=list)
     sessions: list[SessionRecord] = field(default_factory=list)
     profiles_sent: int = 0

@@ -21,6 +21,13 @@ The figures (camelCase keys, kW and kWh):
   energy it got over the time it took (for a flat curve, its average power over its maximum).
   Raw kW would call a 22 kW van beside a 150 kW bus unfair when both charge at full speed.
   1 is perfectly even; None without any constrained session.
+* ``site`` (null unless the scenario has a ``site``): the whole site at the grid connection
+  (see :func:`site_figures`): ``connectionLimitKw``, ``peakConnectionKw`` (building - solar +
+  charging - battery discharge + battery charge, at the moment a step begins, before anything
+  reacts, and once it settled), ``minutesOverLimit`` and ``longestOverLimitSeconds`` (between
+  two steps the connection point is taken as linear from one to the next), and
+  ``meterIntervalSeconds`` (null when the controller reads no meter) with ``meterPolls``, the
+  readings it took.
 * ``profilesSent``: SetChargingProfile calls the controller sent (against a remote controller:
   the ones the simulated chargers received); ``profilesRejected``: how many of them a charger
   did not accept (e.g. a TxProfile for a transaction whose id the charger does not know yet).
@@ -28,6 +35,7 @@ The figures (camelCase keys, kW and kWh):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -42,6 +50,7 @@ __all__ = [
     "format_table",
     "jain_index",
     "short_parts",
+    "site_figures",
     "speed_share",
 ]
 
@@ -158,6 +167,72 @@ def battery_series(samples: Sequence[Sample], duration_s: float) -> list[list[fl
     return points
 
 
+def _seconds_above(start: float, end: float, span: float, limit: float) -> float:
+    """How long a quantity going linearly from ``start`` to ``end`` over ``span`` seconds
+    stays above ``limit``."""
+    if start > limit and end > limit:
+        return span
+    if start > limit:
+        return span * (start - limit) / (start - end)
+    if end > limit:
+        return span * (end - limit) / (end - start)
+    return 0.0
+
+
+def site_figures(record: DayRecord) -> dict[str, Any] | None:
+    """The connection point against its limit over the day; None without a simulated site.
+
+    Each step gives three values: just before its instant, at it as the step found the site
+    (the building and the sun at that moment, the vehicles and the battery as the last step
+    left them; the two differ where the building's profile steps) and once it settled. The
+    peak is the highest of all. From one step's settled value to the next step's first one
+    nothing reacts, so the connection point is taken as linear in between (the building's
+    profile is, the runner steps at each of its corners; the sun's curve and a tapering
+    vehicle only make that err high). Time over the limit is counted on those stretches: a
+    value over the limit at a step's instant that the same step corrected (a building step
+    that falls on a meter poll) lasted no simulated time, it counts in the peak only."""
+    limit = record.connection_limit_kw
+    if limit is None:
+        return None
+    samples = [s for s in record.samples if s.connection_kw is not None]
+    threshold = limit + GRID_TOLERANCE_KW
+    peak_kw, peak_at = -math.inf, 0.0
+    over_s, run_s, longest_s = 0.0, 0.0, 0.0
+    for index, sample in enumerate(samples):
+        settled = sample.connection_kw
+        assert settled is not None
+        found = (sample.connection_arriving_kw, sample.connection_before_kw, settled)
+        for value in (v for v in found if v is not None):
+            if value > peak_kw:
+                peak_kw, peak_at = value, sample.at
+        if index + 1 == len(samples):
+            break
+        following = samples[index + 1]
+        arriving = following.connection_arriving_kw
+        if arriving is None:
+            arriving = following.connection_kw
+        assert arriving is not None
+        span = following.at - sample.at
+        above = _seconds_above(settled, arriving, span, threshold)
+        over_s += above
+        run_s = run_s + above if settled > threshold else above
+        longest_s = max(longest_s, run_s)
+        if arriving <= threshold:
+            run_s = 0.0
+    if not samples:
+        peak_kw = 0.0
+    return {
+        "connectionLimitKw": _r(limit),
+        "peakConnectionKw": _r(peak_kw),
+        "peakConnectionAtHours": _r(peak_at / 3600),
+        "connectionLimitExceeded": peak_kw > threshold,
+        "minutesOverLimit": _r(over_s / 60),
+        "longestOverLimitSeconds": _r(longest_s),
+        "meterIntervalSeconds": record.meter_interval_s,
+        "meterPolls": record.meter_polls,
+    }
+
+
 def build_report(record: DayRecord) -> dict[str, Any]:
     samples = record.samples
     peak = max(samples, key=lambda s: s.grid_kw, default=None)
@@ -189,6 +264,7 @@ def build_report(record: DayRecord) -> dict[str, Any]:
     return {
         "scenario": record.scenario,
         "strategy": record.strategy,
+        "variant": record.variant,
         "mode": record.mode,
         "durationHours": _r(record.duration_s / 3600),
         "gridCapacityKw": _r(record.grid_capacity_kw),
@@ -212,6 +288,7 @@ def build_report(record: DayRecord) -> dict[str, Any]:
         "vehicles": len(record.sessions),
         "sessions": len(plugged),
         "battery": battery,
+        "site": site_figures(record),
         "limitBreaches": len(record.problems),
         "energyMismatches": len(mismatches),
         "steps": record.steps,
@@ -265,6 +342,21 @@ _ROWS: list[tuple[str, Any]] = [
 ]
 
 
+def _site(report: dict[str, Any], key: str) -> Any:
+    site = report.get("site")
+    return None if site is None else site[key]
+
+
+# Shown when any report of the table has a site.
+_SITE_ROWS: list[tuple[str, Any]] = [
+    ("connection limit (kW)", lambda r: _num(_site(r, "connectionLimitKw"))),
+    ("peak at the connection (kW)", lambda r: _num(_site(r, "peakConnectionKw"))),
+    ("time over the limit (min)", lambda r: _num(_site(r, "minutesOverLimit"), 2)),
+    ("longest over the limit (s)", lambda r: _num(_site(r, "longestOverLimitSeconds"))),
+    ("site meter read every (s)", lambda r: _num(_site(r, "meterIntervalSeconds"), 0)),
+]
+
+
 def _share(report: dict[str, Any]) -> str:
     requested = report["energyRequestedKwh"]
     if not requested:
@@ -285,8 +377,11 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
         return ""
     first = reports[0]
     title = f"{first['scenario']} ({_num(first['durationHours'])} h, {first['mode']})"
-    header = [title] + [str(r["strategy"]) for r in reports]
-    rows = [header] + [[label] + [cell(r) for r in reports] for label, cell in _ROWS]
+    header = [title] + [str(r.get("variant") or r["strategy"]) for r in reports]
+    shown = _ROWS
+    if any(r.get("site") is not None for r in reports):
+        shown = _ROWS[:2] + _SITE_ROWS + _ROWS[2:]
+    rows = [header] + [[label] + [cell(r) for r in reports] for label, cell in shown]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for n, row in enumerate(rows):

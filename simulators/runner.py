@@ -20,6 +20,12 @@ runner measures at each step, after things are quiet, holds until the next step 
 tapering vehicle only draws less: the highest grid draw over the day is the highest one seen
 at a step. Grid draw is the vehicles' actual load minus the battery's discharge plus its charge.
 
+A scenario's ``site`` (a building, solar) adds to the grid draw at the connection point. When
+the station reads a site meter, :func:`run_day` serves it on loopback
+(:class:`simulators.site_meter.SiteMeter`) and the runner steps to every tick of the meter's
+interval, where the controller reads it once the step is quiet (simulators/README.md, "The
+rest of the site").
+
 Drivers: an arriving driver takes a free connector (their own if the scenario names one, else
 the one :class:`simulators.scenarios.ConnectorPool` picks); when none is free they wait in
 line until one frees up or until their departure time. They leave at their departure time,
@@ -47,6 +53,8 @@ from simulators.charger import LocalTransaction
 from simulators.ends import ControllerEnd, LocalController, RemoteController, RunError
 from simulators.records import DayRecord, Sample, SessionRecord
 from simulators.scenarios import ConnectorPool, PlannedVisit, Scenario, charger_specs
+from simulators.site import CLOCK_RESOLUTION_S
+from simulators.site_meter import SiteMeter
 from simulators.vehicles import Vehicle
 
 __all__ = ["DayRecord", "Progress", "RunError", "Sample", "SessionRecord", "StationDay", "run_day"]
@@ -67,6 +75,9 @@ START_STAGGER_S = 0.001
 CONSTRAINED_MARGIN_KW = 0.05
 # Draws may exceed limits by float noise only (W).
 LIMIT_TOLERANCE_W = 1e-6
+# A site the controller does not read is measured at least this often (seconds), so that the
+# connection point's series shows the building and the sun between other events.
+SITE_SAMPLE_S = 60.0
 
 Progress = Callable[[float, float], None]  # (simulated seconds done, seconds in the day)
 
@@ -100,8 +111,11 @@ class StationDay:
         progress: Progress | None = None,
         announce_vehicles: bool = False,
         meter_on_change_w: float | None = METER_ON_CHANGE_W,
+        site_meter: SiteMeter | None = None,
     ) -> None:
         self.scenario = scenario
+        self.site = None if scenario.site is None else scenario.site.profile()
+        self.site_meter = site_meter
         self.announce_vehicles = announce_vehicles
         self.meter_on_change_w = meter_on_change_w
         self.station = scenario.station
@@ -125,6 +139,11 @@ class StationDay:
             duration_s=self.duration_s,
             grid_capacity_kw=self.station.grid_capacity,
             battery_capacity_kwh=None if battery is None else battery.initial_capacity,
+            connection_limit_kw=scenario.connection_limit_kw,
+            meter_interval_s=None if site_meter is None else site_meter.interval,
+        )
+        self.corners: deque[float] = deque(
+            [] if self.site is None else self.site.corners(self.duration_s)
         )
         for planned in scenario.visits():
             vehicle = planned.vehicle
@@ -228,6 +247,16 @@ class StationDay:
             moments.append(self.upcoming[0].planned.vehicle.arrival)
         moments += [v.planned.vehicle.departure for v in self.waiting]
         moments += [v.planned.vehicle.departure for v in self.plugged]
+        # The clock counts from the epoch: a moment of the day lands within its resolution.
+        while self.corners and self.corners[0] <= now + CLOCK_RESOLUTION_S:
+            self.corners.popleft()
+        if self.corners:
+            moments.append(self.corners[0])
+        if self.site_meter is not None:
+            moments.append(self.site_meter.next_poll)
+        elif self.site is not None:
+            ticks = math.floor((now + CLOCK_RESOLUTION_S) / SITE_SAMPLE_S)
+            moments.append((ticks + 1) * SITE_SAMPLE_S)
         if self.virtual:
             assert isinstance(self.clock, ManualClock)
             for wakeup in (self.clock.next_wakeup(), self.controller.next_wakeup()):
@@ -255,13 +284,19 @@ class StationDay:
             if visit.held_back:
                 visit.record.constrained_s += at - previous
         self.controller.advance(now, self._load_kw())
+        # The connection point as the step finds it: just before this instant (a step of
+        # the building's profile here not taken yet), and at it, before anyone reacts.
+        arriving = self._connection_kw(at, left=True)
+        before = self._connection_kw(at)
         await self._drivers(at)
         await self._start_arrivals(at)
         await self.quiet()
         if self.announce_vehicles and await self._announce():
             await self.quiet()
         at = self._elapsed()  # later than planned if plug-ins were staggered
-        self._measure(at)
+        if self.site_meter is not None and self.site_meter.due(at):
+            await self._read_site_meter(at)
+        self._measure(at, before, arriving)
         if self.progress is not None:
             self.progress(min(at, self.duration_s), self.duration_s)
 
@@ -381,11 +416,50 @@ class StationDay:
             / 1000
         )
 
-    def _measure(self, at: float) -> None:
+    def _connection_kw(self, at: float, *, left: bool = False) -> float | None:
+        """What the whole site takes at the connection point now: the rest of the site plus
+        the vehicles' draw, minus the battery's discharge (plus its charge); None without a
+        simulated site."""
+        if self.site is None:
+            return None
         load = self._load_kw()
         self.controller.advance(self.clock.now(), load)
         battery = self.controller.battery()
         flow = 0.0 if battery is None else battery.power_kw
+        return self._site_kw(at, left=left) + load - flow
+
+    def _site_kw(self, at: float, *, left: bool = False) -> float:
+        """The rest of the site at ``at``, to the clock's resolution: the clock counts from
+        the epoch, so a step of the profile at 180.6 s is reached at 180.5999999."""
+        assert self.site is not None
+        return self.site.net_kw(round(at, 6), left=left)
+
+    async def _read_site_meter(self, at: float) -> None:
+        """The controller reads the meter once, now that the step is quiet: the meter shows
+        the connection point as it is at this instant, and whatever the reading changes
+        settles before the clock moves on."""
+        meter = self.site_meter
+        assert meter is not None
+        power = self._connection_kw(at)
+        assert power is not None
+        meter.show(power)
+        if not await self.controller.read_site_meter():
+            raise RunError(
+                f"the controller could not read the simulated site meter on port "
+                f"{meter.server.port} at {_clock_text(at)} (see the log)"
+            )
+        meter.polled(at)
+        self.record.meter_polls = meter.polls
+        await self.quiet()
+
+    def _measure(
+        self, at: float, before: float | None = None, arriving: float | None = None
+    ) -> None:
+        load = self._load_kw()
+        self.controller.advance(self.clock.now(), load)
+        battery = self.controller.battery()
+        flow = 0.0 if battery is None else battery.power_kw
+        site_kw = None if self.site is None else self._site_kw(at)
         self.record.samples.append(
             Sample(
                 at=at,
@@ -394,6 +468,9 @@ class StationDay:
                 battery_kwh=None if battery is None else battery.stored_kwh,
                 battery_kw=flow,
                 allocated_kw=self.controller.total_allocated_kw(),
+                site_kw=site_kw,
+                connection_before_kw=before,
+                connection_arriving_kw=arriving,
             )
         )
         self.record.steps += 1
@@ -431,7 +508,7 @@ class StationDay:
         for visit in list(self.plugged):
             await self._leave(visit, at)
         await self.quiet()
-        self._measure(at)
+        self._measure(at, self._connection_kw(at), self._connection_kw(at, left=True))
         for visit in self.visits:
             tx = visit.transaction
             if tx is None or tx.meter_stop is None:
@@ -470,7 +547,9 @@ async def run_day(
     With ``announce_vehicles`` the controller is told each vehicle's maximum power as its
     session starts (see :class:`simulators.ends.VehicleAnnouncer`)."""
 
-    def day(controller: ControllerEnd, clock: Clock, virtual: bool) -> StationDay:
+    def day(
+        controller: ControllerEnd, clock: Clock, virtual: bool, site_meter: SiteMeter | None = None
+    ) -> StationDay:
         return StationDay(
             scenario,
             controller,
@@ -479,13 +558,28 @@ async def run_day(
             hours=hours,
             progress=progress,
             announce_vehicles=announce_vehicles,
+            site_meter=site_meter,
         )
 
     if url is not None:
+        if scenario.meter is not None:
+            raise RunError(
+                "the scenario's station reads a site meter: ev-sim serves it only to the "
+                "in-process controller (run without --url)"
+            )
         clock = SystemClock()
         remote = RemoteController(url, scenario.station, clock.now(), rest_url)
         return await day(remote, clock, virtual=False).run()
+    meter = None if scenario.meter is None else SiteMeter(scenario.meter)
+    station = scenario.station
     with tempfile.TemporaryDirectory(prefix="ev-sim-") as workdir:
-        virtual = ManualClock()
-        local = LocalController(scenario.station, virtual, Path(workdir))
-        return await day(local, virtual, virtual=True).run()
+        try:
+            if meter is not None:
+                await meter.start()
+                station = meter.station(station)
+            virtual = ManualClock()
+            local = LocalController(station, virtual, Path(workdir))
+            return await day(local, virtual, virtual=True, site_meter=meter).run()
+        finally:
+            if meter is not None:
+                await meter.stop()

@@ -22,9 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from controller.config import StationConfig, cross_field_problems, validation_problems
+from controller.config import (
+    ModbusMeterConfig,
+    StationConfig,
+    cross_field_problems,
+    validation_problems,
+)
 from protocol.messages import ChargingRateUnitType
 from simulators.charger import ChargerSpec
+from simulators.site import Profile, SiteProfile
 from simulators.vehicles import ChargingCurve, CurveKind, Vehicle
 
 __all__ = [
@@ -34,6 +40,8 @@ __all__ = [
     "PlannedVisit",
     "Scenario",
     "ScenarioError",
+    "SiteSpec",
+    "SolarSpec",
     "VehicleSpec",
     "VehicleType",
     "charger_specs",
@@ -47,6 +55,9 @@ Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Hour = Annotated[float, Field(ge=0, le=24, allow_inf_nan=False)]
+# (hour of the day, kW): linear in between, two points at one hour make a step.
+ProfilePoints = tuple[tuple[Hour, NonNegative], ...]
 
 
 class _Model(BaseModel):
@@ -124,6 +135,43 @@ class GeneratorSpec(_Model):
         return self
 
 
+class SolarSpec(_Model):
+    """Solar panels behind the connection: a clear day's half sine from ``sunrise`` to
+    ``sunset`` (hours) peaking at ``peakKw``, or ``points`` like a building's."""
+
+    peak_kw: Positive | None = None
+    sunrise: Hour = 6.0
+    sunset: Hour = 20.0
+    points: ProfilePoints | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Self:
+        if (self.peak_kw is None) == (self.points is None):
+            raise _invalid("give either peakKw or points, not both")
+        if self.sunset <= self.sunrise:
+            raise _invalid("sunset must be after sunrise")
+        return self
+
+
+class SiteSpec(_Model):
+    """The rest of the site on the station's grid connection (simulators/README.md)."""
+
+    building: ProfilePoints = ()
+    solar: SolarSpec | None = None
+    # The connection's limit the report holds the site to; default station.gridCapacity.
+    connection_limit_kw: Positive | None = None
+
+    def profile(self) -> SiteProfile:
+        solar = self.solar
+        return SiteProfile(
+            building=Profile(self.building),
+            solar=None if solar is None or solar.points is None else Profile(solar.points),
+            solar_peak_kw=0.0 if solar is None or solar.peak_kw is None else solar.peak_kw,
+            sunrise_h=6.0 if solar is None else solar.sunrise,
+            sunset_h=20.0 if solar is None else solar.sunset,
+        )
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
@@ -132,6 +180,7 @@ class Scenario(_Model):
     meter_interval: Annotated[int, Field(ge=1)] = 60
     arrivals: tuple[VehicleSpec, ...] | None = None
     generator: GeneratorSpec | None = None
+    site: SiteSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -156,6 +205,41 @@ class Scenario(_Model):
         """The same day with another allocation strategy (for comparisons)."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         data["station"].setdefault("allocation", {})["strategy"] = strategy
+        return parse_scenario(json.dumps(data))
+
+    @property
+    def meter(self) -> ModbusMeterConfig | None:
+        """The Modbus meter the controller reads, if its station has one."""
+        meter = self.station.site.meter
+        return meter if isinstance(meter, ModbusMeterConfig) else None
+
+    @property
+    def connection_limit_kw(self) -> float | None:
+        """The grid connection's limit the site is held to (None: no site is simulated)."""
+        if self.site is None:
+            return None
+        limit = self.site.connection_limit_kw
+        return self.station.grid_capacity if limit is None else limit
+
+    def fixed_capacity(self) -> Scenario:
+        """The same day without a meter, on the fixed capacity an operator would need to be
+        safe without one: the connection's limit minus the building's peak (solar, which a
+        cloud takes away, not counted)."""
+        limit = self.connection_limit_kw
+        if self.site is None or limit is None:
+            raise ScenarioError(["site: the scenario has no site to compare with"])
+        capacity = limit - self.site.profile().building.peak
+        if capacity <= 0:
+            raise ScenarioError(
+                [
+                    f"site.building: peaks at {self.site.profile().building.peak:g} kW, the "
+                    f"connection's whole {limit:g} kW: no fixed capacity is left for charging"
+                ]
+            )
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        data["station"]["gridCapacity"] = capacity
+        data["station"].setdefault("site", {}).pop("meter", None)
+        data["site"]["connectionLimitKw"] = limit
         return parse_scenario(json.dumps(data))
 
 
@@ -190,6 +274,7 @@ def parse_scenario(text: str | bytes) -> Scenario:
         raise ScenarioError(validation_problems(error)) from None
     problems = [f"station.{p}" for p in cross_field_problems(scenario.station)]
     problems += _reference_problems(scenario)
+    problems += _site_problems(scenario)
     if problems:
         raise ScenarioError(problems)
     return scenario
@@ -228,6 +313,34 @@ def _reference_problems(scenario: Scenario) -> list[str]:
                     problems.append(
                         f"generator.vehicleTypes[{i}].chargers[{j}]: unknown charger {charger_id!r}"
                     )
+    return problems
+
+
+def _profile_problems(points: ProfilePoints, where: str) -> list[str]:
+    problems: list[str] = []
+    for i in range(1, len(points)):
+        hour, before = points[i][0], points[i - 1][0]
+        if hour < before:
+            problems.append(f"{where}[{i}]: hour {hour:g} comes before the previous {before:g}")
+        elif i >= 2 and hour == before == points[i - 2][0]:
+            problems.append(f"{where}[{i}]: a third point at hour {hour:g} (a step takes two)")
+    return problems
+
+
+def _site_problems(scenario: Scenario) -> list[str]:
+    problems: list[str] = []
+    meter = scenario.station.site.meter
+    if meter is not None and meter.type != "modbus":
+        problems.append(
+            f"station.site.meter.type: ev-sim serves a Modbus TCP meter; {meter.type!r} is "
+            "not simulated"
+        )
+    site = scenario.site
+    if site is None:
+        return problems
+    problems += _profile_problems(site.building, "site.building")
+    if site.solar is not None and site.solar.points is not None:
+        problems += _profile_problems(site.solar.points, "site.solar.points")
     return problems
 
 

@@ -17,17 +17,19 @@ the inverse of what the reader decodes).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Final
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from controller.config import RegisterConfig, RegisterMap
+from controller.config import ModbusMeterConfig, RegisterConfig, RegisterMap, StationConfig
 from controller.meter.modbus import encode, register_count
 from controller.meter.presets import PRESETS
+from simulators.site import CLOCK_RESOLUTION_S, phase_currents
 
-__all__ = ["SiteMeterServer"]
+__all__ = ["SiteMeter", "SiteMeterServer"]
 
 # Modbus function codes the meter answers: read holding (3) and read input registers (4).
 _TABLE_OF_FUNCTION: Final = {3: "holding", 4: "input"}
@@ -147,3 +149,49 @@ class SiteMeterServer:
                 registers[offset : offset + len(words)] = words
         self.requests += 1
         return None
+
+
+class SiteMeter:
+    """The grid meter at a simulated site's connection point, served on loopback for the
+    in-process controller of ``ev-sim``, and the grid of moments at which it is read. The
+    runner sets what it shows just before each poll and has the controller's own reader poll
+    it at the configured interval of the station's clock, at a point of a step where nothing
+    else is in flight (simulators/README.md, "The rest of the site")."""
+
+    def __init__(self, config: ModbusMeterConfig) -> None:
+        self.interval = config.interval
+        registers = config.registers if config.registers is not None else config.model
+        assert registers is not None
+        self.server = SiteMeterServer(registers, unit=config.unit)
+        self.next_poll = 0.0  # seconds from the day's start
+        self.polls = 0
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    def station(self, station: StationConfig) -> StationConfig:
+        """The station config with its meter pointed at this server."""
+        meter = station.site.meter
+        assert isinstance(meter, ModbusMeterConfig)
+        served = meter.model_copy(update={"host": self.server.host, "port": self.server.port})
+        site = station.site.model_copy(update={"meter": served})
+        return station.model_copy(update={"site": site})
+
+    def due(self, at: float) -> bool:
+        # The clock counts from the epoch: a tick lands within its resolution (~1e-7 s).
+        return at >= self.next_poll - CLOCK_RESOLUTION_S
+
+    def show(self, power_kw: float) -> None:
+        """What the meter shows from now on: the connection point's power (import positive)
+        and the currents of a balanced three-phase load of it."""
+        self.server.set(power_kw, phase_currents(power_kw))
+
+    def polled(self, at: float) -> None:
+        """A poll at ``at`` is over: the next is the next tick of the interval's grid (ticks
+        already past are skipped, as the reader does on its own)."""
+        self.polls += 1
+        ticks = math.floor((at + CLOCK_RESOLUTION_S) / self.interval)
+        self.next_poll = (ticks + 1) * self.interval

@@ -43,7 +43,7 @@ def test_a_missing_scenario_is_a_clear_error(capsys: pytest.CaptureFixture[str])
     assert status == 2
     assert out == ""
     assert "no/such/day.json: cannot read file" in err
-    assert "shipped scenarios: carpark, depot, motorway" in err
+    assert "shipped scenarios: carpark, depot, motorway, office" in err
     assert "Traceback" not in err
 
 

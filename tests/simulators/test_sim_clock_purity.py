@@ -11,7 +11,15 @@ from shell.clock import ManualClock, sleep_until
 from tests.purity import imported_modules
 
 SIMULATORS = Path(__file__).resolve().parents[2] / "simulators"
-PURE = ["profiles.py", "connector.py", "vehicles.py", "charger.py", "messages.py", "scenarios.py"]
+PURE = [
+    "profiles.py",
+    "connector.py",
+    "vehicles.py",
+    "charger.py",
+    "messages.py",
+    "scenarios.py",
+    "site.py",
+]
 FORBIDDEN = {"asyncio", "websockets", "aiohttp", "socket", "time", "sqlite3", "threading"}
 
 

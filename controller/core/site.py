@@ -52,14 +52,21 @@ class _Peaks:
 
     def highest(self, since: float) -> float | None:
         """The highest value after ``since`` (the latest counts even when older)."""
+        self._forget(since)
+        queue = self._queue
+        return queue[0][1] if queue else None
+
+    def next_drop_at(self, now: float, hold: float) -> float | None:
+        """When the highest value of a window of ``hold`` seconds next falls (None: it
+        cannot fall without a new value); always after ``now``."""
+        self._forget(now - hold)
+        queue = self._queue
+        return queue[0][0] + hold if len(queue) > 1 else None
+
+    def _forget(self, since: float) -> None:
         queue = self._queue
         while len(queue) > 1 and queue[0][0] <= since:
             queue.popleft()
-        return queue[0][1] if queue else None
-
-    def next_drop_at(self, hold: float) -> float | None:
-        """When the front leaves a window of ``hold`` seconds (None: nothing would drop)."""
-        return self._queue[0][0] + hold if len(self._queue) > 1 else None
 
 
 class MeterState(StrEnum):
@@ -159,7 +166,7 @@ class SiteBudget:
         moments = [
             moment
             for peaks in (self._load, *self._phases)
-            if (moment := peaks.next_drop_at(self.hold)) is not None
+            if (moment := peaks.next_drop_at(now, self.hold)) is not None
         ]
         last = self.last
         if last is not None and now - last.at <= self.timeout:

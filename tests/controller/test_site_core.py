@@ -300,3 +300,35 @@ def test_the_budget_is_the_connection_minus_the_window_peak(
         seen.append((now, load))
         window = [value for at, value in seen if at > now - 10] or [seen[-1][1]]
         assert budget.share(now) == pytest.approx(max(0.0, 250 - max(window) - 5))
+
+
+@settings(max_examples=200, derandomize=True)
+@given(
+    readings=st.lists(
+        st.tuples(
+            st.floats(0.1, 30),
+            st.floats(-100, 200),
+            st.one_of(st.none(), st.tuples(*[st.floats(0, 400)] * 3)),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    later=st.floats(0, 100),
+    limit=st.one_of(st.none(), st.floats(50, 500)),
+)
+def test_the_next_change_of_the_budget_is_always_ahead(
+    readings: list[tuple[float, float, tuple[float, float, float] | None]],
+    later: float,
+    limit: float | None,
+) -> None:
+    """The core wakes itself at ``next_change_at``: a moment not after now would wake it
+    again at once, forever (whether or not the phases' windows are read)."""
+    budget = SiteBudget(
+        capacity=250, margin=5, hold=10, timeout=15, fallback=60, current_limit=limit
+    )
+    now = 0.0
+    for gap, load, currents in readings:
+        now += gap
+        budget.record(now, load, currents, charging=0, battery_flow=0)
+        moment = budget.next_change_at(now + later)
+        assert moment is None or moment > now + later

@@ -1,0 +1,368 @@
+"""Allocation with the electrical model (docs/electrical-allocation.md).
+
+Four passes over the linear constraints of :mod:`allocator.electrical_model`:
+
+1. *Running set*: sessions in rotation order, each kept if its minimum fits
+   with the pinned sessions and every session kept before it at theirs, on
+   every constraint. Only constraints that the sum of all minimums overfills
+   can refuse anyone, so only sessions on those are walked one by one.
+2. *Filling*: max-min fair in kW among the running sessions, continuous,
+   under every constraint and cap. A session whose fair level is below its
+   minimum is held at its minimum and the others are filled again.
+3. *Rounding* each session down to its step (never below its minimum).
+4. *Top-up*: the lowest sessions take one more step while every constraint
+   they are on still has room, until no session can.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from allocator.api import allocate
+from allocator.electrical_model import (
+    AC,
+    SLOTS,
+    CompiledStation,
+    SessionArrays,
+    compile_station,
+    read_sessions,
+)
+from allocator.electrical_types import (
+    BOUND_MINIMUM,
+    SITE_PHASES,
+    TOLERANCE,
+    ElectricalDemand,
+    ElectricalLimit,
+    ElectricalStation,
+)
+from allocator.tree import ROOT, BoolArray, FloatArray, IntArray
+from allocator.types import (
+    BOUND_CHARGER,
+    BOUND_PINNED,
+    BOUND_STATION,
+    BOUND_VEHICLE,
+    Demand,
+    Limit,
+)
+
+
+def allocate_electrical(
+    station: ElectricalStation | CompiledStation,
+    demands: Sequence[ElectricalDemand],
+    root_limit: float,
+    order: Sequence[str] | None = None,
+) -> dict[str, ElectricalLimit]:
+    """One limit per demand, keyed by session id.
+
+    ``order`` is the rotation order (:mod:`allocator.rotation`): the running
+    set is the greedy one in that order. Sessions it does not name come after,
+    earliest start first. ``root_limit`` is the station's available kW, as for
+    :func:`allocator.allocate`. A station without any electrical data gets
+    exactly :func:`allocator.allocate`'s ``fair`` limits (property 6).
+
+    Raises ValueError for invalid stations or demands (see
+    :func:`allocator.electrical_model.compile_station`).
+    """
+    if math.isnan(root_limit):
+        raise ValueError("root_limit must not be NaN")
+    cs = station if isinstance(station, CompiledStation) else compile_station(station)
+    if not cs.station.has_electrical_data:
+        return _as_today(cs, demands, root_limit)
+    ids, s = read_sessions(cs, demands, order)
+    limit = cs.limit.copy()
+    limit[ROOT * SLOTS] = math.inf if root_limit == math.inf else max(0, math.floor(root_limit))
+
+    base = np.bincount(
+        s.pair_constraint,
+        weights=s.pair_weight * s.pinned_kw[s.pair_session],
+        minlength=len(limit),
+    ).astype(np.float64)
+    running, blocked_at = _running_set(s, limit, base)
+    units, held = _fill(s, limit, base, running)
+    # Sessions held at their minimum stay there: their fair share is below it
+    # (docs/electrical-allocation.md, "Held at the minimum").
+    _top_up(s, limit, base, running & ~held, units)
+    return _limits(cs, ids, s, limit, base, running, blocked_at, units, held)
+
+
+def _as_today(
+    cs: CompiledStation, demands: Sequence[ElectricalDemand], root_limit: float
+) -> dict[str, ElectricalLimit]:
+    plain: list[Demand] = []
+    for d in demands:
+        fixed = None
+        if d.fixed is not None:
+            if not float(d.fixed).is_integer():
+                raise ValueError(f"session {d.session_id!r}: fixed must be whole kW")
+            fixed = int(d.fixed)
+        plain.append(Demand(d.session_id, d.charger_id, d.started_at, d.vehicle_max_power, fixed))
+    result = allocate(cs.tree, plain, root_limit)
+    return {sid: _from_limit(limit) for sid, limit in result.items()}
+
+
+def _from_limit(limit: Limit) -> ElectricalLimit:
+    return ElectricalLimit(True, float(limit.power), None, SITE_PHASES, limit.bound)
+
+
+def _running_set(
+    s: SessionArrays, limit: FloatArray, base: FloatArray
+) -> tuple[BoolArray, IntArray]:
+    """Greedy in rank order: keep a session if its minimum fits with those kept before.
+
+    Returns the running mask and, per session, the constraint that refused
+    it (-1 if running).
+    """
+    count = len(s.node)
+    running = ~s.pinned
+    blocked_at = np.full(count, -1, dtype=np.int64)
+    min_kw = s.units_min * s.step_kw
+    use = s.pair_weight * np.where(s.pinned, 0.0, min_kw)[s.pair_session]
+    total = base + np.bincount(s.pair_constraint, weights=use, minlength=len(limit))
+    contested = total > limit + TOLERANCE
+    if not contested.any():
+        return running, blocked_at
+    on = contested[s.pair_constraint] & (use > 0)
+    sessions = s.pair_session[on].tolist()
+    constraints = s.pair_constraint[on].tolist()
+    amounts = use[on].tolist()
+    room = (limit + TOLERANCE - base).tolist()
+    # Pairs are grouped by session in rank order: walk them one session at a time.
+    i = 0
+    end = len(sessions)
+    while i < end:
+        session = sessions[i]
+        j = i
+        refused = -1
+        while j < end and sessions[j] == session:
+            if refused < 0 and amounts[j] > room[constraints[j]]:
+                refused = constraints[j]
+            j += 1
+        if refused >= 0:
+            running[session] = False
+            blocked_at[session] = refused
+        else:
+            for k in range(i, j):
+                room[constraints[k]] -= amounts[k]
+        i = j
+    return running, blocked_at
+
+
+def _fill(
+    s: SessionArrays, limit: FloatArray, base: FloatArray, running: BoolArray
+) -> tuple[IntArray, BoolArray]:
+    """Whole steps per session after the max-min filling and rounding down."""
+    count = len(s.node)
+    units = np.zeros(count, dtype=np.int64)
+    held = np.zeros(count, dtype=np.bool_)
+    cap_kw = s.units_cap * s.step_kw
+    min_kw = s.units_min * s.step_kw
+    while True:
+        free = running & ~held
+        reserved = base + np.bincount(
+            s.pair_constraint,
+            weights=s.pair_weight * np.where(held, min_kw, 0.0)[s.pair_session],
+            minlength=len(limit),
+        )
+        in_fill = free[s.pair_session]
+        level = _water_fill(
+            limit,
+            reserved,
+            s.pair_session[in_fill],
+            s.pair_constraint[in_fill],
+            s.pair_weight[in_fill],
+            cap_kw,
+        )
+        short = free & (level < min_kw - 1e-9)
+        if not short.any():
+            break
+        # Held below its minimum with this much room, so with less room too
+        # (docs/electrical-allocation.md, "Held at the minimum").
+        held |= short
+    units = np.floor(np.nan_to_num(level, posinf=0.0) / s.step_kw + 1e-9).astype(np.int64)
+    units = np.clip(units, s.units_min, s.units_cap)
+    units[held] = s.units_min[held]
+    units[~running] = 0
+    return units, held
+
+
+def _water_fill(
+    limit: FloatArray,
+    reserved: FloatArray,
+    ps: IntArray,
+    pc: IntArray,
+    pw: FloatArray,
+    cap_kw: FloatArray,
+) -> FloatArray:
+    """Continuous progressive filling: everyone grows at the same kW rate, each
+    session stops at its cap or when a constraint it is on is full.
+
+    ``ps`` (grouped by session) / ``pc`` / ``pw`` are the sessions' pairs.
+    Each round computes, with what is settled so far, the level at which each
+    constraint would be full if nobody else stopped first (a lower bound of
+    when it really fills: stopping sessions only slows it). A constraint whose
+    level is the lowest among the levels and caps of all its sessions really
+    fills then, so its sessions are settled at that level; so is a session
+    whose cap is below every level it sees. Each round settles at least the
+    overall lowest one, usually many.
+    """
+    level = np.full(len(cap_kw), np.nan)
+    filled = reserved.copy()
+    size = len(limit)
+    while len(ps):
+        rate = np.bincount(pc, weights=pw, minlength=size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            full_at = np.where(rate > 0, (limit - filled) / rate, np.inf)
+        np.maximum(full_at, 0.0, out=full_at)
+        first = np.empty(len(ps), dtype=np.bool_)
+        first[0] = True
+        np.not_equal(ps[1:], ps[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        sessions = ps[starts]
+        seen = np.minimum(np.minimum.reduceat(full_at[pc], starts), cap_kw[sessions])
+        lowest_seen = np.full(size, np.inf)
+        np.minimum.at(lowest_seen, pc, seen[group])
+        settles_here = full_at <= lowest_seen
+        settled = (seen >= cap_kw[sessions]) | (
+            np.bincount(group, weights=settles_here[pc], minlength=len(sessions)) > 0
+        )
+        level[sessions[settled]] = seen[settled]
+        done = settled[group]
+        filled += np.bincount(pc[done], weights=pw[done] * seen[group[done]], minlength=size)
+        keep = ~done
+        ps, pc, pw = ps[keep], pc[keep], pw[keep]
+    return level
+
+
+def _top_up(
+    s: SessionArrays,
+    limit: FloatArray,
+    base: FloatArray,
+    eligible: BoolArray,
+    units: IntArray,
+) -> None:
+    """Give ``eligible`` sessions one more step, lowest power first, while one can take it."""
+    size = len(limit)
+    step_use = s.pair_weight * s.step_kw[s.pair_session]
+    candidate = eligible & ~s.pinned & (units < s.units_cap)
+    while candidate.any():
+        used = base + np.bincount(
+            s.pair_constraint,
+            weights=s.pair_weight * (units * s.step_kw)[s.pair_session],
+            minlength=size,
+        )
+        room = limit + TOLERANCE - used
+        fits = step_use <= room[s.pair_constraint]
+        # A session blocked on one constraint stays blocked: room only shrinks.
+        candidate &= np.bincount(s.pair_session, weights=~fits, minlength=len(units)) == 0
+        if not candidate.any():
+            return
+        on = np.flatnonzero(candidate[s.pair_session])
+        pc = s.pair_constraint[on]
+        who = s.pair_session[on]
+        power = units[who] * s.step_kw[who]
+        # Within each constraint, the lowest sessions first (ties: rank).
+        by = np.lexsort((who, power, pc))
+        pc_sorted = pc[by]
+        amount = step_use[on][by]
+        total = np.cumsum(amount)
+        first = np.empty(len(by), dtype=np.bool_)
+        first[0] = True
+        np.not_equal(pc_sorted[1:], pc_sorted[:-1], out=first[1:])
+        before_group = (total - amount)[np.flatnonzero(first)][np.cumsum(first) - 1]
+        ok = np.empty(len(by), dtype=np.bool_)
+        ok[by] = total - before_group <= room[pc_sorted]
+        refused = candidate & (np.bincount(who, weights=~ok, minlength=len(units)) > 0)
+        # As if one at a time, lowest first: a session waits for the next
+        # round while a lower one on a constraint it shares was refused (that
+        # one may still take the room there once its own refusal is settled).
+        listed = np.flatnonzero(candidate)
+        key = np.zeros(len(units), dtype=np.int64)
+        key[listed[np.lexsort((listed, units[listed] * s.step_kw[listed]))]] = np.arange(
+            len(listed)
+        )
+        lowest_refused = np.full(size, len(listed), dtype=np.int64)
+        at = refused[who]
+        np.minimum.at(lowest_refused, pc[at], key[who[at]])
+        behind = np.bincount(who, weights=key[who] > lowest_refused[pc], minlength=len(units))
+        # Small steps climb before a big step is taken above them: on each of
+        # its constraints, a session takes a step only while it is less than
+        # the smallest step there above the lowest candidate there.
+        lowest = np.full(size, np.inf)
+        np.minimum.at(lowest, pc, power)
+        smallest = np.full(size, np.inf)
+        np.minimum.at(smallest, pc, s.step_kw[who])
+        ahead = power >= lowest[pc] + smallest[pc] - 1e-12
+        early = np.bincount(who, weights=ahead, minlength=len(units))
+        grant = candidate & ~refused & (behind == 0) & (early == 0)
+        units[grant] += 1
+        candidate &= units < s.units_cap
+
+
+def _limits(
+    cs: CompiledStation,
+    ids: list[str],
+    s: SessionArrays,
+    limit: FloatArray,
+    base: FloatArray,
+    running: BoolArray,
+    blocked_at: IntArray,
+    units: IntArray,
+    held: BoolArray,
+) -> dict[str, ElectricalLimit]:
+    tree = cs.tree
+    power = units * s.step_kw
+    used = base + np.bincount(
+        s.pair_constraint, weights=s.pair_weight * power[s.pair_session], minlength=len(limit)
+    )
+    # The closest constraint on which one more step does not fit.
+    step_use = s.pair_weight * s.step_kw[s.pair_session]
+    full = step_use > limit[s.pair_constraint] + TOLERANCE - used[s.pair_constraint]
+    closest = np.full(len(units), -1, dtype=np.int64)
+    at = np.flatnonzero(full)[::-1]
+    closest[s.pair_session[at]] = s.pair_constraint[at]  # the first pair wins
+
+    names = tree.bound_names
+    node_name = [names[b] for b in tree.node_bound.tolist()]
+    is_ac = s.kind == AC
+    current = np.round(units * cs.step[s.node], 9)
+    result: dict[str, ElectricalLimit] = {}
+    phase_sets = {
+        key: tuple(p for p, on in zip(SITE_PHASES, key, strict=True) if on)
+        for key in {tuple(row) for row in s.mask.tolist()}
+    }
+    for position, source in enumerate(s.source.tolist()):
+        phases = phase_sets[tuple(s.mask[position].tolist())]
+        if s.pinned[position]:
+            fixed = float(s.pinned_kw[position])
+            amps = (
+                round(fixed * 1000 / float(cs.voltage[s.node[position]] * len(phases)), 9)
+                if is_ac[position]
+                else None
+            )
+            result[ids[source]] = ElectricalLimit(fixed > 0, fixed, amps, phases, BOUND_PINNED)
+            continue
+        if not running[position]:
+            bound = node_name[int(blocked_at[position]) // SLOTS]
+            amps = 0.0 if is_ac[position] else None
+            result[ids[source]] = ElectricalLimit(False, 0.0, amps, phases, bound)
+            continue
+        u = int(units[position])
+        if u >= s.units_cap[position] and s.units_cap[position] > s.units_min[position]:
+            bound = BOUND_VEHICLE if s.vehicle_bound[position] else BOUND_CHARGER
+        elif held[position] and u == s.units_min[position]:
+            bound = BOUND_MINIMUM
+        elif closest[position] >= 0:
+            bound = node_name[int(closest[position]) // SLOTS]
+        elif u >= s.units_cap[position]:
+            bound = BOUND_VEHICLE if s.vehicle_bound[position] else BOUND_CHARGER
+        else:
+            bound = BOUND_STATION
+        amps = float(current[position]) if is_ac[position] else None
+        result[ids[source]] = ElectricalLimit(
+            True, round(float(power[position]), 9), amps, phases, bound
+        )
+    return result

@@ -16,6 +16,7 @@ Four passes over the linear constraints of :mod:`allocator.electrical_model`:
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 
@@ -38,15 +39,8 @@ from allocator.electrical_types import (
     ElectricalLimit,
     ElectricalStation,
 )
-from allocator.tree import ROOT, BoolArray, FloatArray, IntArray
-from allocator.types import (
-    BOUND_CHARGER,
-    BOUND_PINNED,
-    BOUND_STATION,
-    BOUND_VEHICLE,
-    Demand,
-    Limit,
-)
+from allocator.tree import CHARGER, PINNED, ROOT, STATION, VEHICLE, BoolArray, FloatArray, IntArray
+from allocator.types import Demand, Limit
 
 
 def allocate_electrical(
@@ -244,62 +238,73 @@ def _top_up(
     eligible: BoolArray,
     units: IntArray,
 ) -> None:
-    """Give ``eligible`` sessions one more step, lowest power first, while one can take it."""
+    """Give ``eligible`` sessions one more step at a time, always to the lowest
+    (ties: rank) that can take it, until none can.
+
+    One at a time on purpose: with steps of different sizes, a parallel round
+    would let a big step jump above small ones that could still climb. Only
+    sessions whose step fits everywhere now take part, and a session whose
+    step does not fit is done (room only shrinks), so the heap sees about
+    (candidates + steps given) entries: the slack left by rounding down.
+    """
     size = len(limit)
     step_use = s.pair_weight * s.step_kw[s.pair_session]
-    candidate = eligible & ~s.pinned & (units < s.units_cap)
-    while candidate.any():
-        used = base + np.bincount(
-            s.pair_constraint,
-            weights=s.pair_weight * (units * s.step_kw)[s.pair_session],
-            minlength=size,
-        )
-        room = limit + TOLERANCE - used
-        fits = step_use <= room[s.pair_constraint]
-        # A session blocked on one constraint stays blocked: room only shrinks.
-        candidate &= np.bincount(s.pair_session, weights=~fits, minlength=len(units)) == 0
-        if not candidate.any():
-            return
-        on = np.flatnonzero(candidate[s.pair_session])
-        pc = s.pair_constraint[on]
-        who = s.pair_session[on]
-        power = units[who] * s.step_kw[who]
-        # Within each constraint, the lowest sessions first (ties: rank).
-        by = np.lexsort((who, power, pc))
-        pc_sorted = pc[by]
-        amount = step_use[on][by]
-        total = np.cumsum(amount)
-        first = np.empty(len(by), dtype=np.bool_)
-        first[0] = True
-        np.not_equal(pc_sorted[1:], pc_sorted[:-1], out=first[1:])
-        before_group = (total - amount)[np.flatnonzero(first)][np.cumsum(first) - 1]
-        ok = np.empty(len(by), dtype=np.bool_)
-        ok[by] = total - before_group <= room[pc_sorted]
-        refused = candidate & (np.bincount(who, weights=~ok, minlength=len(units)) > 0)
-        # As if one at a time, lowest first: a session waits for the next
-        # round while a lower one on a constraint it shares was refused (that
-        # one may still take the room there once its own refusal is settled).
-        listed = np.flatnonzero(candidate)
-        key = np.zeros(len(units), dtype=np.int64)
-        key[listed[np.lexsort((listed, units[listed] * s.step_kw[listed]))]] = np.arange(
-            len(listed)
-        )
-        lowest_refused = np.full(size, len(listed), dtype=np.int64)
-        at = refused[who]
-        np.minimum.at(lowest_refused, pc[at], key[who[at]])
-        behind = np.bincount(who, weights=key[who] > lowest_refused[pc], minlength=len(units))
-        # Small steps climb before a big step is taken above them: on each of
-        # its constraints, a session takes a step only while it is less than
-        # the smallest step there above the lowest candidate there.
-        lowest = np.full(size, np.inf)
-        np.minimum.at(lowest, pc, power)
-        smallest = np.full(size, np.inf)
-        np.minimum.at(smallest, pc, s.step_kw[who])
-        ahead = power >= lowest[pc] + smallest[pc] - 1e-12
-        early = np.bincount(who, weights=ahead, minlength=len(units))
-        grant = candidate & ~refused & (behind == 0) & (early == 0)
-        units[grant] += 1
-        candidate &= units < s.units_cap
+    used = base + np.bincount(
+        s.pair_constraint,
+        weights=s.pair_weight * (units * s.step_kw)[s.pair_session],
+        minlength=size,
+    )
+    room_array = limit + TOLERANCE - used
+    fits = step_use <= room_array[s.pair_constraint]
+    candidate = (
+        eligible
+        & ~s.pinned
+        & (units < s.units_cap)
+        & (np.bincount(s.pair_session, weights=~fits, minlength=len(units)) == 0)
+    )
+    # A constraint with room for every step the candidates could still take
+    # never refuses one: leave it out of the walk.
+    headroom = (s.units_cap - units)[s.pair_session] * step_use
+    wanted = np.bincount(
+        s.pair_constraint,
+        weights=np.where(candidate[s.pair_session], headroom, 0.0),
+        minlength=size,
+    )
+    tight = wanted > room_array
+    free = candidate & (
+        np.bincount(s.pair_session, weights=tight[s.pair_constraint], minlength=len(units)) == 0
+    )
+    units[free] = s.units_cap[free]
+    candidate &= ~free
+    listed = np.flatnonzero(candidate)
+    if not len(listed):
+        return
+    on = np.flatnonzero(tight[s.pair_constraint] & candidate[s.pair_session])
+    pair_session = s.pair_session[on]
+    bounds = np.searchsorted(pair_session, np.stack([listed, listed + 1]))
+    room = room_array.tolist()
+    constraint = s.pair_constraint[on].tolist()
+    amount = step_use[on].tolist()
+    step = s.step_kw.tolist()
+    cap = s.units_cap.tolist()
+    given = units.tolist()
+    heap = [
+        (given[i] * step[i], i, lo, hi)
+        for i, lo, hi in zip(listed.tolist(), bounds[0].tolist(), bounds[1].tolist(), strict=True)
+    ]
+    heapq.heapify(heap)
+    while heap:
+        _, i, lo, hi = heapq.heappop(heap)
+        for k in range(lo, hi):
+            if amount[k] > room[constraint[k]]:
+                break
+        else:
+            for k in range(lo, hi):
+                room[constraint[k]] -= amount[k]
+            given[i] += 1
+            if given[i] < cap[i]:
+                heapq.heappush(heap, (given[i] * step[i], i, lo, hi))
+    units[listed] = np.array(given, dtype=np.int64)[listed]
 
 
 def _limits(
@@ -314,6 +319,7 @@ def _limits(
     held: BoolArray,
 ) -> dict[str, ElectricalLimit]:
     tree = cs.tree
+    count = len(units)
     power = units * s.step_kw
     used = base + np.bincount(
         s.pair_constraint, weights=s.pair_weight * power[s.pair_session], minlength=len(limit)
@@ -321,48 +327,47 @@ def _limits(
     # The closest constraint on which one more step does not fit.
     step_use = s.pair_weight * s.step_kw[s.pair_session]
     full = step_use > limit[s.pair_constraint] + TOLERANCE - used[s.pair_constraint]
-    closest = np.full(len(units), -1, dtype=np.int64)
+    closest = np.full(count, -1, dtype=np.int64)
     at = np.flatnonzero(full)[::-1]
     closest[s.pair_session[at]] = s.pair_constraint[at]  # the first pair wins
 
-    names = tree.bound_names
-    node_name = [names[b] for b in tree.node_bound.tolist()]
+    # A bound code per session: an index into labels.
+    labels = [*tree.bound_names, BOUND_MINIMUM]
+    minimum_code = len(labels) - 1
+    node_code = tree.node_bound
+    at_cap = units >= s.units_cap
+    cap_code = np.where(s.vehicle_bound, VEHICLE, CHARGER)
+    code = np.where(closest >= 0, node_code[np.maximum(closest, 0) // SLOTS], STATION)
+    code = np.where(at_cap, cap_code, code)
+    code = np.where(held & (units == s.units_min), minimum_code, code)
+    code = np.where(at_cap & (s.units_cap > s.units_min), cap_code, code)
+    code = np.where(running, code, node_code[np.maximum(blocked_at, 0) // SLOTS])
+    code = np.where(s.pinned, PINNED, code)
+
     is_ac = s.kind == AC
-    current = np.round(units * cs.step[s.node], 9)
-    result: dict[str, ElectricalLimit] = {}
-    phase_sets = {
-        key: tuple(p for p, on in zip(SITE_PHASES, key, strict=True) if on)
-        for key in {tuple(row) for row in s.mask.tolist()}
-    }
-    for position, source in enumerate(s.source.tolist()):
-        phases = phase_sets[tuple(s.mask[position].tolist())]
-        if s.pinned[position]:
-            fixed = float(s.pinned_kw[position])
-            amps = (
-                round(fixed * 1000 / float(cs.voltage[s.node[position]] * len(phases)), 9)
-                if is_ac[position]
-                else None
-            )
-            result[ids[source]] = ElectricalLimit(fixed > 0, fixed, amps, phases, BOUND_PINNED)
-            continue
-        if not running[position]:
-            bound = node_name[int(blocked_at[position]) // SLOTS]
-            amps = 0.0 if is_ac[position] else None
-            result[ids[source]] = ElectricalLimit(False, 0.0, amps, phases, bound)
-            continue
-        u = int(units[position])
-        if u >= s.units_cap[position] and s.units_cap[position] > s.units_min[position]:
-            bound = BOUND_VEHICLE if s.vehicle_bound[position] else BOUND_CHARGER
-        elif held[position] and u == s.units_min[position]:
-            bound = BOUND_MINIMUM
-        elif closest[position] >= 0:
-            bound = node_name[int(closest[position]) // SLOTS]
-        elif u >= s.units_cap[position]:
-            bound = BOUND_VEHICLE if s.vehicle_bound[position] else BOUND_CHARGER
-        else:
-            bound = BOUND_STATION
-        amps = float(current[position]) if is_ac[position] else None
-        result[ids[source]] = ElectricalLimit(
-            True, round(float(power[position]), 9), amps, phases, bound
+    phases_used = s.mask.sum(axis=1)
+    kw = np.where(s.pinned, s.pinned_kw, power).round(9)
+    amps = np.where(
+        s.pinned, s.pinned_kw * 1000 / (cs.voltage[s.node] * phases_used), units * cs.step[s.node]
+    ).round(9)
+    live = np.where(s.pinned, s.pinned_kw > 0, running)
+    phase_sets = np.empty(8, dtype=object)
+    phase_sets[:] = [tuple(p for b, p in enumerate(SITE_PHASES) if n >> b & 1) for n in range(8)]
+    label_array = np.empty(len(labels), dtype=object)
+    label_array[:] = labels
+    current = amps.astype(object)
+    current[~is_ac] = None
+    made = list(
+        map(
+            ElectricalLimit,
+            live.tolist(),
+            kw.tolist(),
+            current.tolist(),
+            phase_sets[s.mask @ np.array([1, 2, 4])].tolist(),
+            label_array[code].tolist(),
         )
-    return result
+    )
+    in_caller_order: list[ElectricalLimit] = [made[0]] * count if count else []
+    for position, source in enumerate(s.source.tolist()):
+        in_caller_order[source] = made[position]
+    return dict(zip(ids, in_caller_order, strict=True))

@@ -205,9 +205,15 @@ def read_sessions(
 
     kind = cs.kind[node]
     mask = cs.phase_mask[node].copy()
-    for position, d in enumerate(ordered):
-        if d.phases is not None and kind[position] == AC:
-            mask[position] = _session_mask(cs, int(node[position]), d)
+    stated = [i for i, d in enumerate(ordered) if d.phases is not None]
+    masks: dict[tuple[int, object], BoolArray] = {}
+    for position in stated:
+        if kind[position] == AC:
+            d = ordered[position]
+            key = (int(node[position]), d.phases)
+            if key not in masks:
+                masks[key] = _session_mask(cs, key[0], d)
+            mask[position] = masks[key]
     used = mask.sum(axis=1)
     voltage = cs.voltage[node]
     step_a = cs.step[node]

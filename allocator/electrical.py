@@ -367,7 +367,6 @@ def _limits(
             label_array[code].tolist(),
         )
     )
-    in_caller_order: list[ElectricalLimit] = [made[0]] * count if count else []
-    for position, source in enumerate(s.source.tolist()):
-        in_caller_order[source] = made[position]
-    return dict(zip(ids, in_caller_order, strict=True))
+    in_caller_order = np.empty(count, dtype=object)
+    in_caller_order[s.source] = made
+    return dict(zip(ids, in_caller_order.tolist(), strict=True))

@@ -29,6 +29,7 @@ from allocator.electrical_types import (
     ElectricalDemand,
     ElectricalStation,
 )
+from allocator.sessions import _priority_order
 from allocator.tree import ROOT, BoolArray, CompiledTree, FloatArray, IntArray, compile_tree
 
 # Kinds of charger node.
@@ -205,15 +206,21 @@ def read_sessions(
 
     kind = cs.kind[node]
     mask = cs.phase_mask[node].copy()
-    stated = [i for i, d in enumerate(ordered) if d.phases is not None]
-    masks: dict[tuple[int, object], BoolArray] = {}
-    for position in stated:
-        if kind[position] == AC:
+    # Sessions that state their phases: one mask per (charger, phases) pair.
+    kinds = kind.tolist()
+    nodes = node.tolist()
+    stated = [i for i, d in enumerate(ordered) if d.phases is not None and kinds[i] == AC]
+    if stated:
+        masks: dict[tuple[int, object], BoolArray] = {}
+        rows: list[BoolArray] = []
+        for position in stated:
             d = ordered[position]
-            key = (int(node[position]), d.phases)
-            if key not in masks:
-                masks[key] = _session_mask(cs, key[0], d)
-            mask[position] = masks[key]
+            key = (nodes[position], d.phases)
+            row = masks.get(key)
+            if row is None:
+                row = masks[key] = _session_mask(cs, key[0], d)
+            rows.append(row)
+        mask[stated] = np.array(rows)
     used = mask.sum(axis=1)
     voltage = cs.voltage[node]
     step_a = cs.step[node]
@@ -270,17 +277,16 @@ def read_sessions(
 
 def _ranks(ids: list[str], started: FloatArray, order: Sequence[str] | None) -> IntArray:
     count = len(ids)
-    # The default order: earliest start, then smallest id.
-    default = sorted(range(count), key=lambda i: (started[i], ids[i]))
+    # The default order: earliest start, then smallest id (as allocate's priority).
+    default = _priority_order(started, started.tolist(), ids)
     rank = np.empty(count, dtype=np.int64)
     if not order:
         rank[default] = np.arange(count)
         return rank
     position: Mapping[str, int] = {sid: i for i, sid in reversed(list(enumerate(order)))}
-    named = [position.get(sid, -1) for sid in ids]
+    named = np.fromiter((position.get(sid, -1) for sid in ids), dtype=np.int64, count=count)
     rank[default] = np.arange(count) + len(order)
-    named_array = np.array(named, dtype=np.int64).reshape(count)
-    return np.where(named_array >= 0, named_array, rank)
+    return np.where(named >= 0, named, rank)
 
 
 def _session_mask(cs: CompiledStation, v: int, d: ElectricalDemand) -> BoolArray:

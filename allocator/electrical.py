@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -74,12 +75,37 @@ def allocate_electrical(
         weights=s.pair_weight * s.pinned_kw[s.pair_session],
         minlength=len(limit),
     ).astype(np.float64)
+    s = _without_slack_constraints(s, limit, base)
     running, blocked_at = _running_set(s, limit, base)
     units, held = _fill(s, limit, base, running)
     # Sessions held at their minimum stay there: their fair share is below it
     # (docs/electrical-allocation.md, "Held at the minimum").
     _top_up(s, limit, base, running & ~held, units)
     return _limits(cs, ids, s, limit, base, running, blocked_at, units, held)
+
+
+def _without_slack_constraints(
+    s: SessionArrays, limit: FloatArray, base: FloatArray
+) -> SessionArrays:
+    """Drop the pairs of constraints that hold even with every session at its cap.
+
+    They can refuse no one and fill for no one; leaving them out makes every
+    later pass shorter (a charger's kW limit above its car's cap, a feeder with
+    room to spare).
+    """
+    at_cap = np.where(s.pinned, 0.0, s.units_cap * s.step_kw)
+    most = base + np.bincount(
+        s.pair_constraint, weights=s.pair_weight * at_cap[s.pair_session], minlength=len(limit)
+    )
+    keep = most[s.pair_constraint] > limit[s.pair_constraint]
+    if keep.all():
+        return s
+    return replace(
+        s,
+        pair_session=s.pair_session[keep],
+        pair_constraint=s.pair_constraint[keep],
+        pair_weight=s.pair_weight[keep],
+    )
 
 
 def _as_today(
@@ -202,7 +228,8 @@ def _water_fill(
     whose cap is below every level it sees. Each round settles at least the
     overall lowest one, usually many.
     """
-    level = np.full(len(cap_kw), np.nan)
+    # A session on no constraint that can fill grows to its cap.
+    level = cap_kw.astype(np.float64)
     filled = reserved.copy()
     size = len(limit)
     while len(ps):
@@ -217,9 +244,10 @@ def _water_fill(
         group = np.cumsum(first) - 1
         sessions = ps[starts]
         seen = np.minimum(np.minimum.reduceat(full_at[pc], starts), cap_kw[sessions])
-        lowest_seen = np.full(size, np.inf)
-        np.minimum.at(lowest_seen, pc, seen[group])
-        settles_here = full_at <= lowest_seen
+        # A constraint fills first among all its sessions see when none of
+        # them sees anything lower (a count, cheaper than a minimum per constraint).
+        earlier = np.bincount(pc, weights=seen[group] < full_at[pc], minlength=size)
+        settles_here = earlier == 0
         settled = (seen >= cap_kw[sessions]) | (
             np.bincount(group, weights=settles_here[pc], minlength=len(sessions)) > 0
         )

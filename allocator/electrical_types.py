@@ -75,7 +75,7 @@ class ElectricalStation:
         return (
             bool(self.chargers)
             or self.grid_current_limit is not None
-            or any(True for _ in self.group_max_current)
+            or bool(self.group_max_current)
         )
 
 

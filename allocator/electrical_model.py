@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -206,21 +207,38 @@ def read_sessions(
 
     kind = cs.kind[node]
     mask = cs.phase_mask[node].copy()
-    # Sessions that state their phases: one mask per (charger, phases) pair.
+    # Sessions that state their phases. A count n (the usual case) means the
+    # charger's first n phases, looked up in the wiring for all at once.
     kinds = kind.tolist()
-    nodes = node.tolist()
     stated = [i for i, d in enumerate(ordered) if d.phases is not None and kinds[i] == AC]
-    if stated:
+    counted = [i for i in stated if type(ordered[i].phases) is int]
+    if counted:
+        n = np.array([ordered[i].phases for i in counted], dtype=np.int64)
+        at = np.array(counted, dtype=np.int64)
+        available = cs.phase_mask[node[at]].sum(axis=1)
+        wrong = np.flatnonzero((n < 1) | (n > available))
+        if len(wrong):
+            d = ordered[counted[int(wrong[0])]]
+            raise ValueError(
+                f"session {d.session_id!r}: phases must be 1..{int(available[wrong[0]])} "
+                f"distinct phases of its charger, not {d.phases!r}"
+            )
+        mask[at] = False
+        for k in range(3):
+            rows = at[n > k]
+            mask[rows, cs.wiring[node[rows], k]] = True
+    listed = [i for i in stated if type(ordered[i].phases) is not int]
+    if listed:
         masks: dict[tuple[int, object], BoolArray] = {}
-        rows: list[BoolArray] = []
-        for position in stated:
+        rows_list: list[BoolArray] = []
+        for position in listed:
             d = ordered[position]
-            key = (nodes[position], d.phases)
+            key = (int(node[position]), d.phases)
             row = masks.get(key)
             if row is None:
                 row = masks[key] = _session_mask(cs, key[0], d)
-            rows.append(row)
-        mask[stated] = np.array(rows)
+            rows_list.append(row)
+        mask[listed] = np.array(rows_list)
     used = mask.sum(axis=1)
     voltage = cs.voltage[node]
     step_a = cs.step[node]
@@ -308,10 +326,16 @@ def _session_mask(cs: CompiledStation, v: int, d: ElectricalDemand) -> BoolArray
 
 
 def _optional(demands: Sequence[ElectricalDemand], name: str) -> FloatArray:
-    values = [getattr(d, name) for d in demands]
-    array = np.array(values, dtype=np.float64).reshape(len(values))
-    nan = np.flatnonzero(np.isnan(array)).tolist()
-    if [values[i] for i in nan].count(None) != len(nan):
+    """One optional number per demand as floats, NaN for None (a NaN given is refused)."""
+    values = list(map(attrgetter(name), demands))
+    missing = values.count(None)
+    if missing == len(values):
+        return np.full(len(values), np.nan)
+    nan = math.nan
+    array = np.fromiter(
+        (nan if v is None else v for v in values), dtype=np.float64, count=len(values)
+    )
+    if np.count_nonzero(np.isnan(array)) != missing:
         raise ValueError(f"{name} must not be NaN")
     return array
 
@@ -326,10 +350,9 @@ def _pairs(
     parts_s: list[IntArray] = []
     parts_c: list[IntArray] = []
     parts_w: list[FloatArray] = []
-    parts_slot: list[IntArray] = []
     chain = node.copy()
     alive = np.ones(count, dtype=np.bool_)
-    for depth in range(tree.path_length):
+    for _ in range(tree.path_length):
         for k in range(SLOTS):
             constraint = chain * SLOTS + k
             take = alive & np.isfinite(cs.limit[constraint])
@@ -339,10 +362,9 @@ def _pairs(
             parts_s.append(sessions[at])
             parts_c.append(constraint[at])
             parts_w.append(np.ones(len(at)) if k == 0 else amps_per_kw[at])
-            parts_slot.append(np.full(len(at), depth * SLOTS + k, dtype=np.int64))
         alive &= chain != ROOT
         chain = tree.parent[chain]
     ps = np.concatenate(parts_s)
-    slot = np.concatenate(parts_slot)
-    by_session = np.lexsort((slot, ps))
+    # The parts were made closest node first: a stable sort by session keeps that.
+    by_session = np.argsort(ps, kind="stable")
     return ps[by_session], np.concatenate(parts_c)[by_session], np.concatenate(parts_w)[by_session]

@@ -196,6 +196,8 @@ def test_a_compiled_station_gives_the_same_limits() -> None:
             ElectricalDemand("s", "C0", 0.0, phases=(2,)),
             "phases must be",
         ),
+        (six(10), ElectricalDemand("s", "C0", 0.0, phases=4), "phases must be 1..3"),
+        (six(10), ElectricalDemand("s", "C0", 0.0, phases=0), "phases must be 1..3"),
         (six(10), ElectricalDemand("s", "C0", math.nan), "started_at"),
         (six(10), ElectricalDemand("s", "C0", 0.0, vehicle_max_current=math.nan), "NaN"),
         (six(10), ElectricalDemand("s", "C0", 0.0, fixed=-1), "fixed"),

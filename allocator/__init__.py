@@ -53,6 +53,13 @@ The station tree is validated and laid out as arrays by :func:`compile_tree`;
 ``allocate`` accepts the result, so a caller whose configuration does not
 change compiles once instead of at every allocation.
 
+*The electrical model* (docs/electrical-allocation.md) is a second entry
+point, ``allocate_electrical``: currents per phase, minimums, pauses in a
+rotation order (``allocator.rotation``). Every limit is then a linear
+constraint over the sessions' kW, filled max-min fair in rounds that settle
+each constraint that fills before any other its sessions see; a station
+without electrical data is handed to ``allocate`` unchanged.
+
 The package is pure: no I/O, no clock, no event loop, no global mutable state.
 numpy is used because per-session Python work is what the time budget cannot
 afford (see ``bench/allocator.py``).
@@ -61,6 +68,21 @@ afford (see ``bench/allocator.py``).
 from __future__ import annotations
 
 from allocator.api import allocate
+from allocator.electrical import allocate_electrical
+from allocator.electrical_model import CompiledStation, compile_station
+from allocator.electrical_types import (
+    ACCharger,
+    DCCharger,
+    ElectricalDemand,
+    ElectricalLimit,
+    ElectricalStation,
+)
+from allocator.rotation import (
+    RotationDecision,
+    RotationSession,
+    paused_since_after,
+    rotation_order,
+)
 from allocator.tree import CompiledTree, compile_tree
 from allocator.types import (
     BOUND_CHARGER,
@@ -80,13 +102,25 @@ __all__ = [
     "BOUND_PINNED",
     "BOUND_STATION",
     "BOUND_VEHICLE",
+    "ACCharger",
     "ChargerNode",
+    "CompiledStation",
     "CompiledTree",
+    "DCCharger",
     "Demand",
+    "ElectricalDemand",
+    "ElectricalLimit",
+    "ElectricalStation",
     "GroupNode",
     "Limit",
+    "RotationDecision",
+    "RotationSession",
     "StationTree",
     "Strategy",
     "allocate",
+    "allocate_electrical",
+    "compile_station",
     "compile_tree",
+    "paused_since_after",
+    "rotation_order",
 ]

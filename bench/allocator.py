@@ -32,6 +32,15 @@ from allocator import (
     allocate,
     compile_tree,
 )
+from allocator.electrical import allocate_electrical
+from allocator.electrical_model import compile_station
+from allocator.electrical_types import (
+    ACCharger,
+    DCCharger,
+    Electrical,
+    ElectricalDemand,
+    ElectricalStation,
+)
 from tests.allocator.reference import reference_allocate
 
 SIZES = (1_000, 10_000, 100_000)
@@ -82,6 +91,57 @@ def station(sessions: int, seed: int = 1) -> tuple[StationTree, list[Demand], fl
     sections = groups_of(list(feeders), 5, "section-")
     total = sum(power.values())
     return StationTree(tuple(chargers), tuple(g for _, g in sections)), demands, total * 0.4
+
+
+ROTATIONS = (("L1", "L2", "L3"), ("L2", "L3", "L1"), ("L3", "L1", "L2"))
+
+
+def electrical_station(
+    sessions: int, seed: int = 1
+) -> tuple[ElectricalStation, list[ElectricalDemand], float, list[str]]:
+    """The same tree with the electrical model: most chargers AC (3-phase on
+    rotated wiring, a third of the cars 1-phase, 0.1 A or 1 A steps), the rest
+    DC with a minimum power; every group a current limit per phase, the grid
+    one too, tight enough that some sessions are paused; a shuffled rotation
+    order."""
+    tree, demands, root = station(sessions, seed)
+    rnd = random.Random(seed)
+    data: dict[str, Electrical] = {}
+    for i, charger in enumerate(tree.chargers):
+        if charger.max_power <= 22:
+            data[charger.id] = ACCharger(
+                phases=3,
+                min_current=6,
+                max_current=32 if charger.max_power > 11 else 16,
+                current_step=rnd.choice([0.1, 1.0]),
+                wiring=ROTATIONS[i % 3],
+            )
+        else:
+            data[charger.id] = DCCharger(min_power=rnd.choice([0, 5, 10]))
+    electrical = [
+        ElectricalDemand(
+            d.session_id,
+            d.charger_id,
+            d.started_at,
+            d.vehicle_max_power,
+            vehicle_max_current=rnd.choice([None, 16.0, 32.0]),
+            phases=1 if rnd.random() < 0.3 else None,
+        )
+        for d in demands
+    ]
+    groups: dict[str, float] = {}
+
+    def walk(group: GroupNode) -> None:
+        groups[group.id] = round(group.max_power * 1000 / (3 * 230) * rnd.uniform(0.6, 1.0))
+        for sub in group.groups:
+            walk(sub)
+
+    for group in tree.groups:
+        walk(group)
+    grid = root * 1000 / (3 * 230) * 0.8
+    order = [d.session_id for d in electrical]
+    rnd.shuffle(order)
+    return ElectricalStation(tree, data, grid, groups), electrical, root, order
 
 
 def timed_ms(run: Callable[[], object], runs: int = RUNS) -> tuple[float, float]:
@@ -151,6 +211,38 @@ def main() -> None:
         " (tests/allocator/reference.py),"
         "\nrun once and checked equal to allocate(); skipped where it would take more than"
         f" ~{REFERENCE_BUDGET_S:.0f} s."
+    )
+
+    electrical_main()
+
+
+def electrical_main() -> None:
+    print(
+        "\nwith the electrical model (allocator.allocate_electrical): median (fastest) of"
+        f" {RUNS} runs"
+    )
+    print(
+        f"{'sessions':>9} {'ElectricalStation':>20} {'compiled':>18} {'paused':>7}"
+        f" {'fair (compiled)':>16}"
+    )
+    for size in SIZES:
+        station_, demands, root, order = electrical_station(size)
+        compiled = compile_station(station_)
+        full = timed_ms(partial(allocate_electrical, station_, demands, root, order))
+        warm = timed_ms(partial(allocate_electrical, compiled, demands, root, order))
+        paused = sum(
+            not x.running for x in allocate_electrical(compiled, demands, root, order).values()
+        )
+        tree, plain, plain_root = station(size)
+        fair = timed_ms(partial(allocate, compile_tree(tree), plain, plain_root))
+        print(
+            f"{size:>9} {full[0]:10.2f} ({full[1]:6.2f}) ms {warm[0]:8.2f} ({warm[1]:6.2f}) ms"
+            f" {paused:>7} {fair[0]:13.2f} ms"
+        )
+    print(
+        "\nThe same stations as above with AC/DC chargers, per-phase limits on every group and"
+        " the grid,\n30 % of the cars on one phase; 'fair (compiled)' is today's allocate on the"
+        " kW-only station, for scale."
     )
 
 

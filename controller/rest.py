@@ -43,6 +43,7 @@ from controller.core.sessions import (
     UnknownCharger,
     UnknownSession,
 )
+from controller.core.site import PLAUSIBLE_FACTOR, plausible
 from controller.driver import Driver
 from controller.metrics import CONTENT_TYPE
 from controller.repository import StoreError
@@ -327,6 +328,14 @@ async def push_site_meter(request: web.Request) -> web.Response:
     if meter is None or meter.type != "push":
         raise NoPushMeter('this station reads no pushed meter: set site.meter to {"type": "push"}')
     body = await request_body(request, SiteMeterBody)
+    capacity = driver.core.config.grid_capacity
+    if not plausible(body.power, capacity):
+        message = (
+            f"is beyond ±{PLAUSIBLE_FACTOR * capacity:g} kW, {PLAUSIBLE_FACTOR:g} times "
+            "gridCapacity: not a reading of this site"
+        )
+        details = [{"field": "power", "message": message}]
+        raise ApiError(409, "implausible_reading", f"power: {message}", details)
     now = driver.now()
     at = now
     if body.timestamp is not None:
@@ -554,8 +563,9 @@ def routes() -> tuple[Route, ...]:
             Success(200, SiteMeterView, "the meter's state and the budget after the reading"),
             body=SiteMeterBody,
             errors={
-                409: "the station's site.meter is not of type push, or the reading's "
-                "timestamp is in the future or older than site.meterTimeout"
+                409: "the station's site.meter is not of type push, the reading's timestamp "
+                "is in the future or older than site.meterTimeout, or its power is beyond "
+                "ten times gridCapacity either way"
             },
         ),
         Route(

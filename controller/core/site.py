@@ -37,6 +37,16 @@ def balanced_kw(amps: float) -> float:
     return amps * 3 * PHASE_VOLTAGE / 1000.0
 
 
+# A reading beyond this many times the connection's capacity, either way, is not the site:
+# a wrong scale, word order or register. Taken as such, a huge export would raise the
+# budget without bound, so it is ignored (and the meter goes stale if nothing better comes).
+PLAUSIBLE_FACTOR = 10.0
+
+
+def plausible(power: float, capacity: float) -> bool:
+    return abs(power) <= PLAUSIBLE_FACTOR * capacity
+
+
 class _Peaks:
     """The highest value of a sliding time window: a monotonic queue (each value in and out
     once), whose front is the highest value seen within the window."""

@@ -120,12 +120,14 @@ from controller.core.sessions import (
     UnknownSession,
 )
 from controller.core.site import (
+    PLAUSIBLE_FACTOR,
     ExternalLimit,
     ExternalLimitCleared,
     MeterState,
     SiteBudget,
     SiteReading,
     balanced_kw,
+    plausible,
 )
 from controller.core.state import (
     ChargerState,
@@ -215,6 +217,7 @@ class StationCore:
             )
         self.meter_state = MeterState.ABSENT if self.site is None else MeterState.STALE
         self._first_site_reading_at: float | None = None
+        self._implausible_reading = False
         self.external_limit: ExternalLimit | None = None
         self.next_transaction_id = 1
         self._start_keys: dict[str, StartKey] = {}
@@ -1123,6 +1126,19 @@ class StationCore:
     def _on_site_reading(self, event: SiteMeterRead, now: float) -> None:
         if self.site is None:
             return  # no meter configured: the shell sends none
+        if not plausible(event.power, self.config.grid_capacity):
+            if not self._implausible_reading:
+                self._implausible_reading = True  # said once, until a plausible one comes
+                limit = PLAUSIBLE_FACTOR * self.config.grid_capacity
+                self._emit(
+                    Notice(
+                        f"site meter: a reading of {event.power:g} kW is beyond ±{limit:g} kW "
+                        f"({PLAUSIBLE_FACTOR:g} times gridCapacity) and is ignored; check "
+                        "the meter's register map (scale, word order, sign)"
+                    )
+                )
+            return
+        self._implausible_reading = False
         self._advance_battery(now)
         flow = 0.0 if self.battery is None else self.battery.flow().power
         # A pushed reading may carry its own time: never before the last one.

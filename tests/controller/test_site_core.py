@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config import config_from_dict
-from controller.core.commands import LimitAnswer, Refusal, SessionAnswer
+from controller.core.commands import LimitAnswer, Notice, Refusal, SessionAnswer
 from controller.core.events import (
     ExternalLimitRequested,
     SessionStartRequested,
@@ -167,6 +167,26 @@ def test_vehicle_readings_count_as_charging_not_as_building() -> None:
     assert site is not None and site.last is not None
     assert site.last.non_charging_load == pytest.approx(50)
     assert h.core.available_power == 195
+
+
+def test_an_implausible_reading_is_ignored_and_said_once() -> None:
+    """A wrong scale reads a huge export: taken as such it would lift the budget without
+    bound. Beyond ten times the connection either way, a reading is ignored; with nothing
+    better the meter goes silent and the fallback holds."""
+    h = harness()
+    start_three(h)
+    read(h, 40)
+    assert h.core.available_power == 205
+    notices = []
+    for _ in range(3):
+        h.advance(1)
+        commands = h.handle(SiteMeterRead(h.now, -40_000))
+        notices += [c for c in commands if isinstance(c, Notice)]
+    assert h.core.available_power == 205  # unchanged
+    assert len(notices) == 1 and "beyond ±2500 kW" in notices[0].message
+    h.advance(8)  # nothing plausible for longer than meterTimeout
+    assert meter_state(h) is MeterState.STALE
+    assert h.core.available_power == 60
 
 
 # -- per phase -------------------------------------------------------------------------------

@@ -114,6 +114,8 @@ async def test_pushed_readings_out_of_time_or_without_a_push_meter_are_refused(
     old = iso_utc(clock.now() - 60)
     status, error = await call("POST", "/station/site-meter", {"power": 1, "timestamp": old})
     assert (status, error["details"][0]["field"]) == (409, "timestamp")
+    status, error = await call("POST", "/station/site-meter", {"power": -2501})
+    assert (status, error["error"]) == (409, "implausible_reading")
     status, error = await call("POST", "/station/site-meter", {"power": "1"})
     assert (status, error["details"][0]["field"]) == (400, "power")
     _, without = await rest({**STATION, "site": {}})

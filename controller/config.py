@@ -74,16 +74,21 @@ def _sha256_hex(value: str) -> str:
 Sha256Hex = Annotated[str, AfterValidator(_sha256_hex)]
 
 
+# How every model read from JSON is validated, the configuration and the REST bodies alike:
+# camelCase keys, an unknown key is an error, no coercion ("150" is not a number), frozen.
+STRICT_JSON = ConfigDict(
+    frozen=True,
+    extra="forbid",
+    strict=True,
+    alias_generator=to_camel,
+    populate_by_name=True,
+    # NaN and Infinity (which JSON does not have, but Python's reader takes) are refused.
+    allow_inf_nan=False,
+)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        # NaN and Infinity (which JSON does not have, but Python's reader takes) are refused.
-        allow_inf_nan=False,
-    )
+    model_config = STRICT_JSON
 
 
 class BatteryConfig(_Model):

@@ -25,10 +25,10 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from controller.config import (
     MAX_KW,
+    STRICT_JSON,
     NonEmptyId,
     NonNegativeKw,
     PositiveKw,
@@ -51,14 +51,7 @@ def _whole_number(value: Any) -> Any:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        strict=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-        allow_inf_nan=False,
-    )
+    model_config = STRICT_JSON
 
 
 class StartSessionBody(_Body):

@@ -25,7 +25,7 @@ from aiohttp import web
 from controller.driver import Driver
 from controller.history import History
 from controller.rest_schemas import ApiError
-from controller.views import finite_dumps, status_view
+from controller.views import StatusView, finite_dumps, status_view
 
 KEEPALIVE_INTERVAL = 15.0
 # At most 5 events a second.
@@ -64,6 +64,23 @@ class StreamHub:
         # The wake-up of each open stream.
         self._open: set[asyncio.Event] = set()
         self._closed = asyncio.Event()
+        # One status snapshot per change of the station, shared by every open stream: with
+        # many dashboards open, the view is built once, not once per stream.
+        self._version = 0
+        self._snapshot: tuple[int, StatusView] | None = None
+        driver.subscribe(self._changed)
+
+    def _changed(self) -> None:
+        self._version += 1
+        for wake in self._open:
+            wake.set()
+
+    def snapshot(self) -> StatusView:
+        """The station now, as ``GET /station/status`` shows it."""
+        cached = self._snapshot
+        if cached is None or cached[0] != self._version:
+            cached = self._snapshot = (self._version, status_view(self.driver.core))
+        return cached[1]
 
     @property
     def open_streams(self) -> int:
@@ -121,7 +138,6 @@ async def station_stream(request: web.Request) -> web.StreamResponse:
             f"{hub.max_streams} streams are open, the most allowed; retry later",
         )
     wake = hub.opened()
-    unsubscribe = hub.driver.subscribe(wake.set)
     response = web.StreamResponse(headers=HEADERS)
     try:
         await response.prepare(request)
@@ -129,7 +145,6 @@ async def station_stream(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         pass  # the client went away
     finally:
-        unsubscribe()
         hub.ended(wake)
     return response
 
@@ -141,7 +156,7 @@ async def _serve(
     driver = hub.driver
     driver.tick()  # the battery as of now, like GET /station/status
     wake.clear()
-    last = status_view(driver.core)
+    last = hub.snapshot()
     await response.write(sse("history", hub.history.view()) + sse("status", last))
     sent_at = written_at = loop.time()
     while not hub.closing:
@@ -160,7 +175,7 @@ async def _serve(
         if hub.closing:
             return
         wake.clear()
-        snapshot = status_view(driver.core)
+        snapshot = hub.snapshot()
         if snapshot == last:
             continue
         last = snapshot

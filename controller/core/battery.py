@@ -145,6 +145,13 @@ class Battery:
         self._load = max(load, 0.0)
         return changed
 
+    def set_grid_capacity(self, capacity: float, now: float) -> bool:
+        """Integrate up to ``now`` under the old share of the grid, then answer to the new
+        one (a site meter or an external limit moves it: docs/site.md)."""
+        changed = self.advance(now)
+        self.grid_capacity = capacity
+        return changed
+
     def next_event_at(self) -> float | None:
         """When the flow will next change on its own (empty, re-armed or full)."""
         flow = self._power()

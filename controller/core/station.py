@@ -1313,7 +1313,7 @@ class StationCore:
         if self.battery is not None:
             # The battery answers to the same share: it covers the load above it, and
             # charges only from what is left below it.
-            self.battery.grid_capacity = share
+            self.battery.set_grid_capacity(share, self._now)
             battery = self.battery.available_power
         return max(0, math.floor(share + battery))
 

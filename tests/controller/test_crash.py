@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -28,8 +27,8 @@ import websockets
 from protocol import CallErrored, to_payload
 from protocol.messages import StartTransactionRequest, StopTransactionRequest
 from tests.controller.ocpp_client import FakeCharger
+from tests.controller.process import READY, controller_command
 
-READY = re.compile(r"(REST API on http|OCPP 1\.6J on ws)://[^:]+:(\d+)")
 OCPP_CHARGERS = [f"OC{i:02d}" for i in range(10)]
 CONFIG = {
     "stationId": "CRASH",
@@ -53,19 +52,7 @@ class ControllerProcess:
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "controller",
-            "--config",
-            str(self.workdir / "config.json"),
-            "--db",
-            str(self.workdir / "controller.db"),
-            "--host",
-            "127.0.0.1",
-            "--rest-port",
-            "0",
-            "--ocpp-port",
-            "0",
+            *controller_command(self.workdir / "config.json", self.workdir / "controller.db"),
             cwd=self.workdir,
             stderr=asyncio.subprocess.PIPE,
         )

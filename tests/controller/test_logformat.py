@@ -12,6 +12,7 @@ from typing import Any
 
 from controller.logformat import JsonFormatter
 from tests.controller.conftest import ROOT
+from tests.controller.process import controller_command
 
 
 def record(message: str, *args: object, **extra: object) -> logging.LogRecord:
@@ -49,21 +50,7 @@ def test_what_a_peer_sends_cannot_break_a_line_and_a_traceback_stays_in_it() -> 
 
 async def test_the_controller_logs_json_lines_from_start_to_stop(tmp_path: Path) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        "--config",
-        str(ROOT / "config.json"),
-        "--db",
-        str(tmp_path / "c.db"),
-        "--host",
-        "127.0.0.1",
-        "--rest-port",
-        "0",
-        "--ocpp-port",
-        "0",
-        "--log-format",
-        "json",
+        *controller_command(ROOT / "config.json", tmp_path / "c.db", "--log-format", "json"),
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
     )

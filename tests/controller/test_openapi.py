@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from controller.views import JournalLineView, SessionView, StatusView
 from protocol.messages import BootNotificationRequest, StartTransactionRequest
 from tests.controller.conftest import Api, ocpp_url
 from tests.controller.ocpp_client import FakeCharger
-from tests.controller.test_crash import READY
+from tests.controller.process import READY, controller_command
 
 CONFIG = {
     "stationId": "OPENAPI",
@@ -159,21 +158,7 @@ async def test_answers_of_a_busy_station_have_the_documented_shapes(
 def _start_controller(workdir: Path) -> tuple[subprocess.Popen[str], str]:
     (workdir / "config.json").write_text(json.dumps(SECURED))
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "controller",
-            "--config",
-            str(workdir / "config.json"),
-            "--db",
-            str(workdir / "controller.db"),
-            "--host",
-            "127.0.0.1",
-            "--rest-port",
-            "0",
-            "--ocpp-port",
-            "0",
-        ],
+        controller_command(workdir / "config.json", workdir / "controller.db"),
         stderr=subprocess.PIPE,
         text=True,
     )

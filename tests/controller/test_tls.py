@@ -11,7 +11,6 @@ import logging
 import re
 import signal
 import ssl
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from controller.listener import TlsError, certificate_problem
 from controller.ocpp.transport import CLOSE_TIMEOUT
 from tests.controller.conftest import ROOT, example_config
 from tests.controller.ocpp_client import FakeCharger
+from tests.controller.process import controller_command
 from tests.controller.raw_client import read_until_closed
 
 WAIT = 5.0
@@ -380,11 +380,7 @@ async def test_sighup_reloads_the_certificates_of_the_running_controller(
     data["server"] = {"tls": files, "restTls": pki.server_files("rest")}
     (tmp_path / "config.json").write_text(json.dumps(data))
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "controller",
-        *("--config", str(tmp_path / "config.json"), "--db", str(tmp_path / "c.db")),
-        *("--host", "127.0.0.1", "--rest-port", "0", "--ocpp-port", "0"),
+        *controller_command(tmp_path / "config.json", tmp_path / "c.db"),
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from allocator.electrical_types import ACCharger
 from controller.config import ConfigError, config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,6 +283,7 @@ def test_electrical_keys_and_their_defaults() -> None:
     assert config.has_electrical_model
     station = config.electrical_station()
     ac1, ac2 = station.chargers["AC1"], station.chargers["AC2"]
+    assert isinstance(ac1, ACCharger) and isinstance(ac2, ACCharger)
     assert (ac1.phases, ac1.min_current, ac1.current_step, ac1.site_phases()) == (
         3,
         6.0,

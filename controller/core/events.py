@@ -135,6 +135,7 @@ class SessionStartRequested:
     connector_id: int  # 0-based
     vehicle_max_power: float | None
     new_session_id: str
+    phases: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ class SessionUpdateRequested:
     session_id: str
     consumed_power: float | None = None
     vehicle_max_power: float | None = None
+    phases: int | None = None
 
 
 # -- the shell -------------------------------------------------------------------------------

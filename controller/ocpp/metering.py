@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from controller.core.phases import PhaseCurrents
 from protocol import PropertyConstraintViolation
 from protocol.messages import (
     Location,
@@ -32,9 +33,6 @@ from protocol.messages import (
     ValueFormat,
 )
 from protocol.messages.base import METER_MAX
-
-# Amps on the charger's phases 1, 2, 3; None for a phase the meter value did not report.
-PhaseCurrents = tuple[float | None, float | None, float | None]
 
 # The charger's phase (0-based) a sample is about: a phase and its phase-to-neutral reading are
 # the same phase. N (neutral) and line-to-line readings (L1-L2 ...) describe no separate flow.

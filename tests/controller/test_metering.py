@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from controller.app import ControllerApp
 from controller.core.events import MeterReading as CoreMeterReading
-from controller.ocpp.metering import MeterReading, PhaseCurrents, read_meter_values
+from controller.core.phases import PhaseCurrents
+from controller.ocpp.metering import MeterReading, read_meter_values
 from protocol.messages import Location, MeterValue, MeterValuesRequest, Phase, SampledValue
 from tests.controller.ocpp_client import FakeCharger
 from tests.controller.test_ocpp_messages import T0, booted, start_tx

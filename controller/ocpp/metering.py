@@ -45,6 +45,15 @@ _PHASE_INDEX: Final[dict[Phase | None, int]] = {
     Phase.L3_N: 2,
 }
 
+# Looked up once: an enum member read from its class costs more than the rest of a sample's
+# handling, and this runs for every sample of every MeterValues.
+_OUTLET: Final = Location.OUTLET
+_POWER: Final = Measurand.POWER_ACTIVE_IMPORT
+_ENERGY: Final = Measurand.ENERGY_ACTIVE_IMPORT_REGISTER
+_SOC: Final = Measurand.SOC
+_CURRENT: Final = Measurand.CURRENT_IMPORT
+_AMPS: Final = UnitOfMeasure.A
+
 
 @dataclass(frozen=True, slots=True)
 class MeterReading:
@@ -105,18 +114,18 @@ def read_meter_values(meter_values: Iterable[MeterValue], voltage: float) -> Met
         phase_power: list[float | None] | None = None
         phase_current: list[float | None] | None = None
         for sample in meter_value.sampled_value:
-            measurand = sample.measurand or Measurand.ENERGY_ACTIVE_IMPORT_REGISTER
+            measurand = sample.measurand or _ENERGY
             location = sample.location
             if (
                 location is not None
-                and location is not Location.OUTLET
-                and measurand is not Measurand.SOC  # the vehicle's own measure
+                and location is not _OUTLET
+                and measurand is not _SOC  # the vehicle's own measure
             ):
                 continue
             value = _number(sample)
             if value is None:
                 continue
-            if measurand is Measurand.POWER_ACTIVE_IMPORT:
+            if measurand is _POWER:
                 kw = _power_kw(sample.unit, value)
                 if kw is None:
                     continue
@@ -126,22 +135,23 @@ def read_meter_values(meter_values: Iterable[MeterValue], voltage: float) -> Met
                     if phase_power is None:
                         phase_power = [None, None, None]
                     phase_power[index] = kw
-            elif measurand is Measurand.ENERGY_ACTIVE_IMPORT_REGISTER and sample.phase is None:
+            elif measurand is _ENERGY and sample.phase is None:
                 kwh = _energy_kwh(sample.unit, value)
                 if kwh is not None:
                     energy = kwh
-            elif measurand is Measurand.SOC:
+            elif measurand is _SOC:
                 soc = min(max(value, 0.0), 100.0)
-            elif measurand is Measurand.CURRENT_IMPORT:
+            elif measurand is _CURRENT:
                 # A is the only unit of current; an absent unit is taken as A (the spec's
                 # default, Wh, cannot be meant). A current without a phase says nothing of
                 # which phases carry it, so it is not read.
                 index = _PHASE_INDEX.get(sample.phase)
-                if index is None or sample.unit not in (None, UnitOfMeasure.A):
+                unit = sample.unit
+                if index is None or (unit is not None and unit is not _AMPS):
                     continue
                 if phase_current is None:
                     phase_current = [None, None, None]
-                phase_current[index] = max(value, 0.0)
+                phase_current[index] = value if value > 0.0 else 0.0
         if total_power is not None:
             power = total_power
         elif phase_power is not None:

@@ -97,10 +97,11 @@ def _energy_kwh(unit: UnitOfMeasure | None, value: float) -> float | None:
     return None
 
 
-def read_meter_values(meter_values: Iterable[MeterValue], voltage: float) -> MeterReading:
+def read_meter_values(meter_values: Iterable[MeterValue], voltage: float | None) -> MeterReading:
     """The latest power, energy register, SoC and phase currents found in the samples, in the
     order given. ``voltage`` (V, phase to neutral) turns phase currents into power when a meter
-    value reports no power.
+    value reports no power; None where that means nothing (a DC charger): the currents are
+    still returned, but give no power.
 
     Runs for every MeterValues, so the spec defaults are applied inline (an absent
     measurand is the energy register, an absent location the outlet).
@@ -156,7 +157,7 @@ def read_meter_values(meter_values: Iterable[MeterValue], voltage: float) -> Met
             power = total_power
         elif phase_power is not None:
             power = sum(kw for kw in phase_power if kw is not None)
-        elif phase_current is not None:
+        elif phase_current is not None and voltage is not None:
             amps = sum(a for a in phase_current if a is not None)
             power = amps * voltage / 1000.0
         if phase_current is not None:

@@ -98,6 +98,10 @@ def test_phase_currents_give_the_power_when_no_power_is_reported() -> None:
     assert reading.power_kw == pytest.approx((16 + 15.5) * 230 / 1000)
     # On a 400 V phase-to-neutral charger, the same currents are more power.
     assert read_meter_values([at(amps("16", "L1"))], 400).power_kw == pytest.approx(6.4)
+    # Without a voltage (a DC charger) the currents are read but give no power.
+    assert read_meter_values([at(amps("16", "L1"))], None) == MeterReading(
+        phase_currents=(16, None, None)
+    )
 
 
 def test_reported_power_wins_over_currents() -> None:

@@ -98,6 +98,10 @@ class MeterReading:
     power_kw: float | None = None
     energy_register_kwh: float | None = None
     state_of_charge: float | None = None
+    # A on the charger's phases 1, 2, 3 (Current.Import with a phase, at the outlet); None for
+    # a phase not reported, or as a whole when the message had no per-phase current
+    # (docs/ocpp.md, "Meter values").
+    phase_currents: tuple[float | None, float | None, float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

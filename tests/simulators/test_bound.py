@@ -1,0 +1,298 @@
+"""The offline upper bound (``ev-sim --bound``): exact on days small enough to work out by
+hand, never below what a real run delivered, and in the CLI's table and JSON report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("scipy.optimize")
+
+from simulators.bound import (
+    AcSupply,
+    BatteryLimits,
+    BoundProblem,
+    BoundSession,
+    ChargerLimits,
+    GroupLimits,
+    bound_problem,
+    solve_bound,
+)
+from simulators.cli import main
+from simulators.report import build_report
+from simulators.runner import run_day
+from simulators.scenarios import load_scenario
+
+HOUR = 3600.0
+THREE_PHASE = ("L1", "L2", "L3")
+
+
+def dc(charger_id: str, max_kw: float = 150.0) -> ChargerLimits:
+    return ChargerLimits(charger_id, max_kw)
+
+
+def ac(charger_id: str, wiring: tuple[str, ...] = THREE_PHASE, amps: float = 32.0) -> ChargerLimits:
+    return ChargerLimits(charger_id, 22.0, AcSupply(230.0, wiring, amps))
+
+
+def car(
+    name: str,
+    charger_id: str,
+    hours: tuple[float, float] = (0.0, 1.0),
+    wanted_kwh: float = 1000.0,
+    max_kw: float = 50.0,
+    phases: int | None = None,
+) -> BoundSession:
+    start, end = hours
+    return BoundSession(name, charger_id, start * HOUR, end * HOUR, wanted_kwh, max_kw, phases)
+
+
+def bound(problem: BoundProblem) -> float:
+    return round(solve_bound(problem).energy_kwh, 6)
+
+
+@pytest.mark.parametrize(
+    ("wanted_kwh", "max_kw", "hours", "expected"),
+    [
+        (80.0, 50.0, 1.0, 50.0),  # its power over its stay
+        (30.0, 50.0, 1.0, 30.0),  # what it wanted
+        (80.0, 50.0, 2.5, 80.0),
+        (200.0, 11.0, 0.5, 5.5),
+    ],
+)
+def test_one_car_alone_gets_what_it_wants_or_its_power_over_its_stay(
+    wanted_kwh: float, max_kw: float, hours: float, expected: float
+) -> None:
+    problem = BoundProblem(
+        grid_kw=400.0,
+        chargers=(dc("A"),),
+        sessions=(car("v", "A", (0.0, hours), wanted_kwh, max_kw),),
+    )
+    assert bound(problem) == expected
+
+
+def test_a_charger_slower_than_the_car_bounds_it() -> None:
+    problem = BoundProblem(
+        grid_kw=400.0, chargers=(dc("A", max_kw=22.0),), sessions=(car("v", "A", max_kw=50.0),)
+    )
+    assert bound(problem) == 22.0
+
+
+def test_two_cars_share_the_grid() -> None:
+    chargers = (dc("A"), dc("B"))
+    both = BoundProblem(
+        grid_kw=60.0, chargers=chargers, sessions=(car("v", "A", (0, 2)), car("w", "B", (0, 2)))
+    )
+    assert bound(both) == 120.0  # 60 kW for two hours; each alone could take 50
+    # One leaves after an hour: 60 kW together, then the other alone at its 50 kW.
+    staggered = BoundProblem(
+        grid_kw=60.0, chargers=chargers, sessions=(car("v", "A", (0, 1)), car("w", "B", (0, 2)))
+    )
+    assert bound(staggered) == 110.0
+    # A car that wants little leaves the rest of the grid to the other.
+    modest = BoundProblem(
+        grid_kw=60.0,
+        chargers=chargers,
+        sessions=(car("v", "A", (0, 1), wanted_kwh=5.0), car("w", "B", (0, 1))),
+    )
+    assert bound(modest) == 55.0
+
+
+def test_two_connectors_of_one_charger_share_its_power() -> None:
+    problem = BoundProblem(
+        grid_kw=400.0,
+        chargers=(dc("A", max_kw=80.0),),
+        sessions=(car("v", "A"), car("w", "A")),
+    )
+    assert bound(problem) == 80.0
+
+
+def test_a_group_limit_holds_its_chargers_only() -> None:
+    problem = BoundProblem(
+        grid_kw=400.0,
+        chargers=(dc("A"), dc("B"), dc("C")),
+        groups=(GroupLimits("cable", frozenset({"A", "B"}), max_kw=40.0),),
+        sessions=(car("v", "A"), car("w", "B"), car("x", "C")),
+    )
+    assert bound(problem) == 90.0  # 40 for the two under the cable, 50 for the third
+
+
+def test_a_one_phase_car_on_a_per_phase_limit() -> None:
+    # 16 A on L1 only: 16 x 230 V = 3.68 kW, although the grid allows 60 kW in all.
+    alone = BoundProblem(
+        grid_kw=60.0,
+        grid_current=16.0,
+        chargers=(ac("A"),),
+        sessions=(car("v", "A", phases=1),),
+    )
+    assert bound(alone) == 3.68
+    # Two such cars: on chargers wired alike both load L1; rotated wiring spreads them.
+    alike = BoundProblem(
+        grid_kw=60.0,
+        grid_current=16.0,
+        chargers=(ac("A"), ac("B")),
+        sessions=(car("v", "A", phases=1), car("w", "B", phases=1)),
+    )
+    assert bound(alike) == 3.68
+    rotated = BoundProblem(
+        grid_kw=60.0,
+        grid_current=16.0,
+        chargers=(ac("A"), ac("B", wiring=("L2", "L3", "L1"))),
+        sessions=(car("v", "A", phases=1), car("w", "B", phases=1)),
+    )
+    assert bound(rotated) == 7.36
+    # A three-phase car takes 16 A on each phase: 11.04 kW.
+    three = BoundProblem(
+        grid_kw=60.0, grid_current=16.0, chargers=(ac("A"),), sessions=(car("v", "A"),)
+    )
+    assert bound(three) == 11.04
+
+
+def test_current_limits_of_a_charger_a_group_and_a_car() -> None:
+    # The charger's 16 A on three phases: 11.04 kW of its 22.
+    charger = BoundProblem(
+        grid_kw=400.0, chargers=(ac("A", amps=16.0),), sessions=(car("v", "A", max_kw=22.0),)
+    )
+    assert bound(charger) == 11.04
+    # A group of 20 A per phase over two three-phase chargers: 20 x 230 x 3 = 13.8 kW.
+    group = BoundProblem(
+        grid_kw=400.0,
+        chargers=(ac("A"), ac("B")),
+        groups=(GroupLimits("feeder", frozenset({"A", "B"}), max_current=20.0),),
+        sessions=(car("v", "A"), car("w", "B")),
+    )
+    assert bound(group) == 13.8
+    # The car's own onboard charger: 16 A on one phase.
+    own = BoundProblem(
+        grid_kw=400.0,
+        chargers=(ac("A"),),
+        sessions=(BoundSession("v", "A", 0.0, HOUR, 100.0, 22.0, phases=1, max_current=16.0),),
+    )
+    assert bound(own) == 3.68
+
+
+def test_the_battery_adds_its_energy_and_recharges_between_cars() -> None:
+    # 10 kW of grid, 20 kWh / 20 kW of battery, a 30 kW car for two hours: 30 kW in the
+    # first hour empties the battery, then 10 kW.
+    one = BoundProblem(
+        grid_kw=10.0,
+        battery=BatteryLimits(20.0, 20.0),
+        chargers=(dc("A"),),
+        sessions=(car("v", "A", (0, 2), max_kw=30.0),),
+    )
+    assert bound(one) == 40.0
+    # A gap of an hour between two cars: the grid refills 10 kWh, the second gets 10 + 10.
+    two = BoundProblem(
+        grid_kw=10.0,
+        battery=BatteryLimits(20.0, 20.0),
+        chargers=(dc("A"),),
+        sessions=(car("v", "A", (0, 1), max_kw=30.0), car("w", "A", (2, 3), max_kw=30.0)),
+    )
+    assert bound(two) == 50.0
+
+
+def test_a_session_that_wants_nothing_or_stays_no_time_adds_nothing() -> None:
+    problem = BoundProblem(
+        grid_kw=100.0,
+        chargers=(dc("A"), dc("B")),
+        sessions=(car("v", "A", wanted_kwh=0.0), car("w", "B", (1, 1))),
+    )
+    assert bound(problem) == 0.0
+
+
+async def test_never_below_what_a_real_run_delivered() -> None:
+    # The depot's first evening: buses and vans arriving from 16:00 on a tight grid with a
+    # battery, the station limiting some of them.
+    scenario = load_scenario("depot")
+    record = await run_day(scenario, hours=19)
+    report = build_report(record)
+    result = solve_bound(bound_problem(scenario, record))
+    plugged = [s for s in record.sessions if s.plugged]
+    assert len(plugged) >= 10
+    assert result.sessions == len(plugged)
+    # Meter registers are whole Wh: 1 Wh per session of slack.
+    assert result.energy_kwh >= report["energyDeliveredKwh"] - 0.001 * len(plugged)
+    for session in plugged:
+        assert session.meter_kwh is not None
+        got = result.per_session_kwh.get(session.vehicle_id, 0.0)
+        assert got <= session.requested_kwh + 1e-6
+    assert result.energy_kwh <= report["energyRequestedKwh"]
+    assert report["driversShortStation"] > 0  # the grid did hold someone back
+    assert result.solve_s < 5
+
+
+def write_day(tmp_path: Path) -> Path:
+    """Two DC chargers of 22 kW on 30 kW of grid for an hour, two cars that want more than
+    that: the bound is 30 kWh."""
+    station = {
+        "stationId": "BOUND",
+        "gridCapacity": 30,
+        "chargers": [
+            {"id": "CP1", "maxPower": 22, "connectors": 1},
+            {"id": "CP2", "maxPower": 22, "connectors": 1},
+        ],
+    }
+    arrivals = [
+        {"arrival": 0, "departure": 3600, "batteryKwh": 100, "soc": 0.1, "maxPowerKw": 22},
+        {"arrival": 0, "departure": 3600, "batteryKwh": 100, "soc": 0.2, "maxPowerKw": 22},
+    ]
+    path = tmp_path / "bound-day.json"
+    path.write_text(
+        json.dumps({"name": "bound", "durationHours": 1, "station": station, "arrivals": arrivals})
+    )
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main([*argv, "--no-progress"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_the_cli_prints_the_bound_and_writes_it_to_the_report(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    report = tmp_path / "r.json"
+    status, out, err = run_cli(
+        capsys, "--compare", "fair,even-split", str(write_day(tmp_path)), "--bound", "--report",
+        str(report),
+    )  # fmt: skip
+    assert status == 0, err
+    lines = out.splitlines()
+    bound_line = next(line for line in lines if line.startswith("offline upper bound (kWh)"))
+    assert bound_line.split()[-2:] == ["30.0", "30.0"]
+    share_line = next(line for line in lines if line.startswith("delivered / bound"))
+    # Each cell ends where its column's header does.
+    assert len(share_line) == len(lines[0])
+    reports = json.loads(report.read_text())
+    assert [r["strategy"] for r in reports] == ["fair", "even-split"]
+    for r in reports:
+        figures = r["bound"]
+        assert figures["boundKwh"] == 30.0
+        assert figures["deliveredKwh"] == r["energyDeliveredKwh"]
+        assert 99.0 <= figures["deliveredOfBoundPercent"] <= 100.0
+        assert figures["sessions"] == 2
+
+
+def test_without_the_flag_the_report_has_no_bound(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    report = tmp_path / "r.json"
+    status, out, err = run_cli(capsys, str(write_day(tmp_path)), "--report", str(report))
+    assert status == 0, err
+    assert "offline upper bound" not in out
+    assert "bound" not in json.loads(report.read_text())
+
+
+def test_without_scipy_the_flag_says_how_to_get_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "scipy.optimize", None)  # importing it now fails
+    status, out, err = run_cli(capsys, str(write_day(tmp_path)), "--bound")
+    assert status == 2
+    assert out == ""
+    assert "--bound: needs scipy" in err
+    assert "pip install 'ev-station-controller[sim]'" in err

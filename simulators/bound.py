@@ -523,11 +523,16 @@ def bound_problem(scenario: Scenario, record: DayRecord) -> BoundProblem:
 # -- in the report -------------------------------------------------------------------------------
 
 
-def bound_figures(result: BoundResult, delivered_kwh: float) -> dict[str, Any]:
-    """The report's ``bound`` object."""
-    bound = result.energy_kwh
+def bound_figures(
+    result: BoundResult, delivered_kwh: float, common_kwh: float | None = None
+) -> dict[str, Any]:
+    """The report's ``bound`` object. ``common_kwh``: the bound the runs of a comparison are
+    measured against (the largest of theirs), when it is not this run's own."""
+    own = result.energy_kwh
+    bound = own if common_kwh is None else common_kwh
     return {
         "boundKwh": round(bound, 3),
+        "runBoundKwh": round(own, 3),
         "deliveredKwh": round(delivered_kwh, 3),
         "deliveredOfBoundPercent": None if bound <= 0 else round(100 * delivered_kwh / bound, 2),
         "sessions": result.sessions,
@@ -571,7 +576,12 @@ def _bound_cell(bound: dict[str, Any] | None, key: str) -> str:
 def add_bounds(
     days: Sequence[Scenario], records: Sequence[DayRecord], reports: Sequence[dict[str, Any]]
 ) -> None:
-    """Put each run's ``bound`` into its report (``ev-sim --bound``)."""
-    for day, record, report in zip(days, records, reports, strict=True):
-        result = solve_bound(bound_problem(day, record))
-        report["bound"] = bound_figures(result, float(report["energyDeliveredKwh"]))
+    """Put the ``bound`` into each report (``ev-sim --bound``). Each run is bounded over its
+    own plug-ins; the runs of a comparison are all measured against the largest of those
+    bounds, which bounds every one of them (the same figure for all unless a driver who
+    leaves when done freed a connector sooner in one run than in another)."""
+    results = [solve_bound(bound_problem(d, r)) for d, r in zip(days, records, strict=True)]
+    common = max((r.energy_kwh for r in results), default=0.0)
+    for result, report in zip(results, reports, strict=True):
+        delivered = float(report["energyDeliveredKwh"])
+        report["bound"] = bound_figures(result, delivered, common if len(results) > 1 else None)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.config import ChargerConfig, GroupConfig
 from simulators.records import DayRecord
 from simulators.scenarios import Scenario
 from simulators.site import DAY_S, SiteProfile
@@ -394,41 +395,26 @@ def _stretch_rows(
 # -- from a scenario and what a run recorded -----------------------------------------------------
 
 
-def _charger_limits(charger: Any) -> ChargerLimits:
-    """A charger of the station config; its ``electrical`` block read defensively (an AC one
-    has ``kind``, ``phases``, ``voltage``, ``maxCurrent`` and ``wiring``, docs/electrical.md)."""
-    electrical = getattr(charger, "electrical", None)
-    if electrical is None or getattr(electrical, "kind", None) != "AC":
-        return ChargerLimits(charger.id, float(charger.max_power))
-    phases = int(getattr(electrical, "phases", 3))
-    voltage = float(getattr(electrical, "voltage", 230.0))
-    wiring = getattr(electrical, "wiring", None)
-    site_phases = tuple(wiring) if wiring else SITE_PHASES[:phases]
-    amps = getattr(electrical, "max_current", None)
+def _charger_limits(charger: ChargerConfig) -> ChargerLimits:
+    """A charger of the station config: an AC one with its phases, wiring and current
+    (docs/electrical.md); any other draws balanced on the three phases."""
+    ac = charger.ac
+    if ac is None:
+        return ChargerLimits(charger.id, charger.max_power)
+    phases = ac.site_phases()[: ac.phases]
     return ChargerLimits(
-        charger.id,
-        float(charger.max_power),
-        AcSupply(voltage, site_phases[:phases], None if amps is None else float(amps)),
+        charger.id, charger.max_power, AcSupply(ac.voltage, phases, ac.max_current)
     )
 
 
-def _group_limits(groups: Iterable[Any]) -> list[GroupLimits]:
+def _group_limits(groups: Iterable[GroupConfig]) -> list[GroupLimits]:
+    """Every group, nested ones too, each over all the chargers under it."""
     found: list[GroupLimits] = []
 
-    def walk(group: Any) -> frozenset[str]:
-        members = set(group.chargers)
-        for sub in group.groups:
-            members |= walk(sub)
-        power, amps = group.max_power, getattr(group, "max_current", None)
-        found.append(
-            GroupLimits(
-                group.id,
-                frozenset(members),
-                None if power is None else float(power),
-                None if amps is None else float(amps),
-            )
-        )
-        return frozenset(members)
+    def walk(group: GroupConfig) -> frozenset[str]:
+        members = frozenset(group.chargers).union(*(walk(sub) for sub in group.groups))
+        found.append(GroupLimits(group.id, members, group.max_power, group.max_current))
+        return members
 
     for group in groups:
         walk(group)
@@ -436,7 +422,8 @@ def _group_limits(groups: Iterable[Any]) -> list[GroupLimits]:
 
 
 def _vehicle_ac(vehicle: Any) -> tuple[int | None, float | None]:
-    """An AC vehicle's phases and current per phase, when the simulator describes them."""
+    """An AC vehicle's phases and current per phase, when the simulator describes them (read
+    by name: the vehicles' AC model is another piece of work, simulators/vehicles.py)."""
     phases = getattr(vehicle, "phases", None)
     amps = getattr(vehicle, "max_current", None)
     if amps is None:
@@ -508,7 +495,7 @@ def bound_problem(scenario: Scenario, record: DayRecord) -> BoundProblem:
     battery = station.battery
     return BoundProblem(
         grid_kw=float(station.grid_capacity),
-        grid_current=getattr(station, "grid_current_limit", None),
+        grid_current=station.grid_current_limit,
         chargers=tuple(_charger_limits(c) for c in station.chargers),
         groups=tuple(_group_limits(station.groups)),
         battery=None

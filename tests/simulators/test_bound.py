@@ -4,7 +4,9 @@ hand, never below what a real run delivered, and in the CLI's table and JSON rep
 from __future__ import annotations
 
 import json
+import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,10 @@ from simulators.bound import (
     solve_bound,
 )
 from simulators.cli import main
+from simulators.records import DayRecord, SessionRecord
 from simulators.report import build_report
 from simulators.runner import run_day
-from simulators.scenarios import load_scenario
+from simulators.scenarios import load_scenario, parse_scenario
 
 HOUR = 3600.0
 THREE_PHASE = ("L1", "L2", "L3")
@@ -201,6 +204,98 @@ def test_a_session_that_wants_nothing_or_stays_no_time_adds_nothing() -> None:
         sessions=(car("v", "A", wanted_kwh=0.0), car("w", "B", (1, 1))),
     )
     assert bound(problem) == 0.0
+
+
+def test_the_station_config_s_amps_and_phases_reach_the_bound() -> None:
+    """A three-phase AC charger at 16 A, a one-phase one wired to L2, a DC charger of 6.9 kW
+    (10 A on each phase), 32 A per site phase and a feeder of 20 A over the two AC chargers.
+    Each amp of a three-phase car is 0.69 kW, of a one-phase car 0.23 kW: the best hour is
+    16 A and 10 A for the three-phase ones (26 A on every phase), and what the feeder leaves
+    on L2 for the one-phase car, 20 - 16 = 4 A: 11.04 + 6.9 + 0.92 = 18.86 kWh."""
+    station = {
+        "stationId": "AMPS",
+        "gridCapacity": 100,
+        "gridCurrentLimit": 32,
+        "chargers": [
+            {"id": "AC1", "maxPower": 22, "connectors": 1,
+             "electrical": {"kind": "AC", "phases": 3, "maxCurrent": 16}},
+            {"id": "AC2", "maxPower": 7.4, "connectors": 1,
+             "electrical": {"kind": "AC", "phases": 1, "maxCurrent": 32, "wiring": ["L2"]}},
+            {"id": "DC1", "maxPower": 6.9, "connectors": 1},
+        ],
+        "groups": [{"id": "feeder", "maxCurrent": 20, "chargers": ["AC1", "AC2"]}],
+    }  # fmt: skip
+    names = ("three", "one", "dc")
+    arrivals = [
+        {"id": name, "arrival": 0, "departure": 3600, "batteryKwh": 100, "soc": 0.1,
+         "maxPowerKw": 50, "chargerId": charger}
+        for name, charger in zip(names, ("AC1", "AC2", "DC1"), strict=True)
+    ]  # fmt: skip
+    scenario = parse_scenario(
+        json.dumps({"name": "amps", "durationHours": 1, "station": station, "arrivals": arrivals})
+    )
+    record = DayRecord("amps", "fair", "virtual", 3600.0, 100.0, None)
+    for name, charger in zip(names, ("AC1", "AC2", "DC1"), strict=True):
+        record.sessions.append(
+            SessionRecord(
+                name, 0.0, 3600.0, 50.0, 90.0, 50.0, charger_id=charger, connector_id=1,
+                plugged_at=0.0, left_at=3600.0,
+            )
+        )  # fmt: skip
+    problem = bound_problem(scenario, record)
+    assert problem.grid_current == 32
+    assert problem.chargers[1].ac == AcSupply(230.0, ("L2",), 32.0)
+    assert problem.groups == (GroupLimits("feeder", frozenset({"AC1", "AC2"}), None, 20.0),)
+    result = solve_bound(problem)
+    assert round(result.energy_kwh, 6) == 18.86
+    assert round(result.per_session_kwh["one"], 6) == 0.92
+    # Without the amps, the same day is bounded by kW only: 22 + 7.4 + 6.9.
+    data = json.loads(json.dumps(station))
+    del data["gridCurrentLimit"]
+    data["groups"] = []
+    for charger in data["chargers"]:
+        charger.pop("electrical", None)
+    plain = parse_scenario(
+        json.dumps({"name": "kw", "durationHours": 1, "station": data, "arrivals": arrivals})
+    )
+    assert round(solve_bound(bound_problem(plain, record)).energy_kwh, 6) == 36.3
+
+
+def night_depot(wirings: Sequence[tuple[str, ...]], limit_a: float) -> BoundProblem:
+    """40 AC chargers of 11 kW (16 A) over a night, two or three cars each, 30 % of them
+    one-phase (16 A: 3.7 kW), on ``limit_a`` per site phase."""
+    rng = random.Random(7)
+    chargers = tuple(
+        ChargerLimits(f"AC{i:02d}", 11.0, AcSupply(230.0, wirings[i % len(wirings)], 16.0))
+        for i in range(40)
+    )
+    sessions: list[BoundSession] = []
+    for i in range(40):
+        at = rng.uniform(17, 20) * HOUR
+        while at < 30 * HOUR:
+            end = min(at + rng.uniform(2, 10) * HOUR, 31 * HOUR)
+            one = rng.random() < 0.3
+            sessions.append(
+                BoundSession(
+                    f"v{len(sessions)}", f"AC{i:02d}", at, end, rng.uniform(10, 60),
+                    3.7 if one else 11.0, 1 if one else 3, 16.0,
+                )
+            )  # fmt: skip
+            at = end + rng.uniform(0.1, 3) * HOUR
+    return BoundProblem(400.0, chargers, tuple(sessions), grid_current=limit_a)
+
+
+def test_a_forty_charger_night_depot_is_solved_in_seconds() -> None:
+    rotated = solve_bound(night_depot([THREE_PHASE, ("L2", "L3", "L1"), ("L3", "L1", "L2")], 100))
+    assert rotated.sessions > 80
+    assert rotated.solve_s < 10  # about 0.1 s here: a generous margin for a busy machine
+    # Never more than 100 A on each of three phases at 230 V over the 14 hours.
+    assert rotated.energy_kwh <= 3 * 100 * 230 / 1000 * 14
+    # Wired alike, every one-phase car loads L1, which fills before the others.
+    alike = solve_bound(night_depot([THREE_PHASE], 100))
+    assert alike.energy_kwh < rotated.energy_kwh - 0.1
+    tighter = solve_bound(night_depot([THREE_PHASE, ("L2", "L3", "L1"), ("L3", "L1", "L2")], 63))
+    assert tighter.energy_kwh < rotated.energy_kwh
 
 
 async def test_never_below_what_a_real_run_delivered() -> None:

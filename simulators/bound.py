@@ -30,6 +30,7 @@ scipy is optional (the ``sim`` extra): :func:`require_scipy` says how to install
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import itertools
 import math
@@ -246,8 +247,8 @@ def solve_bound(problem: BoundProblem) -> BoundResult:
     unknown = sorted({s.charger_id for s in sessions} - chargers.keys())
     if unknown:
         raise BoundError(f"sessions on unknown chargers: {', '.join(unknown)}")
-    cuts = _cuts(problem)
-    stretches = [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+    cuts = _cuts(problem)  # sorted, distinct: every stretch is a pair of neighbours
+    stretches = list(itertools.pairwise(cuts))
 
     # Variables: a power per session per stretch it covers, then (with a battery) its
     # discharge per stretch (negative: charging) and its energy at each stretch's end.
@@ -263,15 +264,14 @@ def solve_bound(problem: BoundProblem) -> BoundResult:
         cap_kw = loads[index][1]
         if cap_kw <= 0:
             continue
-        for k, (a, b) in enumerate(stretches):
-            if a >= start and b <= end:
-                hours = (b - a) / HOUR_S
-                by_stretch[k].append(len(objective))
-                objective.append(-hours)
-                lower.append(0.0)
-                upper.append(cap_kw)
-                weight.append(hours)
-                owner.append(index)
+        for k in range(bisect.bisect_left(cuts, start), bisect.bisect_left(cuts, end)):
+            hours = (cuts[k + 1] - cuts[k]) / HOUR_S
+            by_stretch[k].append(len(objective))
+            objective.append(-hours)
+            lower.append(0.0)
+            upper.append(cap_kw)
+            weight.append(hours)
+            owner.append(index)
     powers = len(objective)
     battery = problem.battery
     discharge = energy = -1

@@ -261,6 +261,41 @@ def test_the_station_config_s_amps_and_phases_reach_the_bound() -> None:
     assert round(solve_bound(bound_problem(plain, record)).energy_kwh, 6) == 36.3
 
 
+def test_a_station_that_reads_the_site_meter_takes_what_the_building_leaves() -> None:
+    """A 150 kW connection; the building takes 100 kW until 00:30, then 20 kW. A 200 kW car
+    plugged in from 00:00 to 01:00 could take 50 kW, then 130 kW: 90 kWh. Without the meter
+    the station holds itself to its gridCapacity, and so does the bound."""
+    meter = {"type": "modbus", "host": "127.0.0.1", "model": "eastron-sdm630"}
+    station = {
+        "stationId": "SITE",
+        "gridCapacity": 150,
+        "chargers": [{"id": "DC1", "maxPower": 300, "connectors": 1}],
+        "site": {"meter": meter},
+    }
+    arrivals = [
+        {"id": "car", "arrival": 0, "departure": 3600, "batteryKwh": 500, "soc": 0.1,
+         "maxPowerKw": 200}
+    ]  # fmt: skip
+    day = {
+        "name": "site",
+        "durationHours": 1,
+        "station": station,
+        "arrivals": arrivals,
+        "site": {"building": [[0, 100], [0.5, 100], [0.5, 20]]},
+    }
+    record = DayRecord("site", "fair", "virtual", 3600.0, 150.0, None)
+    record.sessions.append(
+        SessionRecord(
+            "car", 0.0, 3600.0, 200.0, 450.0, 200.0, charger_id="DC1", connector_id=1,
+            plugged_at=0.0, left_at=3600.0,
+        )
+    )  # fmt: skip
+    metered = parse_scenario(json.dumps(day))
+    assert round(solve_bound(bound_problem(metered, record)).energy_kwh, 6) == 90.0
+    fixed = metered.fixed_capacity()  # ev-sim --compare meter,fixed: 150 - 100 = 50 kW
+    assert round(solve_bound(bound_problem(fixed, record)).energy_kwh, 6) == 50.0
+
+
 def night_depot(wirings: Sequence[tuple[str, ...]], limit_a: float) -> BoundProblem:
     """40 AC chargers of 11 kW (16 A) over a night, two or three cars each, 30 % of them
     one-phase (16 A: 3.7 kW), on ``limit_a`` per site phase."""

@@ -300,7 +300,9 @@ def _top_up(
     constraint = pair_constraint[swap].tolist()
     amount = (pair_weight * s.step_kw[pair_session])[swap].tolist()
     step = s.step_kw.tolist()
-    cap = s.units_cap.tolist()
+    # Never beyond its headroom: the constraints left out of the walk were
+    # sized for that many steps (and the least room above it holds no more).
+    cap = (units + headroom.astype(np.int64)).tolist()
     given = units.tolist()
     # The candidates in (power, rank) order, sorted once; a session that took
     # a step waits in a heap (few at a time); the next is the lower head.

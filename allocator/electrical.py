@@ -79,6 +79,8 @@ def allocate_electrical(
     # Sessions held at their minimum stay there: their fair share is below it
     # (docs/electrical-allocation.md, "Held at the minimum").
     _top_up(cs, s, limit, base, running & ~held, units)
+    if _level_up(cs, s, limit, base, running & ~held, units):
+        _top_up(cs, s, limit, base, running & ~held, units)
     return _limits(cs, ids, s, limit, base, running, blocked_at, units, held)
 
 
@@ -333,6 +335,146 @@ def _top_up(
             if given[i] < cap[i]:
                 heapq.heappush(heap, (given[i] * step[i], i, lo, hi))
     units[listed] = np.array(given, dtype=np.int64)[listed]
+
+
+def _level_up(
+    cs: CompiledStation,
+    s: SessionArrays,
+    limit: FloatArray,
+    base: FloatArray,
+    eligible: BoolArray,
+    units: IntArray,
+) -> bool:
+    """Move steps from higher sessions to a lower one that only that lets climb.
+
+    Rounding can leave a session whose continuous share was small below
+    others it shares its bottleneck with: the room the others' rounding left
+    went, one step at a time, to sessions with smaller steps, and its own
+    step no longer fits (docs/electrical-allocation.md, "Rounding"). The
+    top-up only adds. Here each such session, lowest first, takes steps from
+    the highest session on a constraint that refuses its step, as long as
+    that one stays at least one step above it, until one step of its own
+    fits; moves that do not end in that step are undone. Returns whether
+    anything moved (then the caller tops up again: a donor may have freed
+    room elsewhere).
+    """
+    on = s.weight > 0
+    step_use = s.weight * s.step_kw
+    used = base + sums_up(cs, s.node, s.weight * (units * s.step_kw))
+    room_array = limit + TOLERANCE - used
+    least_room = np.take(min_down(cs, room_array), s.node, axis=1)
+    movable = eligible & ~s.pinned
+    blocked = movable & (units < s.units_cap) & (on & (step_use > least_room)).any(axis=0)
+    if not blocked.any():
+        return False
+    tree = cs.tree
+    # Only a session with a possible donor on every constraint that refuses
+    # its step can be helped: per constraint, the most a session on it keeps
+    # after giving one step (a maximum up the tree), against what the low one
+    # needs its donors to keep.
+    power = units * s.step_kw
+    keeps = np.where(movable & (units > s.units_min), power - s.step_kw, -np.inf)
+    by_node = np.argsort(s.node, kind="stable")
+    most_kept = -min_up(cs, s.node[by_node], np.take(np.where(on, -keeps, np.inf), by_node, axis=1))
+    needed = power + 2 * s.step_kw
+    chain = s.node.copy()
+    for _ in range(tree.path_length):
+        refusing = on & (step_use > np.take(room_array, chain, axis=1))
+        blocked &= ~(refusing & (np.take(most_kept, chain, axis=1) < needed)).any(axis=0)
+        chain = tree.parent[chain]
+    if not blocked.any():
+        return False
+    size = tree.size
+    room = room_array.ravel().tolist()
+    parent = tree.parent.tolist()
+    node = s.node.tolist()
+    step = s.step_kw.tolist()
+    floor_units = s.units_min.tolist()
+    cap = s.units_cap.tolist()
+    given = units.tolist()
+    on_list = on.T.tolist()
+    use_list = step_use.T.tolist()
+    donors: dict[int, list[tuple[float, int]]] = {}
+
+    def uses(i: int) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        v = node[i]
+        while True:
+            out.extend((k * size + v, use_list[i][k]) for k in range(4) if on_list[i][k])
+            if v == ROOT:
+                return out
+            v = parent[v]
+
+    def heap_of(c: int) -> list[tuple[float, int]]:
+        heap = donors.get(c)
+        if heap is None:
+            k, v = divmod(c, size)
+            chain = s.node.copy()
+            below = chain == v
+            for _ in range(tree.path_length):
+                chain = tree.parent[chain]
+                below |= chain == v
+            members = np.flatnonzero(below & on[k] & movable)
+            heap = [(-given[j] * step[j], j) for j in members.tolist()]
+            heapq.heapify(heap)
+            donors[c] = heap
+        return heap
+
+    def donor_on(c: int, above: float) -> int:
+        """The highest session on c that stays at ``above`` or more after
+        giving a step; -1 if none."""
+        heap = heap_of(c)
+        passed: list[tuple[float, int]] = []  # too big a step to give one
+        found = -1
+        while heap:
+            power, j = heap[0]
+            if -power != given[j] * step[j]:  # moved since: refresh
+                heapq.heapreplace(heap, (-given[j] * step[j], j))
+            elif given[j] <= floor_units[j]:  # at its minimum: never a donor
+                heapq.heappop(heap)
+            elif -power < above:  # nobody lower can stay at above either
+                break
+            elif (given[j] - 1) * step[j] >= above:
+                found = j
+                break
+            else:
+                passed.append(heapq.heappop(heap))
+        for entry in passed:
+            heapq.heappush(heap, entry)
+        return found
+
+    moved = False
+    low_first = np.flatnonzero(blocked)
+    low_first = low_first[np.argsort(units[low_first] * s.step_kw[low_first], kind="stable")]
+    for i in low_first.tolist():
+        mine = uses(i)
+        taken: list[tuple[int, list[tuple[int, float]]]] = []
+        while given[i] < cap[i]:
+            short = next((c for c, amount in mine if amount > room[c]), -1)
+            if short < 0:
+                for c, amount in mine:
+                    room[c] -= amount
+                given[i] += 1
+                taken.clear()
+                moved = True
+                # One step: what the donors freed beyond it goes to the
+                # lowest in the top-up that follows.
+                break
+            # The donor stays a step above where this one would be.
+            j = donor_on(short, (given[i] + 1) * step[i] + step[i])
+            if j < 0 or j == i:
+                break
+            theirs = uses(j)
+            for c, amount in theirs:
+                room[c] += amount
+            given[j] -= 1
+            taken.append((j, theirs))
+        for j, theirs in taken:  # moves that bought no step
+            for c, amount in theirs:
+                room[c] -= amount
+            given[j] += 1
+    units[:] = given
+    return moved
 
 
 def _limits(

@@ -1,6 +1,6 @@
 """Allocation with the electrical model (docs/electrical-allocation.md).
 
-Four passes over the linear constraints of :mod:`allocator.electrical_model`:
+Five passes over the linear constraints of :mod:`allocator.electrical_model`:
 
 1. *Running set*: sessions in rotation order, each kept if its minimum fits
    with the pinned sessions and every session kept before it at theirs, on
@@ -12,6 +12,9 @@ Four passes over the linear constraints of :mod:`allocator.electrical_model`:
 3. *Rounding* each session down to its step (never below its minimum).
 4. *Top-up*: the lowest sessions take one more step while every constraint
    they are on still has room, until no session can.
+5. *Levelling*: a session rounding left below others on a constraint that
+   refuses its step takes a step from the highest there, then the top-up
+   runs again.
 """
 
 from __future__ import annotations

@@ -1402,16 +1402,21 @@ class StationCore:
         """With the electrical model: the rotation orders the sessions, the allocation runs
         the largest set it can in that order (docs/electrical.md, "Rotation")."""
         assert self._electrical is not None
-        rotating = [
-            RotationSession(
-                s.session_id,
-                s.started_at,
-                s.consumed_energy,
-                running=s.paused_since is None,
-                paused_since=s.paused_since,
+        previous = self.plan
+        rotating = []
+        for s in self._sessions.values():
+            # A session no allocation has seen yet has not run: it waits from its arrival,
+            # and between boundaries it runs only if it fits beside those running.
+            new = previous is not None and s.session_id not in previous.target
+            rotating.append(
+                RotationSession(
+                    s.session_id,
+                    s.started_at,
+                    s.consumed_energy,
+                    running=not new and s.paused_since is None,
+                    paused_since=s.started_at if new else s.paused_since,
+                )
             )
-            for s in self._sessions.values()
-        ]
         period = self.config.allocation.rotation_period
         decision = rotation_order(
             now, rotating, self._last_boundary, period, self.config.allocation.pause_limit

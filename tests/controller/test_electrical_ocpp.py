@@ -269,3 +269,25 @@ async def test_per_phase_currents_stay_within_the_limit_with_rotated_wiring_and_
     assert all(limit == 0 or limit >= 6 for c in chargers for limit in tx_currents(c))
     for charger in chargers:
         await charger.close()
+
+
+async def test_a_new_car_that_does_not_fit_waits_for_the_boundary(
+    start_controller: Any, clock: ManualClock
+) -> None:
+    """Between boundaries a new session does not push out one that runs, even one that has
+    taken more energy: it waits for the next boundary (docs/electrical.md, "Rotation")."""
+    app: ControllerApp = await start_controller(amps_station(4, 20))
+    chargers = await booted(app, 4)
+    transactions = [await start(charger) for charger in chargers[:3]]
+    await app.wait_settled()
+    for i in range(3):
+        await chargers[i].call(meter(transactions[i], [6.6, 6.6, 6.6], 5000))
+    clock.set(clock.now() + 60)
+    await start(chargers[3])
+    await app.wait_settled()
+    assert all((last_current(c) or 0) >= 6 for c in chargers[:3])
+    assert last_current(chargers[3]) == 0
+    waiting = next(s for s in app.core.active_sessions() if s.charger_id == "AC3")
+    assert waiting.paused_since == waiting.started_at
+    for charger in chargers:
+        await charger.close()

@@ -40,6 +40,7 @@ from allocator import (
     StationTree,
     Strategy,
 )
+from allocator.electrical_types import ACCharger, DCCharger, ElectricalStation
 from protocol import json_limits
 from protocol.json_limits import JsonLimitError
 
@@ -99,6 +100,39 @@ class BatteryConfig(_Model):
     reserve: NonNegativeKw | None = None
 
 
+SitePhase = Literal["L1", "L2", "L3"]
+Amps = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
+WeekSeconds = Annotated[float, Field(ge=0, le=7 * 86_400, allow_inf_nan=False)]
+
+
+class ACElectrical(_Model):
+    """An AC charger: limits go out in A per phase (docs/electrical.md, "Configuration")."""
+
+    kind: Literal["AC"]
+    phases: Literal[1, 3] = 3
+    voltage: Volts = 230.0
+    # IEC 61851-1: a car cannot charge below 6 A.
+    min_current: Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)] = 6.0
+    # Per phase; default what maxPower allows (maxPower / (voltage x phases)).
+    max_current: Amps | None = None
+    current_step: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 0.1
+    # wiring[k]: the site phase the charger's phase k+1 is connected to.
+    wiring: Annotated[tuple[SitePhase, ...], Field(min_length=1, max_length=3)] | None = None
+
+    def site_phases(self) -> tuple[str, ...]:
+        return self.wiring if self.wiring is not None else ("L1", "L2", "L3")[: self.phases]
+
+
+class DCElectrical(_Model):
+    """A DC charger: whole kW, never between 0 and ``minPower``."""
+
+    kind: Literal["DC"]
+    min_power: NonNegativeKw = 0.0
+
+
+Electrical = Annotated[ACElectrical | DCElectrical, Field(discriminator="kind")]
+
+
 class ChargerConfig(_Model):
     id: NonEmptyId
     max_power: PositiveKw
@@ -112,11 +146,20 @@ class ChargerConfig(_Model):
     # (docs/security-chargers.md); one or the other, not both.
     password_sha256: Sha256Hex | None = None
     smart_charging: bool = True
+    # Phases, minimum current and wiring (docs/electrical.md); None: whole kW as before.
+    electrical: Electrical | None = None
+
+    @property
+    def ac(self) -> ACElectrical | None:
+        return self.electrical if isinstance(self.electrical, ACElectrical) else None
 
 
 class GroupConfig(_Model):
     id: NonEmptyId
-    max_power: PositiveKw
+    # One of the two at least (checked in cross_field_problems).
+    max_power: PositiveKw | None = None
+    # A per phase (docs/electrical.md).
+    max_current: Amps | None = None
     chargers: Annotated[tuple[NonEmptyId, ...], Field(max_length=MAX_CHARGERS)] = ()
     groups: Annotated[tuple[GroupConfig, ...], Field(max_length=MAX_CHARGERS)] = ()
 
@@ -125,6 +168,14 @@ class AllocationConfig(_Model):
     strategy: Strategy = Strategy.FAIR
     # Learn what OCPP vehicles can take from what they draw (controller.core.demand).
     learn_demand: bool = True
+    # Which sessions run when not all can at their minimum (docs/electrical.md, "Rotation").
+    rotation_period: Annotated[WeekSeconds, Field(gt=0)] = 900.0
+    # Default: twice the rotation period.
+    max_pause: WeekSeconds | None = None
+
+    @property
+    def pause_limit(self) -> float:
+        return 2 * self.rotation_period if self.max_pause is None else self.max_pause
 
 
 FilePath = Annotated[str, Field(min_length=1, max_length=4096)]
@@ -345,6 +396,11 @@ class StationConfig(_Model):
         share = charger.max_power / charger.connectors
         if self.ocpp.failsafe_power is not None:
             return min(self.ocpp.failsafe_power, share)
+        if charger.ac is not None:
+            # A car starts drawing under it before its StartTransaction reaches the
+            # controller: only 0 is safe with any number of new cars at once
+            # (docs/electrical.md, "What goes to the charger").
+            return 0.0
         return min(float(math.floor(self.grid_capacity / self.total_connectors)), share)
 
     @property
@@ -366,7 +422,9 @@ class StationConfig(_Model):
         def group_node(group: GroupConfig) -> GroupNode:
             return GroupNode(
                 id=group.id,
-                max_power=group.max_power,
+                # Without maxPower a group limits only current: its kW limit is none that
+                # could bind (every kW figure of the configuration is at most MAX_KW).
+                max_power=group.max_power if group.max_power is not None else float(MAX_KW),
                 chargers=group.chargers,
                 groups=tuple(group_node(g) for g in group.groups),
             )
@@ -374,6 +432,42 @@ class StationConfig(_Model):
         return StationTree(
             chargers=tuple(ChargerNode(c.id, c.max_power) for c in self.chargers),
             groups=tuple(group_node(g) for g in self.groups),
+        )
+
+    @property
+    def has_electrical_model(self) -> bool:
+        """Whether limits are allocated with phases and minimums (docs/electrical.md); without
+        any of its keys every limit stays whole kW, exactly as before."""
+        return (
+            self.grid_current_limit is not None
+            or any(c.electrical is not None for c in self.chargers)
+            or any(g.max_current is not None for _, g in _walk_groups(self.groups, "groups"))
+        )
+
+    def electrical_station(self) -> ElectricalStation:
+        chargers: dict[str, ACCharger | DCCharger] = {}
+        for charger in self.chargers:
+            data = charger.electrical
+            if isinstance(data, ACElectrical):
+                chargers[charger.id] = ACCharger(
+                    phases=data.phases,
+                    voltage=data.voltage,
+                    min_current=data.min_current,
+                    max_current=data.max_current,
+                    current_step=data.current_step,
+                    wiring=data.wiring,
+                )
+            elif isinstance(data, DCElectrical):
+                chargers[charger.id] = DCCharger(min_power=data.min_power)
+        return ElectricalStation(
+            tree=self.tree(),
+            chargers=chargers,
+            grid_current_limit=self.grid_current_limit,
+            group_max_current={
+                g.id: g.max_current
+                for _, g in _walk_groups(self.groups, "groups")
+                if g.max_current is not None
+            },
         )
 
 
@@ -495,8 +589,64 @@ def cross_field_problems(config: StationConfig) -> list[str]:
                 )
             else:
                 owner[charger_id] = group.id
+    for path, group in _walk_groups(config.groups, "groups"):
+        if group.max_power is None and group.max_current is None:
+            problems.append(f"{path}: needs maxPower, maxCurrent or both")
+    problems += electrical_problems(config)
     problems += token_problems([(f"api.tokens[{i}]", t) for i, t in enumerate(config.api.tokens)])
     return problems
+
+
+def electrical_problems(config: StationConfig) -> list[str]:
+    """What the electrical model needs beyond each field's own range (docs/electrical.md)."""
+    problems: list[str] = []
+    for index, charger in enumerate(config.chargers):
+        path = f"chargers[{index}]"
+        data = charger.electrical
+        if isinstance(data, DCElectrical):
+            if math.ceil(data.min_power) > charger.max_power:
+                problems.append(f"{path}.electrical.minPower: must be at most maxPower")
+            continue
+        if data is None:
+            continue
+        if charger.rate_unit == "W":
+            problems.append(f"{path}.rateUnit: an AC charger (electrical) gets its limits in A")
+        for key, own in (("phases", data.phases), ("voltage", data.voltage)):
+            if key in charger.model_fields_set and getattr(charger, key) != own:
+                problems.append(f"{path}.{key}: differs from electrical.{key}")
+        sites = data.site_phases()
+        if len(sites) != data.phases or len(set(sites)) != len(sites):
+            problems.append(
+                f"{path}.electrical.wiring: must name {data.phases} different site phase(s)"
+            )
+        most = ac_max_current(charger, data)
+        if most < data.min_current:
+            what = "maxCurrent" if data.max_current is not None else "maxPower"
+            problems.append(
+                f"{path}.electrical.minCurrent: above the {most:g} A per phase its {what} allows"
+            )
+        failsafe = config.ocpp.failsafe_power
+        if failsafe is not None:
+            amps = ac_failsafe_current(config, charger, data)
+            if 0 < amps < data.min_current:
+                problems.append(
+                    f"ocpp.failsafePower: {failsafe:g} kW is {amps:g} A per phase on charger "
+                    f"{charger.id!r}, between 0 and its minCurrent {data.min_current:g} A"
+                )
+    return problems
+
+
+def ac_max_current(charger: ChargerConfig, data: ACElectrical) -> float:
+    """A per phase an AC charger may be sent: its maxCurrent, else what maxPower allows."""
+    allowed = charger.max_power * 1000.0 / (data.voltage * data.phases)
+    return min(data.max_current, allowed) if data.max_current is not None else allowed
+
+
+def ac_failsafe_current(config: StationConfig, charger: ChargerConfig, data: ACElectrical) -> float:
+    """The TxDefaultProfile of an AC charger, in A per phase, whole steps rounded down."""
+    kw = config.failsafe_power_per_connector(charger)
+    steps = math.floor(kw * 1000.0 / (data.voltage * data.phases) / data.current_step + 1e-9)
+    return steps * data.current_step
 
 
 def token_problems(tokens: Sequence[tuple[str, ApiTokenConfig]]) -> list[str]:

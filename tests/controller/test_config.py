@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from allocator.electrical_types import ACCharger
 from controller.config import ConfigError, config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,3 +250,120 @@ def test_a_modbus_meter_by_preset_or_by_register_map() -> None:
 def test_invalid_meters_are_named(meter: dict[str, Any], expected: str) -> None:
     found = problems({**EXAMPLE, "site": {"meter": meter}})
     assert any(expected in problem for problem in found), found
+
+
+AC = {"kind": "AC"}
+
+
+def electrical_station(**change: Any) -> dict[str, Any]:
+    return {
+        "stationId": "depot",
+        "gridCapacity": 100,
+        "chargers": [
+            {"id": "AC1", "maxPower": 22, "connectors": 1, "electrical": AC},
+            {"id": "AC2", "maxPower": 11, "connectors": 1, "electrical": {**AC, "phases": 1}},
+            {"id": "DC1", "maxPower": 50, "connectors": 1},
+        ],
+        **change,
+    }
+
+
+def test_without_electrical_keys_the_model_is_off() -> None:
+    assert not config_from_dict(EXAMPLE).has_electrical_model
+
+
+def test_electrical_keys_and_their_defaults() -> None:
+    config = config_from_dict(
+        electrical_station(
+            gridCurrentLimit=63,
+            groups=[{"id": "feeder", "maxCurrent": 40, "chargers": ["AC1", "AC2"]}],
+            allocation={"rotationPeriod": 600},
+        )
+    )
+    assert config.has_electrical_model
+    station = config.electrical_station()
+    ac1, ac2 = station.chargers["AC1"], station.chargers["AC2"]
+    assert isinstance(ac1, ACCharger) and isinstance(ac2, ACCharger)
+    assert (ac1.phases, ac1.min_current, ac1.current_step, ac1.site_phases()) == (
+        3,
+        6.0,
+        0.1,
+        ("L1", "L2", "L3"),
+    )
+    assert ac2.site_phases() == ("L1",)
+    assert "DC1" not in station.chargers  # counts as DC with no minimum
+    assert station.grid_current_limit == 63 and station.group_max_current == {"feeder": 40}
+    assert config.allocation.pause_limit == 1200  # twice the period by default
+    # An AC charger's failsafe default is 0 A unless the operator sets one.
+    assert config.failsafe_power_per_connector(config.chargers[0]) == 0
+    assert config.failsafe_power_per_connector(config.chargers[2]) == 33
+
+
+def test_a_group_current_limit_alone_turns_the_model_on() -> None:
+    data = {**EXAMPLE, "groups": [{"id": "cable", "maxCurrent": 100, "chargers": ["CP001"]}]}
+    assert config_from_dict(data).has_electrical_model
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"groups": [{"id": "g", "chargers": ["AC1"]}]},
+            "groups[0]: needs maxPower, maxCurrent or both",
+        ),
+        (
+            {"ocpp": {"failsafePower": 2}},
+            "ocpp.failsafePower: 2 kW is 2.8 A per phase on charger 'AC1', "
+            "between 0 and its minCurrent 6 A",
+        ),
+        (
+            {"allocation": {"rotationPeriod": 0}},
+            "allocation.rotationPeriod: must be greater than 0",
+        ),
+        ({"allocation": {"maxPause": -1}}, "allocation.maxPause: must be at least 0"),
+    ],
+)
+def test_invalid_electrical_station(change: dict[str, Any], expected: str) -> None:
+    assert expected in problems(electrical_station(**change))
+
+
+@pytest.mark.parametrize(
+    ("charger", "expected"),
+    [
+        (
+            {"electrical": {**AC, "wiring": ["L1", "L1", "L2"]}},
+            "chargers[0].electrical.wiring: must name 3 different site phase(s)",
+        ),
+        (
+            {"electrical": {**AC, "phases": 1, "wiring": ["L2", "L3"]}},
+            "chargers[0].electrical.wiring: must name 1 different site phase(s)",
+        ),
+        ({"electrical": {**AC, "wiring": ["L4"]}}, "chargers[0].electrical.AC.wiring[0]"),
+        ({"electrical": {"kind": "EV"}}, "chargers[0].electrical"),
+        (
+            {"maxPower": 3, "electrical": AC},
+            "chargers[0].electrical.minCurrent: above the 4.34783 A per phase its maxPower allows",
+        ),
+        (
+            {"electrical": {**AC, "minCurrent": 10, "maxCurrent": 8}},
+            "chargers[0].electrical.minCurrent: above the 8 A per phase its maxCurrent allows",
+        ),
+        (
+            {"electrical": {"kind": "DC", "minPower": 30}},
+            "chargers[0].electrical.minPower: must be at most maxPower",
+        ),
+        (
+            {"rateUnit": "W", "electrical": AC},
+            "chargers[0].rateUnit: an AC charger (electrical) gets its limits in A",
+        ),
+        (
+            {"phases": 1, "electrical": AC},
+            "chargers[0].phases: differs from electrical.phases",
+        ),
+        ({"electrical": {**AC, "currentStep": 0}}, "currentStep: must be greater than 0"),
+    ],
+)
+def test_invalid_electrical_chargers(charger: dict[str, Any], expected: str) -> None:
+    data = {**EXAMPLE, "chargers": [{"id": "X", "maxPower": 22, "connectors": 1, **charger}]}
+    found = problems(data)
+    assert any(expected in p for p in found), found

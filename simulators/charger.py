@@ -291,8 +291,10 @@ class ChargerModel:
         )
         hardware_w = min(self._hardware_w(connector_id), self.spec.max_power_w)
         hardware = hardware_w / (self.spec.voltage * phases)
-        if ac.max_current is not None:
-            hardware = min(hardware, ac.max_current)
+        # The hardware's current per phase: its rating, else what maxPower allows on all its
+        # phases (a 1-phase car on an 11 kW charger still gets 16 A, not 48).
+        per_phase = ac.max_current or self.spec.max_power_w / (self.spec.voltage * self.spec.phases)
+        hardware = min(hardware, per_phase)
         return min(amps, hardware), phases
 
     def signalled_current(self, connector_id: int, now: float) -> tuple[float, int]:

@@ -101,6 +101,9 @@ class DayRecord:
     battery_capacity_kwh: float | None
     connection_limit_kw: float | None = None  # with a simulated site: the connection's limit
     grid_current_limit_a: float | None = None  # the station's gridCurrentLimit (A per phase)
+    # The highest current on each site phase the instant a car started, before the controller
+    # answered (it draws under its TxDefaultProfile, the others at their old limits).
+    start_peak_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
     meter_interval_s: float | None = None  # with a site meter the controller reads
     meter_polls: int = 0  # readings of the simulated site meter the controller took
     variant: str | None = None  # the name a comparison gave this run ("meter", "fixed")

@@ -31,7 +31,10 @@ The figures (camelCase keys, kW and kWh):
 * ``sitePhases``: the chargers' current on each site phase L1, L2, L3 (AC chargers through
   their wiring, the others as balanced three-phase loads) against the station's
   ``gridCurrentLimit`` (see :func:`phase_figures`): ``limitA`` (null without one), and per
-  phase ``peakA``, ``peakAtHours`` and ``minutesOverLimit``; ``limitExceeded``.
+  phase ``peakA``, ``peakAtHours`` and ``minutesOverLimit``; ``limitExceeded``; and
+  ``startPeakA``, the highest at the instant a car started, before the controller answered
+  (it draws under its TxDefaultProfile for that round trip, the others at their old limits;
+  no virtual time passes, a real one lasts milliseconds).
 * ``pauses``, ``pausesPerSessionMean``, ``pausesPerSessionMax``: times a charger suspended a
   session (Charging -> SuspendedEVSE after it had drawn power), in all and per plugged-in
   session; ``longestWaitMinutes`` (with ``longestWaitVehicleId``): the longest stretch a
@@ -269,6 +272,7 @@ def phase_figures(record: DayRecord) -> dict[str, Any]:
         "peakAtHours": {p: _r(peak_at[p] / 3600) for p in PHASES},
         "minutesOverLimit": {p: _r(over_s[p] / 60) for p in PHASES},
         "limitExceeded": exceeded,
+        "startPeakA": {p: _r(a) for p, a in zip(PHASES, record.start_peak_a, strict=True)},
     }
 
 
@@ -427,6 +431,7 @@ _PHASE_ROWS: list[tuple[str, Any]] = [
     ("phase limit (A)", lambda r: _num(r["sitePhases"]["limitA"])),
     ("peak L1 / L2 / L3 (A)", lambda r: _per_phase(r, "peakA")),
     ("time over, L1 / L2 / L3 (min)", lambda r: _per_phase(r, "minutesOverLimit")),
+    ("at a car's start, L1 / L2 / L3 (A)", lambda r: _per_phase(r, "startPeakA")),
 ]
 
 

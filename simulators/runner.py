@@ -364,6 +364,9 @@ class StationDay:
             await cp.plug_in(connector_id, planned.vehicle)
             visit.transaction = await cp.start_transaction(connector_id, visit.id_tag)
             self.plugged.append(visit)
+            # The instant before the controller hears of it: the new car under its
+            # TxDefaultProfile, every other at its old limit.
+            self.record.start_peak_a = _highest(self.record.start_peak_a, self._site_phase_a())
         self.waiting = still_waiting
 
     async def _announce(self) -> bool:
@@ -555,6 +558,12 @@ class StationDay:
             if tx.transaction_id is not None:
                 visit.record.transaction_id = tx.transaction_id
                 visit.record.controller_kwh = self.controller.consumed_energy_kwh(tx.transaction_id)
+
+
+def _highest(
+    a: tuple[float, float, float], b: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    return max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2])
 
 
 def _achievable_kwh(vehicle: Vehicle, since: float, until: float) -> float:

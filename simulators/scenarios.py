@@ -245,7 +245,9 @@ class Scenario(_Model):
     def with_strategy(self, strategy: str) -> Scenario:
         """The same day with another allocation strategy (for comparisons)."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["station"].setdefault("allocation", {})["strategy"] = strategy
+        for key in ("station", "controllerStation"):
+            if key in data:
+                data[key].setdefault("allocation", {})["strategy"] = strategy
         return parse_scenario(json.dumps(data))
 
     @property

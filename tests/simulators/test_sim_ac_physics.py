@@ -14,6 +14,7 @@ import pytest
 from protocol import messages as m
 from protocol.messages import ChargePointStatus as S
 from shell.clock import ManualClock
+from simulators import messages
 from simulators.chargepoint import ChargePoint
 from simulators.charger import AcSupply, ChargerModel, ChargerSpec
 from simulators.connector import ConnectorEvent
@@ -161,6 +162,29 @@ def test_a_charger_without_ac_follows_any_limit_as_before() -> None:
     limit(model, 1_000)  # 1.4 A per phase: no minimum without the electrical model
     assert model.connector(1).power_w == pytest.approx(1_000)
     assert model.connector(1).phase_a == ()
+
+
+@pytest.mark.parametrize(("phases", "watts"), [(3, 7_123.4), (2, 5_000.0), (1, 2_999.9)])
+def test_meter_values_per_phase_add_up_to_the_power(phases: int, watts: float) -> None:
+    model = charging_model(ac_spec(), ac_car(phases, 16))
+    limit(model, watts)
+    sample = messages.meter_sample(model.connector(1), m.ReadingContext.SAMPLE_PERIODIC, T0)
+    by_measurand: dict[m.Measurand | None, list[m.SampledValue]] = {}
+    for value in sample.sampled_value:
+        by_measurand.setdefault(value.measurand, []).append(value)
+    [power] = by_measurand[m.Measurand.POWER_ACTIVE_IMPORT]
+    currents = by_measurand[m.Measurand.CURRENT_IMPORT]
+    assert [c.phase for c in currents] == [m.Phase.L1, m.Phase.L2, m.Phase.L3]
+    assert [float(c.value) > 0 for c in currents] == [k < phases for k in range(3)]
+    total = sum(float(c.value) for c in currents) * 230
+    assert total == pytest.approx(float(power.value), abs=3 * 0.005 * 230)
+    assert float(power.value) == pytest.approx(watts, abs=0.1)
+
+
+def test_a_charger_without_ac_reports_no_current() -> None:
+    model = charging_model(ChargerSpec(CP, connectors=1), ac_car(3, 16))
+    sample = messages.meter_sample(model.connector(1), m.ReadingContext.SAMPLE_PERIODIC, T0)
+    assert m.Measurand.CURRENT_IMPORT not in {v.measurand for v in sample.sampled_value}
 
 
 def test_the_charger_offers_current_import_in_its_sampled_data() -> None:

@@ -220,11 +220,15 @@ async def test_the_clamp_quirk_draws_six_amps_above_its_limit() -> None:
 
 
 def test_compare_electrical_and_kw_only(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
     path = tmp_path / "small.json"
     path.write_text(json.dumps(small_depot()))
-    out = tmp_path / "report.json"
+    out, plot = tmp_path / "report.json", tmp_path / "night.png"
     argv = ["--compare", "electrical,kw-only", str(path), "--no-progress", "--report", str(out)]
-    assert main(argv) == 0
+    assert main([*argv, "--plot", str(plot)]) == 0
+    # A station without a battery and with gridCurrentLimit plots its phases instead.
+    assert (tmp_path / "night-electrical.png").stat().st_size > 0
+    assert (tmp_path / "night-kw-only.png").stat().st_size > 0
     reports = json.loads(out.read_text())
     assert [r["variant"] for r in reports] == ["electrical", "kw-only"]
     for report in reports:

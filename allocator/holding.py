@@ -22,6 +22,7 @@ Confirmations shrink the holds; the next run then lets the raises through.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ class HoldingPlan:
     # Sessions whose effective limit is their hold, not a limit of their own.
     pinned: frozenset[str] = frozenset()
 
-    def to_send(self, session_id: str, held: int | None) -> int:
+    def to_send(self, session_id: str, held: float | None) -> float:
         """The limit to push for a session whose charger holds ``held`` kW now.
 
         A lowering goes straight to the target. A session pinned at its hold
@@ -59,7 +60,7 @@ def allocate_holding(
     demands: Sequence[Demand],
     root_limit: float,
     strategy: Strategy,
-    held: Mapping[str, int],
+    held: Mapping[str, float],
     fixed: Mapping[str, int] | None = None,
 ) -> HoldingPlan:
     """``held[session_id]``: the most that session's charger may be applying now.
@@ -80,13 +81,14 @@ def allocate_holding(
     # allocation had, and max-min fair shares only shrink when room shrinks, so
     # such a session could end no higher than its target anyway: at or below its
     # hold, i.e. held (squeezed) or lowered. Only raise candidates remain to check.
-    pins = {s: held[s] for s in movable if target[s].power <= held[s]}
+    # A hold is whole kW (the limits sent are); were it not, it is counted rounded up.
+    pins = {s: math.ceil(held[s]) for s in movable if target[s].power <= held[s]}
     if not any(target[s].power < held[s] for s in pins):
         return HoldingPlan(target, target, frozenset(pins))
     candidates = movable - pins.keys()
     while True:
         effective = allocate(tree, demands, root_limit, strategy, {**fixed, **pins})
-        squeezed = {s: held[s] for s in candidates if effective[s].power < held[s]}
+        squeezed = {s: math.ceil(held[s]) for s in candidates if effective[s].power < held[s]}
         if not squeezed:
             return HoldingPlan(target, effective, frozenset(pins))
         # Each round pins at least one more raise candidate; usually there is one round.

@@ -235,8 +235,11 @@ class Driver:
             else:
                 self.submit(ConfigurationRead(now, charger_id, ref, configuration_keys(outcome)))
 
-        if current is None or current[0] != command.link:
-            # The connection it was meant for is gone: it was never sent.
+        if current is None or current[0] != command.link or current[1].connection.closed:
+            # The connection it was meant for is gone (or going: its calls are being ended
+            # now, and the core hears of the close right after): it was never sent. Answered
+            # on the next turn of the loop, so that the core, which would send a limit again
+            # at once, first learns the charger is gone.
             loop = asyncio.get_running_loop()
             loop.call_soon(answered, CallCancelled("", "", command.request, sent=False))
             return

@@ -32,7 +32,7 @@ class Sample:
     at: float
     grid_power: float
     grid_capacity: float
-    allocated_power: int
+    allocated_power: float
     battery_energy: float | None
     # The whole site at the connection point, as the grid meter last read it while its
     # readings are valid (docs/site.md); None without a meter or while it is silent.
@@ -60,7 +60,7 @@ def point_view(sample: Sample) -> dict[str, Any]:
         "at": iso_utc(sample.at),
         "gridPower": number(sample.grid_power),
         "gridCapacity": number(sample.grid_capacity),
-        "allocatedPower": sample.allocated_power,
+        "allocatedPower": number(sample.allocated_power),
         "batteryEnergy": number(sample.battery_energy),
         "sitePower": number(sample.site_power),
     }

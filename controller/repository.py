@@ -170,6 +170,14 @@ MIGRATIONS: tuple[str, ...] = (
         set_at REAL NOT NULL
     );
     """,
+    # 4: the electrical model (docs/electrical.md): a session's stated phases and since when
+    # it waits; a limit book's unit (A per phase on AC chargers), so that a book stored
+    # before a charger's configuration changed is read in the unit it was written in.
+    """
+    ALTER TABLE sessions ADD COLUMN phases INTEGER;
+    ALTER TABLE sessions ADD COLUMN paused_since REAL;
+    ALTER TABLE limits ADD COLUMN unit TEXT NOT NULL DEFAULT 'kW';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

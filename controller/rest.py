@@ -244,6 +244,7 @@ async def start_session(request: web.Request) -> web.Response:
             body.connector_id,
             body.vehicle_max_power,
             new_id,
+            body.phases,
         )
     )
     session = await _session_answer(driver, answer)
@@ -276,6 +277,7 @@ async def power_update(request: web.Request) -> web.Response:
             session_id,
             consumed_power=body.consumed_power,
             vehicle_max_power=body.vehicle_max_power,
+            phases=body.phases,
         )
     )
     session = await _session_answer(driver, answer, session_id)

@@ -50,6 +50,9 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+Phases = Literal[1, 2, 3]
+
+
 class _Body(BaseModel):
     model_config = STRICT_JSON
 
@@ -61,6 +64,8 @@ class StartSessionBody(_Body):
     connector_id: Annotated[int, Field(ge=0, le=MAX_CONNECTOR_ID), BeforeValidator(_whole_number)]
     # Optional: without it the vehicle is assumed to take what the charger gives.
     vehicle_max_power: PositiveKw | None = None
+    # How many phases the vehicle charges on (docs/electrical.md); default its charger's.
+    phases: Phases | None = None
 
 
 class StopSessionBody(_Body):
@@ -70,22 +75,27 @@ class StopSessionBody(_Body):
 
 
 class PowerUpdateBody(_Body):
-    """A session's power now and/or its vehicle's new maximum: at least one of the two."""
+    """A session's power now, its vehicle's new maximum, its phases: at least one."""
 
     # The document says what the validator below checks, so that a generated client knows.
     model_config = ConfigDict(
         json_schema_extra={
-            "anyOf": [{"required": ["consumedPower"]}, {"required": ["vehicleMaxPower"]}]
+            "anyOf": [
+                {"required": ["consumedPower"]},
+                {"required": ["vehicleMaxPower"]},
+                {"required": ["phases"]},
+            ]
         }
     )
 
     consumed_power: NonNegativeKw | None = None
     vehicle_max_power: PositiveKw | None = None
+    phases: Phases | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> PowerUpdateBody:
-        if self.consumed_power is None and self.vehicle_max_power is None:
-            raise ValueError("give consumedPower, vehicleMaxPower or both")
+        if self.consumed_power is None and self.vehicle_max_power is None and self.phases is None:
+            raise ValueError("give consumedPower, vehicleMaxPower, phases or any of them")
         return self
 
 

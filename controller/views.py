@@ -89,7 +89,13 @@ class SessionView(TypedDict):
     connectorId: Annotated[int, Field(description="0-based")]
     vehicleMaxPower: Annotated[Kw | None, Field(description="declared maximum, kW")]
     learnedMaxPower: Annotated[Kw | None, Field(description="learned from the draw, kW")]
-    allocatedPower: Annotated[int, Field(description="the limit now (the last one once stopped)")]
+    allocatedPower: Annotated[
+        float,
+        Field(
+            description="the limit now, kW (the last one once stopped); whole kW, or with the "
+            "electrical model the current times voltage times phases it is sent"
+        ),
+    ]
     limitedBy: Annotated[
         str | None,
         Field(description="what bounded it: vehicle, charger, a group id, station or pinned"),
@@ -102,6 +108,24 @@ class SessionView(TypedDict):
     status: Literal["active", "stopped"]
     origin: Literal["rest", "ocpp"]
     transactionId: Annotated[int | None, Field(description="OCPP transaction id")]
+    phases: Annotated[
+        int | None,
+        Field(description="phases the vehicle uses: stated over REST or learned; null: unknown"),
+    ]
+    sitePhases: Annotated[
+        list[str] | None,
+        Field(description="with the electrical model, the site phases (L1-L3) it is counted on"),
+    ]
+    allocatedCurrent: Annotated[
+        float | None,
+        Field(description="with the electrical model, its limit in A per phase (AC chargers)"),
+    ]
+    consumedCurrent: Annotated[
+        list[float | None] | None,
+        Field(description="its last per-phase Current.Import, A on the charger's phases 1-3"),
+    ]
+    paused: Annotated[bool, Field(description="waiting at 0 for room (electrical model)")]
+    pausedSince: IsoTime | None
 
 
 class BatteryView(TypedDict):
@@ -130,6 +154,9 @@ class ProfileReportView(TypedDict):
         int | None, Field(description="0-based; null for the failsafe default (every connector)")
     ]
     limit: Annotated[Kw, Field(description="kW (per connector for the failsafe default)")]
+    current: Annotated[
+        float | None, Field(description="A per phase, when it was sent in amps (electrical model)")
+    ]
     sentAt: IsoTime
     result: Annotated[
         Literal["accepted", "rejected", "error", "timeout", "lost", "not-sent"] | None,
@@ -144,7 +171,7 @@ class ChargerView(TypedDict):
     id: str
     maxPower: Kw
     connectors: int
-    allocatedPower: Annotated[int, Field(description="sum of its sessions' limits, kW")]
+    allocatedPower: Annotated[float, Field(description="sum of its sessions' limits, kW")]
     connected: bool
     booted: bool
     status: Annotated[str | None, Field(description="OCPP status of connector 0")]
@@ -191,18 +218,30 @@ class ExternalLimitAnswerView(TypedDict):
     externalLimit: ExternalLimitView | None
 
 
+class PhaseView(TypedDict):
+    """One site phase with the electrical model (docs/electrical.md)."""
+
+    phase: Annotated[str, Field(description="L1, L2 or L3")]
+    bookedCurrent: Annotated[float, Field(description="A counted on it by the limits in force")]
+    limit: Annotated[float | None, Field(description="gridCurrentLimit, A; null: none")]
+
+
 class StatusView(TypedDict):
     """The station now (docs/api.md, "Station status")."""
 
     stationId: str
     gridCapacity: Kw
     availablePower: Annotated[int, Field(description="the root limit now, kW")]
-    allocatedPower: Annotated[int, Field(description="sum of the active sessions' limits, kW")]
+    allocatedPower: Annotated[float, Field(description="sum of the active sessions' limits, kW")]
     gridPower: Annotated[Kw, Field(description="drawn from the grid now, kW")]
     strategy: Literal["fair", "even-split"]
     battery: BatteryView | None
     siteMeter: Annotated[SiteMeterView | None, Field(description="null without site.meter")]
     externalLimit: ExternalLimitView | None
+    phases: Annotated[
+        list[PhaseView] | None,
+        Field(description="with the electrical model, each site phase's booked current"),
+    ]
     chargers: list[ChargerView]
     sessions: list[SessionView]
 
@@ -242,7 +281,7 @@ def session_view(session: Session) -> SessionView:
         "connectorId": session.connector_id,
         "vehicleMaxPower": number(session.vehicle_max_power),
         "learnedMaxPower": number(session.learned_max_power),
-        "allocatedPower": session.allocated_power,
+        "allocatedPower": number(session.allocated_power),
         "limitedBy": session.limited_by,
         "consumedPower": number(session.consumed_power),
         "consumedEnergy": number(session.consumed_energy),
@@ -252,7 +291,20 @@ def session_view(session: Session) -> SessionView:
         "status": session.status.value,
         "origin": session.origin.value,
         "transactionId": session.transaction_id,
+        "phases": _phase_count(session),
+        "sitePhases": None if session.site_phases is None else list(session.site_phases),
+        "allocatedCurrent": number(session.allocated_current),
+        "consumedCurrent": None
+        if session.consumed_currents is None
+        else [number(a) for a in session.consumed_currents],
+        "paused": session.active and session.paused_since is not None,
+        "pausedSince": _iso(session.paused_since) if session.active else None,
     }
+
+
+def _phase_count(session: Session) -> int | None:
+    used = session.phases_in_use
+    return used if isinstance(used, int) or used is None else len(used)
 
 
 def battery_view(battery: Battery | None) -> BatteryView | None:
@@ -277,6 +329,7 @@ def profile_report_view(report: ProfileReport | None) -> ProfileReportView | Non
         # Numbered like connectorStatus (from 0); the failsafe default is for every connector.
         "connectorId": report.connector_id - 1 if report.connector_id > 0 else None,
         "limit": number(report.limit),
+        "current": number(report.current),
         "sentAt": iso_utc(report.sent_at),
         "result": None if report.result is None else report.result.value,
         "answeredAt": _iso(report.answered_at),
@@ -320,7 +373,7 @@ def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
     charger_id = charger.charger_id
     config = core.charger_config(charger_id)
     connectors: list[ConnectorView] = []
-    allocated = 0
+    allocated = 0.0
     for connector_id in range(config.connectors):
         session = core.session_on(charger_id, connector_id)
         if session is not None:
@@ -342,7 +395,7 @@ def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
         "id": charger_id,
         "maxPower": number(config.max_power),
         "connectors": config.connectors,
-        "allocatedPower": allocated,
+        "allocatedPower": number(allocated),
         "connected": charger.connected,
         "booted": charger.booted,
         "status": None if whole is None else whole.status,
@@ -357,18 +410,30 @@ def charger_view(core: StationCore, charger: ChargerState) -> ChargerView:
     }
 
 
+def phase_views(core: StationCore) -> list[PhaseView] | None:
+    booked = core.phase_bookings()
+    if booked is None:
+        return None
+    limit = number(core.config.grid_current_limit)
+    return [
+        {"phase": phase, "bookedCurrent": number(amps), "limit": limit}
+        for phase, amps in booked.items()
+    ]
+
+
 def status_view(core: StationCore) -> StatusView:
     config = core.config
     return {
         "stationId": config.station_id,
         "gridCapacity": number(config.grid_capacity),
         "availablePower": core.available_power,
-        "allocatedPower": core.allocated_power(),
+        "allocatedPower": number(core.allocated_power()),
         "gridPower": number(core.grid_power()),
         "strategy": config.allocation.strategy.value,
         "battery": battery_view(core.battery),
         "siteMeter": site_meter_view(core),
         "externalLimit": external_limit_view(core.external_limit),
+        "phases": phase_views(core),
         "chargers": [charger_view(core, c) for c in core.chargers.values()],
         "sessions": [session_view(s) for s in core.active_sessions()],
     }

@@ -42,5 +42,6 @@ virtual clock (stepping from event to event and waiting, after each step, until 
 quiet) or against a running controller in real time (:mod:`simulators.ends` holds both kinds
 of controller end). It fills a :class:`simulators.records.DayRecord`, which
 :mod:`simulators.report` turns into figures and a table and :mod:`simulators.plot` into a PNG;
-:mod:`simulators.cli` is the ``ev-sim`` command.
+:mod:`simulators.cli` is the ``ev-sim`` command. :mod:`simulators.bound` turns the same record
+into the offline upper bound of the day's energy, a linear program (``ev-sim --bound``).
 """

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from allocator import Strategy
+from simulators.bound import BoundError, BoundUnavailable, add_bounds, format_bound, require_scipy
 from simulators.plot import PlotUnavailable, require_matplotlib, write_plot
 from simulators.report import build_report, format_table
 from simulators.runner import DayRecord, RunError, run_day
@@ -99,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="write a PNG of the day (with --compare, one per strategy: PATH-<strategy>.png)",
+    )
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="also solve the offline upper bound of the energy the station could have "
+        "delivered to the same plug-ins (a linear program, scipy's HiGHS) and print it beside "
+        "the delivered energy",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the chargers do")
@@ -238,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.plot is not None:
             require_matplotlib()
+        if args.bound:
+            require_scipy()
         scenario = load_scenario(args.scenario)
         days = [(name, _variant(scenario, name)) for name in strategies]
     except ScenarioError as error:
@@ -249,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except PlotUnavailable as error:
         print(f"{PROG}: --plot: {error}", file=sys.stderr)
+        return 2
+    except BoundUnavailable as error:
+        print(f"{PROG}: --bound: {error}", file=sys.stderr)
         return 2
 
     bar = None if args.no_progress else _Bar
@@ -262,7 +275,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
     reports = [build_report(r) for r in records]
-    print(format_table(reports))
+    if args.bound:
+        try:
+            add_bounds([day for _, day in days], records, reports)
+        except BoundError as error:
+            print(f"{PROG}: --bound: {error}", file=sys.stderr)
+            return 1
+    table = format_table(reports)
+    print(table)
+    if args.bound:
+        print(format_bound(reports, table))
     for record in records:
         for problem in record.problems[:10]:
             print(f"{PROG}: {record.variant or record.strategy}: {problem}", file=sys.stderr)

@@ -27,7 +27,7 @@ MIN_STEP_KW = 2.0
 
 
 def learned_cap(
-    cap: float | None, consumed: float, limit: int, seconds_since_start: float
+    cap: float | None, consumed: float, limit: float, seconds_since_start: float
 ) -> float | None:
     """The session's new learned cap (kW) after a reading of ``consumed`` kW drawn
     under a confirmed ``limit``; None when nothing is known (or no longer true)."""

@@ -98,6 +98,10 @@ class MeterReading:
     power_kw: float | None = None
     energy_register_kwh: float | None = None
     state_of_charge: float | None = None
+    # A on the charger's phases 1, 2, 3 (Current.Import with a phase, at the outlet); None for
+    # a phase not reported, or as a whole when the message had no per-phase current
+    # (docs/ocpp.md, "Meter values").
+    phase_currents: tuple[float | None, float | None, float | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,7 @@ class SessionStartRequested:
     connector_id: int  # 0-based
     vehicle_max_power: float | None
     new_session_id: str
+    phases: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,7 @@ class SessionUpdateRequested:
     session_id: str
     consumed_power: float | None = None
     vehicle_max_power: float | None = None
+    phases: int | None = None
 
 
 # -- the shell -------------------------------------------------------------------------------

@@ -48,21 +48,33 @@ class RateUnit:
         return ChargingRateUnitType.A if self.amps else ChargingRateUnitType.W
 
 
-def _schedule(kw: float, rate: RateUnit) -> ChargingSchedule:
+def _schedule(unit: ChargingRateUnitType, limit: float, phases: int | None) -> ChargingSchedule:
     return ChargingSchedule(
-        charging_rate_unit=rate.unit,
+        charging_rate_unit=unit,
         charging_schedule_period=[
-            ChargingSchedulePeriod(
-                start_period=0,
-                limit=rate.limit(kw),
-                number_phases=rate.phases if rate.amps else None,
-            )
+            ChargingSchedulePeriod(start_period=0, limit=limit, number_phases=phases)
         ],
     )
 
 
+def _kw_schedule(kw: float, rate: RateUnit) -> ChargingSchedule:
+    return _schedule(rate.unit, rate.limit(kw), rate.phases if rate.amps else None)
+
+
+def current_schedule(amps: float, phases: int) -> ChargingSchedule:
+    """A current per phase (the electrical model, docs/electrical.md): already a whole
+    number of the charger's steps; 0 pauses the session."""
+    return _schedule(ChargingRateUnitType.A, round(amps, 6), phases)
+
+
 def tx_profile(
-    connector_id: int, transaction_id: int, kw: int, rate: RateUnit
+    connector_id: int, transaction_id: int, kw: float, rate: RateUnit
+) -> SetChargingProfileRequest:
+    return tx_profile_of(connector_id, transaction_id, _kw_schedule(kw, rate))
+
+
+def tx_profile_of(
+    connector_id: int, transaction_id: int, schedule: ChargingSchedule
 ) -> SetChargingProfileRequest:
     """The limit of one transaction (purpose TxProfile, stack level 1, relative to its start)."""
     return SetChargingProfileRequest(
@@ -73,12 +85,16 @@ def tx_profile(
             stack_level=TX_STACK_LEVEL,
             charging_profile_purpose=ChargingProfilePurposeType.TX_PROFILE,
             charging_profile_kind=ChargingProfileKindType.RELATIVE,
-            charging_schedule=_schedule(kw, rate),
+            charging_schedule=schedule,
         ),
     )
 
 
 def failsafe_profile(kw_per_connector: float, rate: RateUnit) -> SetChargingProfileRequest:
+    return failsafe_profile_of(_kw_schedule(kw_per_connector, rate))
+
+
+def failsafe_profile_of(schedule: ChargingSchedule) -> SetChargingProfileRequest:
     """What every connector may draw when no TxProfile applies (purpose TxDefaultProfile on
     connector 0, which OCPP 1.6 section 3.13.2 applies to each connector separately)."""
     return SetChargingProfileRequest(
@@ -88,6 +104,6 @@ def failsafe_profile(kw_per_connector: float, rate: RateUnit) -> SetChargingProf
             stack_level=DEFAULT_STACK_LEVEL,
             charging_profile_purpose=ChargingProfilePurposeType.TX_DEFAULT_PROFILE,
             charging_profile_kind=ChargingProfileKindType.RELATIVE,
-            charging_schedule=_schedule(kw_per_connector, rate),
+            charging_schedule=schedule,
         ),
     )

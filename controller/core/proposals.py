@@ -67,6 +67,7 @@ class UpdateSession:
     session_id: str
     consumed_power: float | None
     vehicle_max_power: float | None
+    phases: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from controller.core.fields import DERIVED
+from controller.core.fields import DERIVED, TRANSIENT
 
 
 class SessionStatus(StrEnum):
@@ -31,7 +31,8 @@ class Session:
     started_at: float
     origin: Origin = Origin.REST
     status: SessionStatus = SessionStatus.ACTIVE
-    allocated_power: int = field(default=0, metadata=DERIVED)
+    # kW booked: whole kW, or with the electrical model current x voltage x phases used.
+    allocated_power: float = field(default=0, metadata=DERIVED)
     limited_by: str | None = field(default=None, metadata=DERIVED)
     consumed_power: float | None = None
     consumed_energy: float = 0.0
@@ -47,13 +48,36 @@ class Session:
     reading_at: float | None = None
     # What the vehicle was seen to take, when OCPP does not say (controller.core.demand).
     learned_max_power: float | None = None
+    # How many phases the vehicle uses, as REST stated it (docs/electrical.md, "Sessions").
+    phases: int | None = None
+    # With the electrical model: since when the session has waited at 0 (docs/electrical.md,
+    # "Rotation"), None while it runs.
+    paused_since: float | None = None
+    # The charger's phases (1-based) its readings show it uses; a restart learns them again
+    # from the next readings (controller.core.phases).
+    used_phases: tuple[int, ...] | None = field(default=None, metadata=TRANSIENT)
+    # With the electrical model, what the last allocation gave it: A per phase on an AC
+    # charger (None otherwise), and the site phases it is counted on.
+    allocated_current: float | None = field(default=None, metadata=TRANSIENT)
+    site_phases: tuple[str, ...] | None = field(default=None, metadata=TRANSIENT)
+    # The last per-phase Current.Import it reported (A on the charger's phases 1-3).
+    consumed_currents: tuple[float | None, float | None, float | None] | None = field(
+        default=None, metadata=TRANSIENT
+    )
 
     @property
     def cap(self) -> float | None:
-        """The vehicle's limit for the allocator: declared, else learned, else unknown."""
-        if self.vehicle_max_power is not None:
-            return self.vehicle_max_power
-        return self.learned_max_power
+        """The vehicle's limit for the allocator: the lower of declared and learned (a car
+        that said what it takes may still take less: full, or tapering), else unknown."""
+        declared, learned = self.vehicle_max_power, self.learned_max_power
+        if declared is None:
+            return learned
+        return declared if learned is None else min(declared, learned)
+
+    @property
+    def phases_in_use(self) -> int | tuple[int, ...] | None:
+        """For the allocator: stated, else learned, else None (all of its charger's)."""
+        return self.phases if self.phases is not None else self.used_phases
 
     @property
     def active(self) -> bool:

@@ -9,6 +9,7 @@ out in ``Persist`` commands and answers; the live objects are the core's alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Literal
 
 from controller.core.events import ProfileResult
@@ -25,6 +26,14 @@ from controller.core.lifecycle import (
 from controller.core.rules import backoff
 
 
+class LimitUnit(StrEnum):
+    """What a limit book counts in: whole kW, or A per phase on an AC charger with the
+    electrical model (docs/electrical.md, "What goes to the charger")."""
+
+    KW = "kW"
+    AMPS = "A"
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileReport:
     """The last profile sent to a charger and how it ended, for the dashboard
@@ -37,6 +46,7 @@ class ProfileReport:
     ref: int  # the call it answers, so that only its own answer completes it
     result: ProfileResult | None = None
     answered_at: float | None = None
+    current: float | None = None  # A per phase, when it was sent in amps
 
 
 @dataclass(slots=True)
@@ -114,19 +124,20 @@ class LimitBook:
     charger_id: str
     connector_id: int  # OCPP numbering, 1-based
     transaction_id: int
-    applied: int | None = None
-    in_flight: int | None = None
+    applied: float | None = None
+    in_flight: float | None = None
     # The charger has been told the transaction id (its StartTransaction.conf went out on
     # its connection): a TxProfile naming it before then would be rejected.
     announced: bool = False
     failures: int = 0
+    unit: LimitUnit = LimitUnit.KW
     phase: LimitPhase = field(default=LimitPhase.PENDING, metadata=TRANSIENT)
     retry_at: float | None = field(default=None, metadata=TRANSIENT)
     # The call or commit the book waits for.
     waiting_for: int | None = field(default=None, metadata=TRANSIENT)
 
     @property
-    def held(self) -> int | None:
+    def held(self) -> float | None:
         if self.in_flight is None:
             return self.applied
         if self.applied is None:
@@ -141,7 +152,7 @@ class LimitBook:
     def step(self, trigger: LimitTrigger) -> None:
         self.phase = step(LIMIT_TRANSITIONS, self.phase, trigger)
 
-    def start(self, kw: int, ref: int) -> bool:
+    def start(self, kw: float, ref: int) -> bool:
         """``kw`` is due: True when it is a raise, which must reach the disk before it is
         sent (after a crash the books must never count less than the charger may apply);
         a lowering (or the same limit again) goes on the wire at once."""

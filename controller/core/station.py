@@ -31,8 +31,20 @@ from itertools import count
 from typing import Any
 
 from allocator import Demand, compile_tree
+from allocator.electrical_holding import (
+    ElectricalHoldingPlan,
+    allocate_electrical_holding,
+)
+from allocator.electrical_model import compile_station
+from allocator.electrical_types import (
+    DC_VOLTAGE,
+    SITE_PHASES,
+    ElectricalDemand,
+    ElectricalLimit,
+)
 from allocator.holding import HoldingPlan, allocate_holding
-from controller.config import ChargerConfig, StationConfig
+from allocator.rotation import RotationSession, paused_since_after, rotation_order
+from controller.config import ChargerConfig, StationConfig, ac_failsafe_current
 from controller.core.battery import Battery
 from controller.core.commands import (
     Answer,
@@ -53,6 +65,14 @@ from controller.core.commands import (
 )
 from controller.core.deadlines import Deadline, Deadlines
 from controller.core.demand import learned_cap
+from controller.core.electrical import (
+    convert,
+    current_for_kw,
+    electrical_demand_of,
+    kw_of_current,
+    limit_unit,
+    phases_used,
+)
 from controller.core.events import (
     ChargerBooted,
     ChargerConnected,
@@ -78,7 +98,14 @@ from controller.core.events import (
     TransactionStopRequested,
 )
 from controller.core.lifecycle import ChargerPhase, ChargerTrigger, LimitPhase, LimitTrigger
-from controller.core.profiles import RateUnit, failsafe_profile, tx_profile
+from controller.core.profiles import (
+    RateUnit,
+    current_schedule,
+    failsafe_profile,
+    failsafe_profile_of,
+    tx_profile,
+    tx_profile_of,
+)
 from controller.core.proposals import (
     EXTERNAL_LIMIT_LOCK,
     LockKey,
@@ -126,7 +153,6 @@ from controller.core.site import (
     MeterState,
     SiteBudget,
     SiteReading,
-    balanced_kw,
     plausible,
 )
 from controller.core.state import (
@@ -135,6 +161,7 @@ from controller.core.state import (
     JournalEntry,
     LimitBook,
     LimitDropped,
+    LimitUnit,
     ProfileReport,
     StartKey,
     StartKeyDropped,
@@ -166,7 +193,8 @@ class _Call:
     charger_id: str
     link: int | None  # None: a raise being committed, not yet sent
     session_id: str | None  # None: the failsafe default
-    kw: int | None = None
+    value: float | None = None  # in the book's unit: kW, or A per phase
+    unit: LimitUnit = LimitUnit.KW
 
 
 class StationCore:
@@ -188,12 +216,24 @@ class StationCore:
         self._by_transaction: dict[int, Session] = {}
         # One allocator demand per active session, rebuilt only when its cap changes.
         self._demands: dict[str, Demand] = {}
+        # With the electrical model (docs/electrical.md) the allocator's demands carry phases,
+        # and the rotation says which sessions run when not all can.
+        self._electrical = (
+            compile_station(config.electrical_station()) if config.has_electrical_model else None
+        )
+        self._electrical_demands: dict[str, ElectricalDemand] = {}
+        # Boundaries count from the start; the start is not one itself, so that recovered
+        # sessions keep running or waiting as they were (docs/electrical.md, "Rotation").
+        self._last_boundary = now
+        # The next rotation boundary while some session waits (None: nobody waits).
+        self._rotation_due: float | None = None
         # Limit books of OCPP sessions, by session and by charger.
         self._books: dict[str, LimitBook] = {}
         self._charger_books: dict[str, dict[str, LimitBook]] = {c: {} for c in self.chargers}
-        # The most each profiled session's charger may be applying (allocator.holding).
-        self._held: dict[str, int] = {}
-        self.plan: HoldingPlan | None = None
+        # The most each profiled session's charger may be applying (allocator.holding), in
+        # its book's unit.
+        self._held: dict[str, float] = {}
+        self.plan: HoldingPlan | ElectricalHoldingPlan | None = None
         self.available_power = 0
         self.battery: Battery | None = None
         if config.battery is not None:
@@ -346,17 +386,34 @@ class StationCore:
     def limit_book(self, session_id: str) -> LimitBook | None:
         return self._books.get(session_id)
 
-    def limit_due(self, session_id: str) -> int | None:
+    def limit_due(self, session_id: str) -> float | None:
         """The limit the session's charger should be sent now (None: nothing to send)."""
         book = self._books.get(session_id)
         return None if book is None else self._due(book)
 
     @property
-    def held(self) -> Mapping[str, int]:
+    def held(self) -> Mapping[str, float]:
         return self._held
 
-    def allocated_power(self) -> int:
+    def allocated_power(self) -> float:
         return sum(s.allocated_power for s in self._sessions.values())
+
+    def phase_bookings(self) -> dict[str, float] | None:
+        """With the electrical model: the current counted on each site phase now (A), from
+        the limits in force (docs/electrical.md); None without it."""
+        plan = self.plan
+        if self._electrical is None or not isinstance(plan, ElectricalHoldingPlan):
+            return None
+        booked = dict.fromkeys(SITE_PHASES, 0.0)
+        for limit in plan.effective.values():
+            if not limit.running or not limit.phases:
+                continue
+            amps = limit.current
+            if amps is None:
+                amps = limit.power * 1000.0 / (DC_VOLTAGE * len(limit.phases))
+            for phase in limit.phases:
+                booked[phase] += amps
+        return booked
 
     def load(self) -> float:
         """Station load for the battery: reported power where known, else the limit."""
@@ -421,6 +478,8 @@ class StationCore:
         limit = self.external_limit
         if limit is not None and limit.until is not None:
             moments.append(limit.until)
+        if self._rotation_due is not None:
+            moments.append(self._rotation_due)
         return min(moments) if moments else None
 
     def records(self) -> list[Record]:
@@ -467,19 +526,30 @@ class StationCore:
         for stored_book in stored.limits:
             if stored_book.session_id in self._sessions:
                 # What the charger may still apply: the larger of what it accepted and
-                # what was on the wire when the controller stopped.
-                self._add_book(replace(stored_book, applied=stored_book.held, in_flight=None))
+                # what was on the wire when the controller stopped; in the unit the
+                # charger's limits are counted in now.
+                config = self._charger_config[stored_book.charger_id]
+                unit = limit_unit(config, self._electrical is not None)
+                held = stored_book.held
+                if held is not None:
+                    held = convert(held, stored_book.unit, unit, config.ac)
+                self._add_book(replace(stored_book, applied=held, in_flight=None, unit=unit))
                 counts["limits"] += 1
         for session in self._sessions.values():
             if session.origin is Origin.OCPP and session.session_id not in self._books:
                 assert session.transaction_id is not None
+                # Its book was not written yet: the charger was sent nothing above what the
+                # book held then (raises reach the disk first), which is its failsafe default.
+                config = self._charger_config[session.charger_id]
                 self._add_book(
                     LimitBook(
                         session.session_id,
                         session.charger_id,
                         session.connector_id + 1,
                         session.transaction_id,
+                        applied=self._failsafe_hold(config),
                         announced=True,
+                        unit=limit_unit(config, self._electrical is not None),
                     )
                 )
         if self.battery is not None and stored.battery is not None:
@@ -778,9 +848,14 @@ class StationCore:
             connector_id=event.connector_id,
             vehicle_max_power=event.vehicle_max_power,
             started_at=now,
+            phases=event.phases,
         )
         entry = self._session_entry(
-            now, "session.started", session, vehicleMaxPower=event.vehicle_max_power
+            now,
+            "session.started",
+            session,
+            vehicleMaxPower=event.vehicle_max_power,
+            **({} if event.phases is None else {"phases": event.phases}),
         )
         locks = (lock, session_lock(session.session_id))
         self._propose(StartSession(session), locks, event.reply_to, [session.copy(), entry])
@@ -817,14 +892,19 @@ class StationCore:
             updated.consumed_power = event.consumed_power
         if event.vehicle_max_power is not None:
             updated.vehicle_max_power = event.vehicle_max_power
+        if event.phases is not None:
+            updated.phases = event.phases
         entry = self._session_entry(
             now,
             "session.updated",
             session,
             consumedPower=event.consumed_power,
             vehicleMaxPower=event.vehicle_max_power,
+            **({} if event.phases is None else {"phases": event.phases}),
         )
-        change = UpdateSession(session.session_id, event.consumed_power, event.vehicle_max_power)
+        change = UpdateSession(
+            session.session_id, event.consumed_power, event.vehicle_max_power, event.phases
+        )
         self._propose(change, (lock,), event.reply_to, [updated, entry])
 
     # -- propose, commit, apply --------------------------------------------------------------
@@ -911,6 +991,10 @@ class StationCore:
                     consumed_power=change.consumed_power,
                     vehicle_max_power=change.vehicle_max_power,
                 )
+                if change.phases is not None and change.phases != session.phases:
+                    session.phases = change.phases
+                    self._set_demand(session)
+                    self._outdated = True
                 return lambda: SessionAnswer(session.copy())
             case RaiseLimit():
                 self._apply_raise(change)
@@ -935,14 +1019,21 @@ class StationCore:
         self._add_started(session)
         charger = self.chargers[change.charger_id]
         assert session.transaction_id is not None
+        config = self._charger_config[session.charger_id]
         book = LimitBook(
             session.session_id,
             session.charger_id,
             session.connector_id + 1,
             session.transaction_id,
+            # Until its TxProfile is accepted the car draws under the failsafe default (it
+            # started before its StartTransaction reached us): booked from now on, so that
+            # the others are not raised into room it may still be using (docs/electrical.md,
+            # "What goes to the charger").
+            applied=self._failsafe_hold(config) if charger.smart_charging else None,
             # The answer goes out on this connection just before any profile: the charger
             # will know the id. On another connection (or none) it must resend first.
             announced=charger.connected and charger.link == change.link,
+            unit=limit_unit(config, self._electrical is not None),
         )
         self._add_book(book)
         self._dirty_books.add(book.session_id)
@@ -1011,7 +1102,14 @@ class StationCore:
         self._on_connector[(session.charger_id, session.connector_id)] = session
         if session.transaction_id is not None:
             self._by_transaction[session.transaction_id] = session
-        self._demands[session.session_id] = demand_of(session)
+        self._set_demand(session)
+
+    def _set_demand(self, session: Session) -> None:
+        if self._electrical is None:
+            self._demands[session.session_id] = demand_of(session)
+        else:
+            ac = self._charger_config[session.charger_id].ac
+            self._electrical_demands[session.session_id] = electrical_demand_of(session, ac)
 
     def _add_book(self, book: LimitBook) -> None:
         if not self.chargers[book.charger_id].smart_charging:
@@ -1041,7 +1139,8 @@ class StationCore:
         del self._on_connector[(session.charger_id, session.connector_id)]
         if session.transaction_id is not None:
             self._by_transaction.pop(session.transaction_id, None)
-        del self._demands[session_id]
+        self._demands.pop(session_id, None)
+        self._electrical_demands.pop(session_id, None)
         self._held.pop(session_id, None)
         book = self._books.pop(session_id, None)
         if book is not None:
@@ -1101,7 +1200,7 @@ class StationCore:
             session.vehicle_max_power = vehicle_max_power
         self._dirty_sessions.add(session.session_id)
         if session.cap != cap_before:
-            self._demands[session.session_id] = demand_of(session)
+            self._set_demand(session)
             self._outdated = True
         self._set_battery_load(now)
 
@@ -1111,15 +1210,25 @@ class StationCore:
         book = self._books.get(session.session_id)
         if (
             not self.config.allocation.learn_demand
-            or session.vehicle_max_power is not None
             or book is None
             or book.phase is not LimitPhase.CONFIRMED
-            or book.applied != session.allocated_power
+            or book.applied is None
         ):
             return
+        # What the charger applies, in kW on the phases the session uses: a 1-phase car
+        # drawing its whole current uses its whole limit.
+        limit = self._booked_kw(book, session, book.applied)
+        if not math.isclose(limit, session.allocated_power, abs_tol=1e-9):
+            return  # the charger does not apply the current allocation yet
         session.learned_max_power = learned_cap(
-            session.learned_max_power, consumed, session.allocated_power, now - session.started_at
+            session.learned_max_power, consumed, limit, now - session.started_at
         )
+
+    def _booked_kw(self, book: LimitBook, session: Session, value: float) -> float:
+        ac = self._charger_config[book.charger_id].ac
+        if book.unit is LimitUnit.AMPS and ac is not None:
+            return kw_of_current(ac, value, phases_used(ac, session))
+        return value
 
     # -- the site (docs/site.md) -------------------------------------------------------------
 
@@ -1225,14 +1334,18 @@ class StationCore:
         self._advance_battery(now)
         self._last_run = now
         self.available_power = self._root_limit()
-        plan = allocate_holding(
-            self._tree,
-            list(self._demands.values()),
-            self.available_power,
-            self._strategy,
-            self._held,
-            self._structural_pins(now),
-        )
+        plan: HoldingPlan | ElectricalHoldingPlan
+        if self._electrical is None:
+            plan = allocate_holding(
+                self._tree,
+                list(self._demands.values()),
+                self.available_power,
+                self._strategy,
+                self._held,
+                {s: int(kw) for s, kw in self._structural_pins(now).items()},
+            )
+        else:
+            plan = self._allocate_electrical(now)
         before = self.plan
         changed = self._to_pump
         if before is not None:
@@ -1261,11 +1374,56 @@ class StationCore:
                 self._dirty_sessions.add(session.session_id)
             session.allocated_power = limit.power
             session.limited_by = limit.bound
+            if isinstance(limit, ElectricalLimit):
+                session.allocated_current = limit.current if limit.running else None
+                session.site_phases = limit.phases
         self.plan = plan
         self._outdated = False
         self._load = sum(session_load(s) for s in self._sessions.values())
         self._set_battery_load(now)
         self.reallocations += 1
+
+    def _allocate_electrical(self, now: float) -> ElectricalHoldingPlan:
+        """With the electrical model: the rotation orders the sessions, the allocation runs
+        the largest set it can in that order (docs/electrical.md, "Rotation")."""
+        assert self._electrical is not None
+        rotating = [
+            RotationSession(
+                s.session_id,
+                s.started_at,
+                s.consumed_energy,
+                running=s.paused_since is None,
+                paused_since=s.paused_since,
+            )
+            for s in self._sessions.values()
+        ]
+        period = self.config.allocation.rotation_period
+        decision = rotation_order(
+            now, rotating, self._last_boundary, period, self.config.allocation.pause_limit
+        )
+        self._last_boundary = decision.last_boundary
+        plan = allocate_electrical_holding(
+            self._electrical,
+            list(self._electrical_demands.values()),
+            self.available_power,
+            self._held,
+            self._structural_pins(now),
+            decision.order,
+        )
+        running = {s: limit.running for s, limit in plan.target.items()}
+        waiting = False
+        for session_id, since in paused_since_after(now, rotating, running).items():
+            session = self._sessions[session_id]
+            if since != session.paused_since:
+                if since is None or session.paused_since is None:
+                    kind = "session.resumed" if since is None else "session.paused"
+                    self._journal.append(self._session_entry(now, kind, session))
+                session.paused_since = since
+                self._dirty_sessions.add(session_id)
+            waiting = waiting or since is not None
+        # Only while someone waits does a boundary change anything.
+        self._rotation_due = decision.next_boundary if waiting else None
+        return plan
 
     def _pump_due(self, now: float) -> None:
         """Start the next job of the chargers whose limits the allocation changed (or that
@@ -1277,31 +1435,44 @@ class StationCore:
         for charger_id in sorted(due):
             self._pump(charger_id, now)
 
-    def _structural_pins(self, now: float) -> dict[str, int]:
-        """Fixed budgets: sessions of chargers that cannot be limited (at what they can
-        physically draw) and of chargers offline too long (at the failsafe power)."""
-        pins: dict[str, int] = {}
+    def _structural_pins(self, now: float) -> dict[str, float]:
+        """Fixed budgets, in each book's unit: sessions of chargers that cannot be limited
+        (at what they can physically draw) and of chargers offline too long (at the
+        failsafe power)."""
+        pins: dict[str, float] = {}
         for charger_id, books in self._charger_books.items():
             if not books:
                 continue
             charger = self.chargers[charger_id]
             config = self._charger_config[charger_id]
+            ac = config.ac if self._electrical is not None else None
             if not charger.smart_charging:
                 sessions = [self._sessions[session_id] for session_id in books]
-                pins.update(physical_maximum(config, sessions))
+                for session_id, kw in physical_maximum(config, sessions).items():
+                    if ac is None:
+                        pins[session_id] = kw
+                    else:
+                        phases = phases_used(ac, self._sessions[session_id])
+                        pins[session_id] = current_for_kw(ac, kw, phases)
             elif self._offline_too_long(charger, now):
-                failsafe = math.floor(self.config.failsafe_power_per_connector(config))
-                pins.update(dict.fromkeys(books, failsafe))
+                pins.update(dict.fromkeys(books, self._failsafe_hold(config)))
         return pins
+
+    def _failsafe_hold(self, config: ChargerConfig) -> float:
+        """What a session on the charger may draw under its failsafe default, in its book's
+        unit (rounded down to whole kW as the allocator counts them)."""
+        ac = config.ac if self._electrical is not None else None
+        if ac is not None:
+            return ac_failsafe_current(self.config, config, ac)
+        return math.floor(self.config.failsafe_power_per_connector(config))
 
     def grid_share(self, now: float) -> float:
         """kW of the grid connection for the chargers and the battery: the grid capacity,
         or with a site meter what the rest of the site leaves; never above an external limit
         in force (docs/site.md)."""
+        # gridCurrentLimit itself is a constraint of the electrical model, on each phase
+        # (docs/electrical.md); with a site meter it also bounds the share (docs/site.md).
         share = self.config.grid_capacity if self.site is None else self.site.share(now)
-        if self.config.grid_current_limit is not None:
-            # Every charger counts as drawing evenly on the three phases (docs/site.md).
-            share = min(share, balanced_kw(self.config.grid_current_limit))
         limit = self.external_limit
         if limit is not None and limit.in_force(now):
             share = min(share, limit.max_power)
@@ -1326,7 +1497,7 @@ class StationCore:
 
     # -- pushing limits ----------------------------------------------------------------------
 
-    def _due(self, book: LimitBook) -> int | None:
+    def _due(self, book: LimitBook) -> float | None:
         """The limit this book's charger should be sent now (None: nothing to send)."""
         plan = self.plan
         phase = book.phase
@@ -1339,10 +1510,10 @@ class StationCore:
             return None
         return kw
 
-    def _next_job(self, charger: ChargerState) -> tuple[LimitBook, int] | None:
+    def _next_job(self, charger: ChargerState) -> tuple[LimitBook, float] | None:
         """The next limit to send on this charger: lowerings first. While a newer
         allocation is on its way, raises wait for it (they would be sent again)."""
-        raising: tuple[LimitBook, int] | None = None
+        raising: tuple[LimitBook, float] | None = None
         for book in self._charger_books[charger.charger_id].values():
             kw = self._due(book)
             if kw is None:
@@ -1381,7 +1552,7 @@ class StationCore:
         raise_first = book.start(kw, ref)
         self._sync_held(book)
         if raise_first:
-            self._calls[ref] = _Call(charger_id, None, book.session_id, kw)
+            self._calls[ref] = _Call(charger_id, None, book.session_id, kw, book.unit)
             self._propose(RaiseLimit(book.session_id, ref), (), None, [book.copy()])
         else:
             self._send_limit(charger, book, kw, ref)
@@ -1394,12 +1565,21 @@ class StationCore:
         self._calls[ref] = _Call(charger.charger_id, charger.link, None)
         config = self._charger_config[charger.charger_id]
         kw = self.config.failsafe_power_per_connector(config)
-        request = failsafe_profile(kw, self._rate(charger))
+        ac = config.ac if self._electrical is not None else None
+        if ac is None:
+            request = failsafe_profile(kw, self._rate(charger))
+            report = ProfileReport("TxDefaultProfile", 0, kw, self._now, ref)
+        else:
+            # 0 A unless the operator set ocpp.failsafePower (docs/electrical.md).
+            amps = ac_failsafe_current(self.config, config, ac)
+            request = failsafe_profile_of(current_schedule(amps, ac.phases))
+            booked = kw_of_current(ac, amps, ac.phases)
+            report = ProfileReport("TxDefaultProfile", 0, booked, self._now, ref, current=amps)
         self.profiles_sent += 1
-        charger.last_profile = ProfileReport("TxDefaultProfile", 0, kw, self._now, ref)
+        charger.last_profile = report
         self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
-    def _send_limit(self, charger: ChargerState, book: LimitBook, kw: int, ref: int) -> None:
+    def _send_limit(self, charger: ChargerState, book: LimitBook, value: float, ref: int) -> None:
         if not charger.connected or charger.link is None:
             # Committed while the charger went away: it gets it on its next connection.
             book.not_sent()
@@ -1407,11 +1587,31 @@ class StationCore:
             self._dirty_books.add(book.session_id)
             self._release(ref)
             return
-        self._calls[ref] = _Call(charger.charger_id, charger.link, book.session_id, kw)
-        request = tx_profile(book.connector_id, book.transaction_id, kw, self._rate(charger))
+        self._calls[ref] = _Call(
+            charger.charger_id, charger.link, book.session_id, value, book.unit
+        )
+        config = self._charger_config[charger.charger_id]
+        ac = config.ac
+        connector = book.connector_id
+        if book.unit is LimitUnit.AMPS and ac is not None:
+            # A per phase on the phases the session uses; 0 A pauses it (docs/electrical.md).
+            phases = phases_used(ac, self._sessions.get(book.session_id))
+            schedule = current_schedule(value, phases)
+            request = tx_profile_of(connector, book.transaction_id, schedule)
+            kw = kw_of_current(ac, value, phases)
+            report = ProfileReport("TxProfile", connector, kw, self._now, ref, current=value)
+        else:
+            request = tx_profile(connector, book.transaction_id, value, self._rate(charger))
+            report = ProfileReport("TxProfile", connector, value, self._now, ref)
         self.profiles_sent += 1
-        charger.last_profile = ProfileReport("TxProfile", book.connector_id, kw, self._now, ref)
-        self._journal_entry(self._now, "limit.sent", charger.charger_id, book.session_id, kw=kw)
+        charger.last_profile = report
+        self._journal_entry(
+            self._now,
+            "limit.sent",
+            charger.charger_id,
+            book.session_id,
+            **_limit_data(book.unit, value),
+        )
         self._emit(SendProfile(charger.charger_id, charger.link, ref, request))
 
     def _release(self, ref: int) -> None:
@@ -1459,8 +1659,13 @@ class StationCore:
     ) -> None:
         result = event.result
         assert call.session_id is not None
+        assert call.value is not None
         self._journal_entry(
-            now, f"limit.{JOURNAL_RESULT[result]}", charger.charger_id, call.session_id, kw=call.kw
+            now,
+            f"limit.{JOURNAL_RESULT[result]}",
+            charger.charger_id,
+            call.session_id,
+            **_limit_data(call.unit, call.value),
         )
         if result is ProfileResult.ACCEPTED:
             self._note_acceptance(charger)
@@ -1535,6 +1740,8 @@ class StationCore:
             self._expire_external_limit(limit, now)
             self._outdated = True
         self._follow_site(now)
+        if self._rotation_due is not None and now >= self._rotation_due:
+            self._outdated = True  # a rotation boundary: who runs is chosen again
         pumps: set[str] = set()
         for kind, key in self._deadlines.due(now, self._live):
             if kind is Deadline.OFFLINE:
@@ -1631,6 +1838,11 @@ class StationCore:
                 k: v for k, v in self._start_keys.items() if v.recorded_at >= oldest
             }
             self._start_key_of = {v.transaction_id: k for k, v in self._start_keys.items()}
+
+
+def _limit_data(unit: LimitUnit, value: float) -> dict[str, float]:
+    """A limit in the journal: ``kw``, or ``current`` (A per phase) for a book in amps."""
+    return {"current": value} if unit is LimitUnit.AMPS else {"kw": value}
 
 
 def _from_charger(change: object) -> bool:

@@ -144,7 +144,8 @@ class CentralSystem:
             case MeterValuesRequest():
                 charger = self._chargers[charger_id]
                 self._check_connector(charger, request.connector_id)
-                reading = read_meter_values(request.meter_value)
+                # The charger's phase-to-neutral voltage turns phase currents into power.
+                reading = read_meter_values(request.meter_value, charger.voltage)
                 power = reading.power_kw
                 if power is not None and power > charger.max_power:
                     power = self._clamped(charger, power)
@@ -157,6 +158,7 @@ class CentralSystem:
                         power,
                         reading.energy_register_kwh,
                         reading.soc_percent,
+                        reading.phase_currents,
                     )
                 )
                 return NO_METER_VALUES_ANSWER

@@ -3,6 +3,10 @@
 Incoming: ``YYYY-MM-DDThh:mm[:ss[.fraction]][Z|+hh:mm]``. The spec requires receivers to handle
 fractional seconds and offsets; a timestamp without an offset is read as UTC, because the spec
 says time SHOULD be UTC and real chargers omit the ``Z``. Values are normalised to aware UTC.
+A leap second (second ``60``, e.g. ``2026-12-31T23:59:60Z``) is a valid JSON-schema date-time
+(RFC 3339) but has no Python ``datetime``: it is read as the last microsecond of its minute,
+``23:59:59.999999`` (any fraction dropped), which keeps its date and its order between the
+seconds around it, and cannot overflow at year 9999 as "the next second" could.
 Outgoing: always UTC with ``Z``, milliseconds only when needed, e.g. ``2024-05-01T12:00:00Z``.
 
 Two field types use this:
@@ -42,6 +46,8 @@ _ISO_8601: Final = re.compile(
 
 
 _CANONICAL_LENGTH: Final = len("2024-05-01T12:00:00Z")
+_LEAP_SECOND: Final = "60"
+_LAST_MICROSECOND: Final = 999_999
 
 
 def parse_datetime(text: str) -> datetime:
@@ -49,13 +55,16 @@ def parse_datetime(text: str) -> datetime:
     match = _ISO_8601.fullmatch(text)
     if match is None:
         raise ValueError("not an ISO 8601 date-time")
-    if len(text) == _CANONICAL_LENGTH and text[10] == "T" and text[19] == "Z":
+    if len(text) == _CANONICAL_LENGTH and text[10] == "T" and text[19] == "Z" and text[17] != "6":
         # The form nearly every charger sends, 2024-05-01T12:00:00Z (the match above proves the
         # digits): the C parser gives the same aware UTC datetime, or the same ValueError for a
-        # day or hour out of range, at a fraction of the cost.
+        # day or hour out of range, at a fraction of the cost. Seconds 6x go the general way:
+        # the C parser refuses the leap second 60.
         return datetime.fromisoformat(text)
     year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = match.groups()
     micro = int((fraction or "0")[:6].ljust(6, "0"))
+    if second == _LEAP_SECOND:
+        second, micro = "59", _LAST_MICROSECOND  # see the module docstring
     tz = UTC
     if sign is not None:
         offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))

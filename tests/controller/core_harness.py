@@ -234,10 +234,11 @@ class CoreHarness:
         session_id: str,
         consumed_power: float | None = None,
         vehicle_max_power: float | None = None,
+        phases: int | None = None,
     ) -> Answer:
         return self.ask(
             lambda token: SessionUpdateRequested(
-                self.now, token, session_id, consumed_power, vehicle_max_power
+                self.now, token, session_id, consumed_power, vehicle_max_power, phases
             )
         )
 

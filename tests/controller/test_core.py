@@ -247,6 +247,7 @@ def test_each_charger_reports_its_last_profile_and_how_it_was_answered() -> None
         "purpose": "TxDefaultProfile",
         "connectorId": None,  # every connector
         "limit": view["limit"],
+        "current": None,  # sent in kW: no electrical model
         "sentAt": iso_utc(h.now),
         "result": None,  # not answered yet
         "answeredAt": None,

@@ -95,6 +95,13 @@ CONFIG = config_from_dict(
     }
 )
 CHARGERS = {c.id: c for c in CONFIG.chargers}
+
+
+def failsafe(charger_id: str) -> int:
+    """What a new car draws before its TxProfile: the charger's failsafe default."""
+    return math.floor(CONFIG.failsafe_power_per_connector(CHARGERS[charger_id]))
+
+
 NODES = {"station": set(CHARGERS), "feeder": {"A", "B"}, **{c: {c} for c in CHARGERS}}
 NODE_LIMITS = {"feeder": 80, **{c.id: math.floor(c.max_power) for c in CONFIG.chargers}}
 
@@ -119,12 +126,14 @@ class Applied:
     """What a charger may apply on one connector for its running transaction."""
 
     transaction_id: int
+    # Until a TxProfile is accepted the car draws under the charger's failsafe default.
+    default: int
     possible: set[int] = field(default_factory=set)  # accepted, or answered unknowably
     pending: dict[int, int] = field(default_factory=dict)  # call ref -> kW on the wire
 
     def may_apply(self) -> int:
-        values = self.possible | set(self.pending.values())
-        return max(values) if values else 0
+        values = (self.possible or {self.default}) | set(self.pending.values())
+        return max(values)
 
 
 class StationMachine(RuleBasedStateMachine):
@@ -153,7 +162,7 @@ class StationMachine(RuleBasedStateMachine):
         self.stopped_rest: set[str] = set()
         self.refused_session_ids: set[str] = set()
         self.revealed = False
-        self.previous_draw: dict[str, int] = {}
+        self.previous_draw: dict[str, float] = {}
         # How the world behaves until a rule changes it: the database commits at once, and
         # prompt chargers answer profiles (accepting) at once; the others sit on them.
         self.database_stalled = False
@@ -239,7 +248,9 @@ class StationMachine(RuleBasedStateMachine):
         connector = (start.charger_id, start.connector_id - 1)
         self.supersede(connector)
         self.open_transactions[tx] = connector
-        self.applied[(start.charger_id, start.connector_id)] = Applied(tx)
+        self.applied[(start.charger_id, start.connector_id)] = Applied(
+            tx, failsafe(start.charger_id)
+        )
 
     def supersede(self, connector: tuple[str, int]) -> None:
         """A new session on a connector ends the one the station had there."""
@@ -614,8 +625,11 @@ class StationMachine(RuleBasedStateMachine):
         """What the core reserves for a transaction covers every limit its charger may be
         applying, also right after a crash (a raise reaches the disk before it is sent)."""
         for session in self.core.active_sessions():
-            if session.origin is Origin.REST:
-                continue
+            if (
+                session.origin is Origin.REST
+                or not self.core.chargers[session.charger_id].smart_charging
+            ):
+                continue  # budgeted at what it can physically draw, not by its book
             applied = self.applied.get((session.charger_id, session.connector_id + 1))
             if applied is None or applied.transaction_id != session.transaction_id:
                 continue
@@ -625,7 +639,7 @@ class StationMachine(RuleBasedStateMachine):
                 f"{applied.may_apply()} kW"
             )
 
-    def may_draw(self, session: Session) -> int:
+    def may_draw(self, session: Session) -> float:
         if (
             session.origin is Origin.REST
             or not self.core.chargers[session.charger_id].smart_charging
@@ -633,8 +647,23 @@ class StationMachine(RuleBasedStateMachine):
             return session.allocated_power
         applied = self.applied.get((session.charger_id, session.connector_id + 1))
         if applied is None or applied.transaction_id != session.transaction_id:
-            return 0  # on its failsafe default: the one allowed excursion
+            return failsafe(session.charger_id)  # the car started under the default
         return applied.may_apply()
+
+    def excursion(self, session: Session) -> float:
+        """What a new car draws under its charger's failsafe default before any TxProfile of
+        its own was accepted: it started before the controller heard of it, the one
+        excursion outside the controller's hands."""
+        if (
+            session.origin is Origin.REST
+            or not self.core.chargers[session.charger_id].smart_charging
+        ):
+            return 0
+        applied = self.applied.get((session.charger_id, session.connector_id + 1))
+        mine = applied is not None and applied.transaction_id == session.transaction_id
+        if mine and applied is not None and applied.possible:
+            return 0
+        return failsafe(session.charger_id)
 
     @invariant()
     def chargers_never_may_draw_more_than_a_limit(self) -> None:
@@ -644,14 +673,16 @@ class StationMachine(RuleBasedStateMachine):
         for node, chargers in NODES.items():
             under = [s for s in self.core.active_sessions() if s.charger_id in chargers]
             total = sum(draw[s.session_id] for s in under)
-            if total <= limits[node] or revealed:
+            excursions = sum(min(self.excursion(s), draw[s.session_id]) for s in under)
+            if total - excursions <= limits[node] or revealed:
                 continue
             # Over the limit: only something outside the controller's hands did that, and
             # meanwhile nobody under this node may be given more.
             grown = [
                 s.session_id
                 for s in under
-                if draw[s.session_id] > self.previous_draw.get(s.session_id, 0)
+                # A new car starts at its failsafe default: outside the controller's hands.
+                if draw[s.session_id] > self.previous_draw.get(s.session_id, failsafe(s.charger_id))
                 # A charger that takes no limits draws what it likes: not the controller's.
                 and self.core.chargers[s.charger_id].smart_charging
             ]

@@ -66,7 +66,11 @@ def test_every_stored_field_has_its_column(tmp_path: Path) -> None:
 
 def busy_station() -> CoreHarness:
     """A core with a value other than the default in every stored field."""
-    h = CoreHarness(example_config())
+    chargers = list(example_config().model_dump(by_alias=True, exclude_none=True)["chargers"])
+    # An AC charger whose current fits one car at its minimum: the second one waits.
+    ac = {"kind": "AC", "maxCurrent": 10}
+    chargers.append({"id": "CP004", "maxPower": 22, "connectors": 2, "electrical": ac})
+    h = CoreHarness(example_config(chargers=chargers))
     h.connect(
         "CP001",
         configuration={
@@ -85,7 +89,11 @@ def busy_station() -> CoreHarness:
     b = h.start_transaction("CP001", 2, meter_start=2000)
     h.answer_profiles()
     rest = h.start_rest("CP003", 0, vehicle_max_power=50)
-    h.update_rest(rest.session_id, consumed_power=12.5)
+    h.update_rest(rest.session_id, consumed_power=12.5, phases=1)
+    h.connect("CP004")
+    h.start_transaction("CP004", 1)
+    h.start_transaction("CP004", 2)  # paused
+    h.answer_profiles()
     stopped = h.start_rest("CP003", 1)
     h.stop_rest(stopped.session_id, consumed_energy=4.0)
     h.now += 300

@@ -9,15 +9,21 @@ node, and the allocation is a filling under linear constraints
 (docs/electrical-allocation.md, "The model").
 
 Constraint ``4 v`` is node v's kW limit, ``4 v + 1 + k`` its current limit on
-site phase k. A session takes part in the finite constraints of the nodes
-from its charger up to the root (in that order: the closest node first).
+site phase k (an array of limits reshaped to nodes x 4). A session takes part
+in the constraints of the nodes from its charger up to the root, with the
+weights of :attr:`SessionArrays.weight`. Totals per constraint are sums up the
+tree and "the tightest constraint above a session" a minimum down the tree
+(:func:`sums_up`, :func:`min_down`); only the few passes that must walk
+sessions one by one list (session, constraint) pairs, and only for the
+constraints that can refuse someone (:func:`pairs_on`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from operator import attrgetter
 
 import numpy as np
@@ -36,6 +42,9 @@ from allocator.tree import ROOT, BoolArray, CompiledTree, FloatArray, IntArray, 
 # Kinds of charger node.
 LEGACY, DC, AC = range(3)
 SLOTS = 4  # per node: kW, L1, L2, L3
+_SLOT = np.arange(SLOTS, dtype=np.int64)
+# Items grouped by a key: the items in key order, where each key's run starts, the keys.
+Grouped = tuple[IntArray, IntArray, IntArray]
 # Float noise allowance when turning kW or amps into whole steps.
 _STEP_NOISE = 1e-9
 
@@ -46,7 +55,7 @@ class CompiledStation:
 
     station: ElectricalStation
     tree: CompiledTree
-    # Limit per constraint (4 per node); the root's kW entry is set per call.
+    # Limit per constraint, SLOTS x nodes; the root's kW entry is set per call.
     limit: FloatArray
     # Per node (meaningful for chargers): kind, voltage, phase count, site
     # phase mask, minimum (A for AC, kW for DC), step (A for AC), max current.
@@ -58,14 +67,20 @@ class CompiledStation:
     max_current: FloatArray
     # Site phase index of charger phase k+1, per charger node (AC only).
     wiring: IntArray
+    # Per level of tree.levels_bottom_up: the constraints of each node's
+    # parent, flattened (see constraint_ids), to add a level into its parents;
+    # and the level's nodes grouped by parent (nodes, where each group
+    # starts, the group's parent), to take minimums into the parents.
+    parent_slots: tuple[IntArray, ...]
+    by_parent: tuple[Grouped, ...]
 
 
 def compile_station(station: ElectricalStation) -> CompiledStation:
     """Validate the electrical data and lay it out; ValueError on bad data."""
     tree = compile_tree(station.tree)
     size = tree.size
-    limit = np.full(size * SLOTS, np.inf)
-    limit[0::SLOTS] = tree.limit
+    limit = np.full((SLOTS, size), np.inf)
+    limit[0] = tree.limit
     kind = np.full(size, LEGACY, dtype=np.int64)
     voltage = np.full(size, DC_VOLTAGE)
     phase_mask = np.ones((size, 3), dtype=np.bool_)
@@ -75,15 +90,13 @@ def compile_station(station: ElectricalStation) -> CompiledStation:
     wiring = np.tile(np.arange(3, dtype=np.int64), (size, 1))
 
     if station.grid_current_limit is not None:
-        limit[ROOT * SLOTS + 1 : ROOT * SLOTS + 4] = _amps(
-            station.grid_current_limit, "gridCurrentLimit"
-        )
+        limit[1:, ROOT] = _amps(station.grid_current_limit, "gridCurrentLimit")
     group_node = _group_nodes(station, tree)
     for group_id, amps in station.group_max_current.items():
         if group_id not in group_node:
             raise ValueError(f"maxCurrent for unknown group {group_id!r}")
         v = group_node[group_id]
-        limit[v * SLOTS + 1 : v * SLOTS + 4] = _amps(amps, f"group {group_id!r} maxCurrent")
+        limit[1:, v] = _amps(amps, f"group {group_id!r} maxCurrent")
 
     for charger_id, data in station.chargers.items():
         if charger_id not in tree.charger_node:
@@ -110,12 +123,42 @@ def compile_station(station: ElectricalStation) -> CompiledStation:
         step[v] = data.current_step
         if data.max_current is not None:
             max_current[v] = data.max_current
-            limit[v * SLOTS + 1 : v * SLOTS + 4] = data.max_current
+            limit[1:, v] = data.max_current
+    parent_slots = tuple(
+        constraint_ids(size, tree.parent[level]) for level in tree.levels_bottom_up
+    )
+    by_parent = tuple(_grouped(level, tree.parent[level]) for level in tree.levels_bottom_up)
     for array in (limit, kind, voltage, phase_mask, minimum, step, max_current, wiring):
         array.setflags(write=False)
     return CompiledStation(
-        station, tree, limit, kind, voltage, phase_mask, minimum, step, max_current, wiring
+        station,
+        tree,
+        limit,
+        kind,
+        voltage,
+        phase_mask,
+        minimum,
+        step,
+        max_current,
+        wiring,
+        parent_slots,
+        by_parent,
     )
+
+
+def constraint_ids(size: int, node: IntArray) -> IntArray:
+    """The constraints of ``node`` (each node's SLOTS constraints), as flat
+    indices into a SLOTS x ``size`` array: ``slot x size + node``, slot-major."""
+    ids: IntArray = (node + size * _SLOT[:, None]).ravel()
+    return ids
+
+
+def _grouped(items: IntArray, key: IntArray) -> Grouped:
+    """``items`` sorted by ``key``, where each run of one key starts, and that key."""
+    by_key = np.argsort(key, kind="stable")
+    items, key = items[by_key], key[by_key]
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else key
+    return items, starts, key[starts]
 
 
 def _group_nodes(station: ElectricalStation, tree: CompiledTree) -> dict[str, int]:
@@ -154,7 +197,7 @@ def _check_ac(charger_id: str, data: ACCharger) -> None:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SessionArrays:
-    """Per-session arrays in rotation order (position = rank), and their constraints."""
+    """Per-session arrays in rotation order (position = rank)."""
 
     source: IntArray  # position in the caller's sequence
     node: IntArray
@@ -162,18 +205,16 @@ class SessionArrays:
     # Site phases used, and the kW of one step (AC: step x V x n; else 1 kW).
     mask: BoolArray
     step_kw: FloatArray
+    # What one kW of the session counts on each constraint slot of every node
+    # above it: 1 on the kW slot, amps per kW on the phases it uses, 0 on the
+    # others (shape: SLOTS x sessions).
+    weight: FloatArray
     # Minimum and cap in whole steps; whether the vehicle's own cap set it.
     units_min: IntArray
     units_cap: IntArray
     vehicle_bound: BoolArray
     pinned: BoolArray
     pinned_kw: FloatArray
-    # The constraints: pair i ties session pair_session[i] to constraint
-    # pair_constraint[i] with pair_weight[i] (A or kW per kW), grouped by
-    # session in rank order, the closest node first within a session.
-    pair_session: IntArray
-    pair_constraint: IntArray
-    pair_weight: FloatArray
 
 
 def read_sessions(
@@ -187,66 +228,34 @@ def read_sessions(
     tree = cs.tree
     count = len(demands)
     ids = [d.session_id for d in demands]
-    if len(set(ids)) != count:
-        seen: set[str] = set()
-        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise ValueError(f"duplicate session id: {duplicate!r}")
     try:
         node = np.fromiter(
-            (tree.charger_node[d.charger_id] for d in demands), dtype=np.int64, count=count
+            map(tree.charger_node.__getitem__, [d.charger_id for d in demands]),
+            dtype=np.int64,
+            count=count,
         )
     except KeyError as exc:
         raise ValueError(f"demand for unknown charger {exc.args[0]!r}") from None
-    started = np.array([d.started_at for d in demands], dtype=np.float64).reshape(count)
-    if np.isnan(started).any():
+    started = [d.started_at for d in demands]
+    start = np.array(started, dtype=np.float64).reshape(count)
+    if np.isnan(start).any():
         raise ValueError("started_at must not be NaN")
-    rank = _ranks(ids, started, order)
-    by_rank = np.argsort(rank, kind="stable").astype(np.int64)
-    node = node[by_rank]
-    ordered = [demands[i] for i in by_rank.tolist()]
+    by_rank = _rank_order(ids, start, started, order)
 
+    # Everything is read in the caller's order, then put in rank order at once.
     kind = cs.kind[node]
-    mask = cs.phase_mask[node].copy()
-    # Sessions that state their phases. A count n (the usual case) means the
-    # charger's first n phases, looked up in the wiring for all at once.
-    kinds = kind.tolist()
-    stated = [i for i, d in enumerate(ordered) if d.phases is not None and kinds[i] == AC]
-    counted = [i for i in stated if type(ordered[i].phases) is int]
-    if counted:
-        n = np.array([ordered[i].phases for i in counted], dtype=np.int64)
-        at = np.array(counted, dtype=np.int64)
-        available = cs.phase_mask[node[at]].sum(axis=1)
-        wrong = np.flatnonzero((n < 1) | (n > available))
-        if len(wrong):
-            d = ordered[counted[int(wrong[0])]]
-            raise ValueError(
-                f"session {d.session_id!r}: phases must be 1..{int(available[wrong[0]])} "
-                f"distinct phases of its charger, not {d.phases!r}"
-            )
-        mask[at] = False
-        for k in range(3):
-            rows = at[n > k]
-            mask[rows, cs.wiring[node[rows], k]] = True
-    listed = [i for i in stated if type(ordered[i].phases) is not int]
-    if listed:
-        masks: dict[tuple[int, object], BoolArray] = {}
-        rows_list: list[BoolArray] = []
-        for position in listed:
-            d = ordered[position]
-            key = (int(node[position]), d.phases)
-            row = masks.get(key)
-            if row is None:
-                row = masks[key] = _session_mask(cs, key[0], d)
-            rows_list.append(row)
-        mask[listed] = np.array(rows_list)
+    mask = cs.phase_mask[node]
+    phases = [d.phases for d in demands]
+    if phases.count(None) != count:
+        mask = _stated_phases(cs, demands, phases, node, kind, mask)
     used = mask.sum(axis=1)
     voltage = cs.voltage[node]
     step_a = cs.step[node]
     is_ac = kind == AC
     step_kw = np.where(is_ac, step_a * voltage * used / 1000, 1.0)
 
-    vehicle_kw = _optional(ordered, "vehicle_max_power")
-    vehicle_a = _optional(ordered, "vehicle_max_current")
+    vehicle_kw = _optional(demands, "vehicle_max_power")
+    vehicle_a = _optional(demands, "vehicle_max_current")
     charger_kw = tree.limit[node].astype(np.float64)
     # Caps in steps: the charger's kW and current limits, and the vehicle's.
     noise = _STEP_NOISE
@@ -268,43 +277,106 @@ def read_sessions(
     # session runs at its minimum (the car draws what it wants below that).
     units_cap = np.maximum(units_cap, units_min)
 
-    fixed = _optional(ordered, "fixed")
+    fixed = _optional(demands, "fixed")
     pinned = ~np.isnan(fixed)
     if (fixed[pinned] < 0).any() or not np.isfinite(fixed[pinned]).all():
         raise ValueError("fixed must be a finite value >= 0")
     amps_per_kw = np.where(is_ac, 1000 / (voltage * used), 1000 / (3 * DC_VOLTAGE))
     pinned_kw = np.where(pinned, np.where(is_ac, fixed / amps_per_kw, fixed), 0.0)
+    weight = np.empty((SLOTS, count))
+    weight[0] = 1.0
+    weight[1:] = mask.T * amps_per_kw
 
-    ps, pc, pw = _pairs(cs, node, mask, amps_per_kw)
+    r = by_rank
     return ids, SessionArrays(
-        source=by_rank,
-        node=node,
-        kind=kind,
-        mask=mask,
-        step_kw=step_kw,
-        units_min=units_min.astype(np.int64),
-        units_cap=units_cap.astype(np.int64),
-        vehicle_bound=vehicle_bound,
-        pinned=pinned,
-        pinned_kw=pinned_kw,
-        pair_session=ps,
-        pair_constraint=pc,
-        pair_weight=pw,
+        source=r,
+        node=node[r],
+        kind=kind[r],
+        mask=mask[r],
+        step_kw=step_kw[r],
+        weight=np.take(weight, r, axis=1),
+        units_min=units_min[r].astype(np.int64),
+        units_cap=units_cap[r].astype(np.int64),
+        vehicle_bound=vehicle_bound[r],
+        pinned=pinned[r],
+        pinned_kw=pinned_kw[r],
     )
 
 
-def _ranks(ids: list[str], started: FloatArray, order: Sequence[str] | None) -> IntArray:
+def _rank_order(
+    ids: list[str], start: FloatArray, started: list[float], order: Sequence[str] | None
+) -> IntArray:
+    """Caller positions in rank order: ``order`` first (an id named twice
+    counts where it is first named; unknown ids are ignored), then the others
+    by earliest start, then smallest id (as allocate's priority).
+
+    Refuses duplicate session ids.
+    """
     count = len(ids)
-    # The default order: earliest start, then smallest id (as allocate's priority).
-    default = _priority_order(started, started.tolist(), ids)
-    rank = np.empty(count, dtype=np.int64)
+    index = dict(zip(ids, range(count), strict=True))
+    if len(index) != count:
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate session id: {duplicate!r}")
     if not order:
-        rank[default] = np.arange(count)
-        return rank
-    position: Mapping[str, int] = {sid: i for i, sid in reversed(list(enumerate(order)))}
-    named = np.fromiter((position.get(sid, -1) for sid in ids), dtype=np.int64, count=count)
-    rank[default] = np.arange(count) + len(order)
-    return np.where(named >= 0, named, rank)
+        return _priority_order(start, started, ids)
+    named = np.fromiter(map(index.get, order, repeat(-1)), dtype=np.int64, count=len(order))
+    named = named[named >= 0]
+    if len(named) and np.bincount(named, minlength=count).max() > 1:
+        _, first = np.unique(named, return_index=True)
+        named = named[np.sort(first)]
+    if len(named) == count:
+        return named
+    rest = np.ones(count, dtype=np.bool_)
+    rest[named] = False
+    others = np.flatnonzero(rest)
+    at = others.tolist()
+    within = _priority_order(start[others], [started[i] for i in at], [ids[i] for i in at])
+    return np.concatenate([named, others[within]])
+
+
+def _stated_phases(
+    cs: CompiledStation,
+    demands: Sequence[ElectricalDemand],
+    phases: list[int | tuple[int, ...] | None],
+    node: IntArray,
+    kind: IntArray,
+    charger_mask: BoolArray,
+) -> BoolArray:
+    """Each session's site phases where it states its phases (AC only)."""
+    mask = charger_mask.copy()
+    kinds = kind.tolist()
+    stated = [i for i, p in enumerate(phases) if p is not None and kinds[i] == AC]
+    # A count n (the usual case) means the charger's first n phases, looked
+    # up in the wiring for all at once.
+    counted = [i for i in stated if type(phases[i]) is int]
+    if counted:
+        n = np.array([phases[i] for i in counted], dtype=np.int64)
+        at = np.array(counted, dtype=np.int64)
+        available = cs.phase_mask[node[at]].sum(axis=1)
+        wrong = np.flatnonzero((n < 1) | (n > available))
+        if len(wrong):
+            d = demands[counted[int(wrong[0])]]
+            raise ValueError(
+                f"session {d.session_id!r}: phases must be 1..{int(available[wrong[0]])} "
+                f"distinct phases of its charger, not {d.phases!r}"
+            )
+        mask[at] = False
+        for k in range(3):
+            rows = at[n > k]
+            mask[rows, cs.wiring[node[rows], k]] = True
+    listed = [i for i in stated if type(phases[i]) is not int]
+    if listed:
+        masks: dict[tuple[int, object], BoolArray] = {}
+        rows_list: list[BoolArray] = []
+        for position in listed:
+            key = (int(node[position]), phases[position])
+            row = masks.get(key)
+            if row is None:
+                row = masks[key] = _session_mask(cs, key[0], demands[position])
+            rows_list.append(row)
+        mask[listed] = np.array(rows_list)
+    return mask
 
 
 def _session_mask(cs: CompiledStation, v: int, d: ElectricalDemand) -> BoolArray:
@@ -331,37 +403,84 @@ def _optional(demands: Sequence[ElectricalDemand], name: str) -> FloatArray:
     missing = values.count(None)
     if missing == len(values):
         return np.full(len(values), np.nan)
-    nan = math.nan
-    array = np.fromiter(
-        (nan if v is None else v for v in values), dtype=np.float64, count=len(values)
-    )
+    # np.array turns None into NaN; a NaN the caller passed must not pass as "unknown".
+    array = np.array(values, dtype=np.float64).reshape(len(values))
     if np.count_nonzero(np.isnan(array)) != missing:
         raise ValueError(f"{name} must not be NaN")
     return array
 
 
-def _pairs(
-    cs: CompiledStation, node: IntArray, mask: BoolArray, amps_per_kw: FloatArray
-) -> tuple[IntArray, IntArray, FloatArray]:
-    """Every (session, finite constraint) pair, grouped by session, closest node first."""
+# Sums and extremes over the tree. Every constraint of node v applies to the
+# sessions below v, so "the total on each constraint" is a sum of per-charger
+# totals up the tree, and "the tightest constraint above a session" a minimum
+# down the tree: both cost O(sessions + nodes), however deep the station,
+# instead of one entry per (session, constraint) pair.
+
+
+def sums_up(cs: CompiledStation, node: IntArray, values: FloatArray) -> FloatArray:
+    """Per slot and node, the sum of ``values`` (SLOTS x sessions) of the sessions below it."""
     tree = cs.tree
-    count = len(node)
-    sessions = np.arange(count, dtype=np.int64)
+    size = tree.size
+    total = np.bincount(
+        constraint_ids(size, node), weights=values.ravel(), minlength=SLOTS * size
+    ).astype(np.float64, copy=False)  # no sessions: bincount gives integers
+    total = total.reshape(SLOTS, size)
+    for level, slots in zip(tree.levels_bottom_up, cs.parent_slots, strict=True):
+        total += np.bincount(
+            slots, weights=np.take(total, level, axis=1).ravel(), minlength=SLOTS * size
+        ).reshape(SLOTS, size)
+    return total
+
+
+def min_up(cs: CompiledStation, node: IntArray, values: FloatArray) -> FloatArray:
+    """Per slot and node, the least of ``values`` (SLOTS x sessions) below it
+    (inf if none); ``node`` must be sorted (sessions grouped by their node)."""
+    tree = cs.tree
+    least = np.full((SLOTS, tree.size), np.inf)
+    if len(node):
+        starts = np.flatnonzero(np.concatenate(([True], node[1:] != node[:-1])))
+        least[:, node[starts]] = np.minimum.reduceat(values, starts, axis=1)
+    for children, child_starts, parents in cs.by_parent:
+        if len(children):
+            least[:, parents] = np.minimum(
+                np.take(least, parents, axis=1),
+                np.minimum.reduceat(np.take(least, children, axis=1), child_starts, axis=1),
+            )
+    return least
+
+
+def min_down(cs: CompiledStation, per_node: FloatArray) -> FloatArray:
+    """Per slot and node, the least of ``per_node`` over the node and its ancestors."""
+    tree = cs.tree
+    least = per_node.copy()
+    for level in reversed(tree.levels_bottom_up):
+        least[:, level] = np.minimum(
+            np.take(least, level, axis=1), np.take(least, tree.parent[level], axis=1)
+        )
+    return least
+
+
+def pairs_on(
+    cs: CompiledStation, s: SessionArrays, sessions: IntArray, wanted: BoolArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """The (session, constraint, weight) pairs of ``sessions`` (ascending ranks)
+    on the ``wanted`` constraints (flat, see :func:`constraint_ids`), grouped
+    by session in rank order, the closest node first within a session."""
+    tree = cs.tree
     parts_s: list[IntArray] = []
     parts_c: list[IntArray] = []
     parts_w: list[FloatArray] = []
-    chain = node.copy()
-    alive = np.ones(count, dtype=np.bool_)
+    size = tree.size
+    weight = np.take(s.weight, sessions, axis=1)
+    chain = s.node[sessions]
+    alive = np.ones(len(sessions), dtype=np.bool_)
     for _ in range(tree.path_length):
         for k in range(SLOTS):
-            constraint = chain * SLOTS + k
-            take = alive & np.isfinite(cs.limit[constraint])
-            if k:
-                take &= mask[:, k - 1]
-            at = np.flatnonzero(take)
+            constraint = k * size + chain
+            at = np.flatnonzero(alive & wanted[constraint] & (weight[k] > 0))
             parts_s.append(sessions[at])
             parts_c.append(constraint[at])
-            parts_w.append(np.ones(len(at)) if k == 0 else amps_per_kw[at])
+            parts_w.append(weight[k, at])
         alive &= chain != ROOT
         chain = tree.parent[chain]
     ps = np.concatenate(parts_s)

@@ -153,6 +153,15 @@ class ChargerConfig(_Model):
     def ac(self) -> ACElectrical | None:
         return self.electrical if isinstance(self.electrical, ACElectrical) else None
 
+    @property
+    def meter_voltage(self) -> float | None:
+        """The phase-to-neutral voltage that turns its phase currents into power; None for
+        a DC charger, whose currents are not AC phases."""
+        if isinstance(self.electrical, DCElectrical):
+            return None
+        ac = self.ac
+        return ac.voltage if ac is not None else self.voltage
+
 
 class GroupConfig(_Model):
     id: NonEmptyId
@@ -453,7 +462,9 @@ class StationConfig(_Model):
                     phases=data.phases,
                     voltage=data.voltage,
                     min_current=data.min_current,
-                    max_current=data.max_current,
+                    # Per phase, whichever phases a car uses: a 1-phase car on a 22 kW
+                    # 3-phase charger still gets at most its 32 A, not 22 kW on one phase.
+                    max_current=ac_max_current(charger, data),
                     current_step=data.current_step,
                     wiring=data.wiring,
                 )

@@ -143,6 +143,21 @@ class StationCollector(Collector):
                 "The external limit on the station while one is in force (kW)",
                 limit["maxPower"],
             )
+        phases = status["phases"]
+        if phases is not None:
+            booked = GaugeMetricFamily(
+                "evc_phase_booked_current_amps",
+                "Current the limits in force book on each site phase (A), electrical model",
+                labels=["phase"],
+            )
+            for phase in phases:
+                booked.add_metric([phase["phase"]], phase["bookedCurrent"])
+            yield booked
+            yield _gauge(
+                "evc_sessions_paused",
+                "Sessions waiting at 0 for room (electrical model)",
+                sum(1 for s in status["sessions"] if s["paused"]),
+            )
         yield _gauge("evc_sessions_active", "Active charging sessions", len(status["sessions"]))
         chargers = status["chargers"]
         yield _gauge(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from controller.core.fields import DERIVED, TRANSIENT
+from controller.core.phases import PhaseLearner
 
 
 class SessionStatus(StrEnum):
@@ -53,9 +54,9 @@ class Session:
     # With the electrical model: since when the session has waited at 0 (docs/electrical.md,
     # "Rotation"), None while it runs.
     paused_since: float | None = None
-    # The charger's phases (1-based) its readings show it uses; a restart learns them again
+    # Which of the charger's phases its readings show it uses; a restart learns them again
     # from the next readings (controller.core.phases).
-    used_phases: tuple[int, ...] | None = field(default=None, metadata=TRANSIENT)
+    phase_learner: PhaseLearner = field(default_factory=PhaseLearner, metadata=TRANSIENT)
     # With the electrical model, what the last allocation gave it: A per phase on an AC
     # charger (None otherwise), and the site phases it is counted on.
     allocated_current: float | None = field(default=None, metadata=TRANSIENT)
@@ -77,7 +78,7 @@ class Session:
     @property
     def phases_in_use(self) -> int | tuple[int, ...] | None:
         """For the allocator: stated, else learned, else None (all of its charger's)."""
-        return self.phases if self.phases is not None else self.used_phases
+        return self.phases if self.phases is not None else self.phase_learner.used
 
     @property
     def active(self) -> bool:

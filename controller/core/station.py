@@ -98,6 +98,7 @@ from controller.core.events import (
     TransactionStopRequested,
 )
 from controller.core.lifecycle import ChargerPhase, ChargerTrigger, LimitPhase, LimitTrigger
+from controller.core.phases import PhaseCurrents
 from controller.core.profiles import (
     RateUnit,
     current_schedule,
@@ -1159,6 +1160,8 @@ class StationCore:
             session = self._on_connector.get((event.charger_id, event.connector_id - 1))
             if session is None:
                 return  # no transaction on it, or the whole charger
+        if event.phase_currents is not None:
+            self._learn_phases(session, event.phase_currents)
         energy = None
         if event.energy_register_kwh is not None and session.meter_start_wh is not None:
             energy = max(0.0, event.energy_register_kwh - session.meter_start_wh / 1000.0)
@@ -1169,6 +1172,18 @@ class StationCore:
             consumed_energy=energy,
             state_of_charge=event.state_of_charge,
         )
+
+    def _learn_phases(self, session: Session, currents: PhaseCurrents) -> None:
+        """Which phases the car draws on (docs/electrical.md, "Sessions and their phases")."""
+        session.consumed_currents = currents
+        ac = self._charger_config[session.charger_id].ac
+        if ac is None or self._electrical is None:
+            return
+        before = session.phase_learner
+        session.phase_learner = before.observe(currents, ac.phases)
+        if session.phase_learner.used != before.used and session.phases is None:
+            self._set_demand(session)
+            self._outdated = True
 
     def _record_reading(
         self,
@@ -1387,16 +1402,21 @@ class StationCore:
         """With the electrical model: the rotation orders the sessions, the allocation runs
         the largest set it can in that order (docs/electrical.md, "Rotation")."""
         assert self._electrical is not None
-        rotating = [
-            RotationSession(
-                s.session_id,
-                s.started_at,
-                s.consumed_energy,
-                running=s.paused_since is None,
-                paused_since=s.paused_since,
+        previous = self.plan
+        rotating = []
+        for s in self._sessions.values():
+            # A session no allocation has seen yet has not run: it waits from its arrival,
+            # and between boundaries it runs only if it fits beside those running.
+            new = previous is not None and s.session_id not in previous.target
+            rotating.append(
+                RotationSession(
+                    s.session_id,
+                    s.started_at,
+                    s.consumed_energy,
+                    running=not new and s.paused_since is None,
+                    paused_since=s.started_at if new else s.paused_since,
+                )
             )
-            for s in self._sessions.values()
-        ]
         period = self.config.allocation.rotation_period
         decision = rotation_order(
             now, rotating, self._last_boundary, period, self.config.allocation.pause_limit

@@ -145,7 +145,7 @@ class CentralSystem:
                 charger = self._chargers[charger_id]
                 self._check_connector(charger, request.connector_id)
                 # The charger's phase-to-neutral voltage turns phase currents into power.
-                reading = read_meter_values(request.meter_value, charger.voltage)
+                reading = read_meter_values(request.meter_value, charger.meter_voltage)
                 power = reading.power_kw
                 if power is not None and power > charger.max_power:
                     power = self._clamped(charger, power)

@@ -283,7 +283,21 @@ function cell(row, value, className) {
   return td;
 }
 
-const paused = session => session.allocatedPower === 0;
+// With the electrical model a waiting session says so (and since when); without it, 0 kW.
+const paused = session => session.paused || session.allocatedPower === 0;
+const allocatedText = x => x.allocatedCurrent !== null && x.allocatedCurrent !== undefined
+  ? `${text(x.allocatedPower)} (${text(x.allocatedCurrent)} A × ${x.sitePhases ? x.sitePhases.length : "?"})`
+  : text(x.allocatedPower);
+
+// The current the limits in force book on each site phase, against gridCurrentLimit.
+function phasesCard(phases) {
+  const worst = Math.max(...phases.map(p => p.limit ? p.bookedCurrent / p.limit : 0));
+  const value = phases.map(p => `${p.phase} ${text(p.bookedCurrent)}`).join(" · ");
+  const limit = phases[0].limit;
+  const div = card(limit ? `Phases (A of ${text(limit)})` : "Phases (A)", value, worst);
+  div.id = "phases";
+  return div;
+}
 
 function render(s) {
   $("title").textContent = `${s.stationId} (${s.strategy})`;
@@ -298,6 +312,7 @@ function render(s) {
   if (s.siteMeter) cards.push(siteCard(s.siteMeter, s.gridCapacity));
   $("legend-site").hidden = !s.siteMeter;
   if (s.externalLimit) cards.push(limitCard(s.externalLimit));
+  if (s.phases) cards.push(phasesCard(s.phases));
   $("cards").replaceChildren(...cards);
   renderSessions(s.sessions);
   renderChargers(s.chargers);
@@ -322,8 +337,8 @@ function renderSessions(sessions) {
     const values = [
       x.transactionId !== null ? `tx ${x.transactionId}` : x.sessionId.slice(0, 8),
       `${x.chargerId} #${x.connectorId}`,
-      paused(x) ? "paused" : "running",
-      text(x.allocatedPower),
+      paused(x) ? (x.pausedSince ? `paused since ${clock(x.pausedSince)}` : "paused") : "running",
+      allocatedText(x),
       x.limitedBy ?? "–",
       text(x.consumedPower),
       text(x.consumedEnergy, 2),

@@ -18,7 +18,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright
 
 from controller.app import ControllerApp
-from controller.config import StationConfig
+from controller.config import StationConfig, config_from_dict
 from controller.rest_auth import token_sha256
 from protocol.messages import (
     BootNotificationRequest,
@@ -359,6 +359,41 @@ async def test_the_site_meter_and_an_external_limit_show_on_the_page(
     async with http.delete(url) as response:
         assert response.status == 200
     await tab.until("() => !document.getElementById('external-limit')", timeout_ms=FOLLOW_MS)
+
+
+async def test_a_paused_session_and_the_phase_bookings_show_with_the_electrical_model(
+    controller: Callable[..., Any], tab: Tab, http: aiohttp.ClientSession
+) -> None:
+    """docs/electrical.md: 10 A per phase fit one 3-phase car at its 6 A minimum; the
+    second waits, and the page says since when, with each site phase's booked current."""
+    ac = {"kind": "AC"}
+    config = config_from_dict(
+        {
+            "stationId": "amps",
+            "gridCapacity": 100,
+            "gridCurrentLimit": 10,
+            "chargers": [
+                {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": ac}
+                for i in range(2)
+            ],
+        }
+    )
+    app: ControllerApp = await controller(config)
+    await tab.open(app)
+    await tab.live()
+    for i in range(2):
+        status, _ = await post(http, app, "/sessions", {"chargerId": f"AC{i}", "connectorId": 0})
+        assert status == 201
+    await tab.until(
+        "() => document.getElementById('sessions').textContent.includes('paused since')",
+        timeout_ms=FOLLOW_MS,
+    )
+    running = await tab.page.locator("#sessions").inner_text()
+    assert "10 A \u00d7 3" in running  # the running car has the whole 10 A on its three phases
+    await tab.until(
+        "() => document.getElementById('phases')?.textContent.includes('L1 10')",
+        timeout_ms=FOLLOW_MS,
+    )
 
 
 async def test_the_api_page_renders_the_document_from_the_controller_alone(

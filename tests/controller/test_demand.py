@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from controller.config import config_from_dict
 from controller.core.demand import RAMP_UP_SECONDS, learned_cap
+from controller.core.events import MeterReading
 from tests.controller.conftest import example_config
 from tests.controller.core_harness import CoreHarness
 
@@ -92,3 +94,51 @@ def test_learning_can_be_switched_off() -> None:
     h.now = LATER
     h.meter("CP001", a_tx, kw=11.0)
     assert h.session_of(a_tx).learned_max_power is None
+
+
+def test_a_declared_maximum_is_capped_by_what_the_vehicle_draws() -> None:
+    """A bus that said 150 kW but is nearly full draws 49 kW: it is capped near its draw
+    and the rest goes to the other session, as for a vehicle that said nothing."""
+    h, a_tx, b_tx = two_sessions_on_cp001()
+    a, b = h.session_of(a_tx), h.session_of(b_tx)
+    h.update_rest(a.session_id, vehicle_max_power=150)
+    h.answer_profiles()
+    h.now = LATER
+    h.meter("CP001", a_tx, kw=49.0)
+    h.answer_profiles()
+    assert a.vehicle_max_power == 150 and a.learned_max_power == 56
+    assert (a.allocated_power, b.allocated_power) == (56, 144)
+    # Drawing what it is allowed lifts the cap; the declared maximum still holds.
+    h.now = LATER + 60
+    h.meter("CP001", a_tx, kw=55.5)
+    h.answer_profiles()
+    assert a.learned_max_power is None and a.cap == 150
+
+
+def test_a_one_phase_car_using_its_whole_current_is_not_capped() -> None:
+    """With the electrical model a 1-phase car on a 3-phase charger draws a third of what
+    its limit would give on three phases; once its phases are learned that is its whole
+    limit, so it keeps its fair share."""
+    config = {
+        "stationId": "amps",
+        "gridCapacity": 100,
+        "gridCurrentLimit": 32,
+        "chargers": [
+            {"id": "AC", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}},
+        ],
+    }
+    h = CoreHarness(config_from_dict(config), now=0.0)
+    h.connect("AC")
+    tx = h.start_transaction("AC", 1)
+    h.answer_profiles()
+    session = h.session_of(tx)
+    assert session.allocated_current == 31.8  # the charger's 22 kW on three phases
+    for second in (1.0, 2.0):
+        h.now = second
+        h.handle(MeterReading(h.now, "AC", 1, tx, phase_currents=(31.8, 0.0, 0.0)))
+    assert session.phases_in_use == (1,)
+    h.answer_profiles()
+    assert session.allocated_current == 31.8 and session.allocated_power == pytest.approx(7.314)
+    h.now = LATER
+    h.handle(MeterReading(h.now, "AC", 1, tx, power_kw=7.3, phase_currents=(31.7, 0.0, 0.0)))
+    assert session.learned_max_power is None

@@ -20,7 +20,7 @@ from protocol.messages import (
 )
 from shell.clock import ManualClock
 from tests.controller.conftest import ocpp_url
-from tests.controller.ocpp_client import FakeCharger
+from tests.controller.ocpp_client import FakeCharger, accept_everything
 
 T0 = "2026-01-01T20:00:00Z"
 WIRINGS = (["L1", "L2", "L3"], ["L2", "L3", "L1"], ["L3", "L1", "L2"])
@@ -183,3 +183,111 @@ async def test_sessions_on_chargers_without_electrical_data_keep_kw_profiles(
     assert charger.tx_limits()[-1] == (1, 50_000)  # W, as without the model
     await charger.close()
     await asyncio.sleep(0)
+
+
+class PhaseTracker:
+    """What each car may draw on each site phase, checked whenever a charger receives a
+    limit: the larger of its last accepted limit and one on its way, on the phases it uses."""
+
+    def __init__(self, limit: float, one_phase: set[str]) -> None:
+        self.limit = limit
+        self.one_phase = one_phase
+        self.applied: dict[str, float] = {}
+        self.highest = dict.fromkeys(("L1", "L2", "L3"), 0.0)
+        self.violations: list[dict[str, float]] = []
+
+    def site_load(self, drawing: dict[str, float]) -> dict[str, float]:
+        load = dict.fromkeys(("L1", "L2", "L3"), 0.0)
+        for charger_id, amps in drawing.items():
+            wiring = WIRINGS[int(charger_id[2:]) % 3]
+            for phase in wiring[:1] if charger_id in self.one_phase else wiring:
+                load[phase] += amps
+        return load
+
+    def received(self, charger_id: str, amps: float) -> None:
+        # Until the charger has it, it may apply either: count the larger.
+        drawing = dict(self.applied)
+        drawing[charger_id] = max(amps, drawing.get(charger_id, 0.0))
+        load = self.site_load(drawing)
+        for phase, amps_on in load.items():
+            self.highest[phase] = max(self.highest[phase], amps_on)
+        if max(load.values()) > self.limit + 1e-6:
+            self.violations.append(load)
+        self.applied[charger_id] = amps
+
+
+async def test_per_phase_currents_stay_within_the_limit_with_rotated_wiring_and_one_phase_cars(
+    start_controller: Any,
+) -> None:
+    # Six 3-phase chargers, wiring rotated; the first three have 1-phase cars, which draw on
+    # their charger's first phase only (L1, L2, L3 of the site in turn).
+    app: ControllerApp = await start_controller(amps_station(6, 40))
+    one_phase = {"AC0", "AC1", "AC2"}
+    tracker = PhaseTracker(40, one_phase)
+
+    def policy_for(charger_id: str) -> Any:
+        def policy(call: Any) -> Any:
+            request = call.request
+            if isinstance(request, SetChargingProfileRequest) and request.connector_id > 0:
+                tracker.received(charger_id, schedule(request).charging_schedule_period[0].limit)
+            return accept_everything(call)
+
+        return policy
+
+    chargers = []
+    for i in range(6):
+        charger = await FakeCharger(ocpp_url(app), f"AC{i}", policy=policy_for(f"AC{i}")).connect()
+        await charger.boot()
+        chargers.append(charger)
+    transactions = [await start(charger) for charger in chargers]
+    await app.wait_settled()
+    # Counted on three phases each until known otherwise: six cars at about 40 / 6 A.
+    assert all(6.6 <= (last_current(c) or 0) <= 6.7 for c in chargers)
+
+    # The 1-phase cars report what they draw: all on their first phase, twice.
+    for _ in range(2):
+        for i in range(3):
+            amps = last_current(chargers[i]) or 0.0
+            await chargers[i].call(meter(transactions[i], [amps, 0, 0], 1000))
+    await app.wait_settled()
+
+    sessions = {s.charger_id: s for s in app.core.active_sessions()}
+    assert [sessions[f"AC{i}"].phases_in_use for i in range(6)] == [(1,)] * 3 + [None] * 3
+    # Max-min fair in kW: a 1-phase car takes three times the current of a 3-phase car (its
+    # site phase carries it and the three 3-phase cars), instead of being capped at 6.6 A.
+    one = [last_current(c) or 0.0 for c in chargers[:3]]
+    three = [last_current(c) or 0.0 for c in chargers[3:]]
+    assert min(one) >= 19.5 and max(three) <= 7 and min(three) >= 6
+    for i in range(3):
+        last = schedule(chargers[i].profiles()[-1]).charging_schedule_period[0]
+        assert last.number_phases == 1
+    booked = app.core.phase_bookings()
+    assert booked is not None and max(booked.values()) <= 40 + 1e-6
+    # At no moment could the cars together draw more than 40 A on any site phase.
+    assert tracker.violations == []
+    assert max(tracker.highest.values()) > 39  # the limit was used
+    assert all(limit == 0 or limit >= 6 for c in chargers for limit in tx_currents(c))
+    for charger in chargers:
+        await charger.close()
+
+
+async def test_a_new_car_that_does_not_fit_waits_for_the_boundary(
+    start_controller: Any, clock: ManualClock
+) -> None:
+    """Between boundaries a new session does not push out one that runs, even one that has
+    taken more energy: it waits for the next boundary (docs/electrical.md, "Rotation")."""
+    app: ControllerApp = await start_controller(amps_station(4, 20))
+    chargers = await booted(app, 4)
+    transactions = [await start(charger) for charger in chargers[:3]]
+    await app.wait_settled()
+    for i in range(3):
+        await chargers[i].call(meter(transactions[i], [6.6, 6.6, 6.6], 5000))
+    clock.set(clock.now() + 60)
+    await start(chargers[3])
+    await app.wait_settled()
+    assert all((last_current(c) or 0) >= 6 for c in chargers[:3])
+    assert last_current(chargers[3]) == 0
+    waiting = next(s for s in app.core.active_sessions() if s.charger_id == "AC3")
+    assert waiting.paused_since == waiting.started_at
+    for charger in chargers:
+        await charger.close()

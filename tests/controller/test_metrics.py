@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.app import ControllerApp
+from controller.config import config_from_dict
 from controller.rest_auth import token_sha256
 from protocol.messages import HeartbeatRequest, MeterValue, MeterValuesRequest, SampledValue
 from tests.controller.conftest import example_config
@@ -200,3 +201,35 @@ async def test_metrics_need_a_read_token_when_tokens_are_configured(
         samples, "evc_http_requests_total", method="GET", route="/metrics", status="401"
     )
     assert refused == 1
+
+
+async def test_phase_bookings_and_paused_sessions_with_the_electrical_model(
+    start_controller: Any, http: Callable[[ControllerApp], Http]
+) -> None:
+    """10 A per phase fit one 3-phase car at 6 A: the second waits (docs/electrical.md)."""
+    config = config_from_dict(
+        {
+            "stationId": "amps",
+            "gridCapacity": 100,
+            "gridCurrentLimit": 10,
+            "chargers": [
+                {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}}
+                for i in range(2)
+            ],
+        }
+    )
+    app: ControllerApp = await start_controller(config)
+    client = http(app)
+    before = await client.metrics()
+    assert ("evc_sessions_paused", frozenset()) in before
+    for i in range(2):
+        status, _ = await client.json(
+            "POST", "/sessions", {"chargerId": f"AC{i}", "connectorId": 0}
+        )
+        assert status == 201
+    samples = await client.metrics()
+    assert value(samples, "evc_sessions_paused") == 1
+    for phase in ("L1", "L2", "L3"):
+        assert value(samples, "evc_phase_booked_current_amps", phase=phase) == 10
+    _, status_body = await client.json("GET", "/station/status")
+    assert [p["bookedCurrent"] for p in status_body["phases"]] == [10, 10, 10]

@@ -6,6 +6,16 @@ seconds). Physics: between two calls to :meth:`ChargerModel.advance` each connec
 ``min(applied limit, what its load accepts)``, the connectors together never more than the
 charge point's cap (its hardware maximum and any ChargePointMaxProfile, shared in proportion
 to what each connector asks for), and the energy goes into the meter register and the vehicle.
+
+AC chargers (``ChargerSpec.ac``, from a charger's ``electrical`` config) signal a current per
+phase to the car, as IEC 61851-1 does: the applied limit (W or A, whichever the winning
+profile uses; A per phase, its ``numberPhases`` respected) becomes a current per phase on the
+phases the car uses, the fewer of the car's and the charger's. Below the charger's minimum
+current (6 A) a car cannot charge: the charger suspends it (draws 0, SuspendedEVSE), or with the
+quirk ``below_minimum="clamp"`` signals the minimum anyway and the car draws 6 A, above its
+limit, as some hardware does. The current each connector draws on each of the charger's own
+phases is kept (``ConnectorModel.phase_a``) for the MeterValues and for the site's phases
+(``AcSupply.wiring``). A charger without ``ac`` follows any limit down to 0, as before.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from simulators.connector import ConnectorEvent, ConnectorStateMachine
 from simulators.profiles import Electrical, ProfileStack, to_datetime
 from simulators.vehicles import Vehicle
 
-__all__ = ["ChargerModel", "ChargerSpec", "ConnectorModel", "LocalTransaction"]
+__all__ = ["AcSupply", "ChargerModel", "ChargerSpec", "ConnectorModel", "LocalTransaction"]
 
 Unit = ChargingRateUnitType
 S = ChargePointStatus
@@ -38,6 +48,28 @@ S = ChargePointStatus
 # OCPP 1.6 section 9.1 names the feature profiles; SmartCharging is the one that matters here.
 _FEATURES = ("Core", "SmartCharging", "RemoteTrigger")
 _UNIT_NAMES = {Unit.A: "Current", Unit.W: "Power"}
+SITE_PHASES = ("L1", "L2", "L3")
+BELOW_MINIMUM = ("suspend", "clamp")
+
+
+@dataclass(frozen=True, slots=True)
+class AcSupply:
+    """How an AC charger supplies a car (docs/electrical-allocation.md): the minimum current
+    per phase a car can charge at, the hardware's maximum per phase (None: what
+    ``max_power_w`` allows), the site phase each of the charger's phases is wired to, and what
+    it does with a limit below the minimum: ``"suspend"`` (draw nothing) or ``"clamp"`` (draw
+    the minimum)."""
+
+    min_current: float = 6.0
+    max_current: float | None = None
+    wiring: tuple[str, ...] = SITE_PHASES
+    below_minimum: str = "suspend"
+
+    def __post_init__(self) -> None:
+        if self.below_minimum not in BELOW_MINIMUM:
+            raise ValueError(f"below_minimum must be one of {', '.join(BELOW_MINIMUM)}")
+        if any(phase not in SITE_PHASES for phase in self.wiring) or not self.wiring:
+            raise ValueError("wiring names site phases L1, L2, L3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +94,13 @@ class ChargerSpec:
     require_transaction_id: bool = False
     transaction_message_attempts: int = 3
     transaction_message_retry_interval: int = 30
+    ac: AcSupply | None = None  # an AC charger's current per phase; None: watts, no minimum
 
     def __post_init__(self) -> None:
         if self.connectors < 1:
             raise ValueError("a charge point has at least one connector")
+        if self.ac is not None and len(self.ac.wiring) < self.phases:
+            raise ValueError("wiring names a site phase for each of the charger's phases")
         if not self.max_power_w > 0:
             raise ValueError("max_power_w must be positive")
         if not self.rate_units:
@@ -89,6 +124,8 @@ class LocalTransaction:
     pending_profile: ChargingProfile | None = None
     # The power (W) the last MeterValues sample of this transaction reported.
     reported_w: float | None = None
+    # Times the charger suspended it (Charging -> SuspendedEVSE) after it had drawn power.
+    pauses: int = 0
 
 
 @dataclass(slots=True)
@@ -98,6 +135,8 @@ class ConnectorModel:
     transaction: LocalTransaction | None = None
     meter_wh: float = 0.0
     power_w: float = 0.0  # drawn right now
+    # A per phase of the charger (its phases 1..3, not the site's) drawn right now; AC only.
+    phase_a: tuple[float, ...] = ()
     vehicle: Vehicle | None = None
     # A load with no vehicle model: None draws whatever it is allowed, else at most this.
     demand_w: float | None = None
@@ -234,8 +273,47 @@ class ChargerModel:
         """The limit the charger applies on a connector now: its profiles, its hardware and the
         charge point's cap (connector 0: the charge point as a whole)."""
         at = to_datetime(now)
+        if self.spec.ac is not None and connector_id != 0:
+            amps, phases = self.applied_current(connector_id, now)
+            return amps * self.spec.voltage * phases
         profiled = self.profiles.limit_w(connector_id, at, self._tx_start(connector_id))
         return min(profiled, self._hardware_w(connector_id), self.charge_point_cap_w(now))
+
+    def applied_current(self, connector_id: int, now: float) -> tuple[float, int]:
+        """An AC charger's limit on a connector as the car sees it: the current per phase
+        signalled (profiles and hardware; before the minimum is applied) and the phases the
+        car draws on."""
+        ac = self.spec.ac
+        assert ac is not None, "only an AC charger signals a current"
+        phases = self._phases_offered(connector_id)
+        amps, phases = self.profiles.limit_per_phase(
+            connector_id, to_datetime(now), self._tx_start(connector_id), phases
+        )
+        hardware_w = min(self._hardware_w(connector_id), self.spec.max_power_w)
+        hardware = hardware_w / (self.spec.voltage * phases)
+        # The hardware's current per phase: its rating, else what maxPower allows on all its
+        # phases (a 1-phase car on an 11 kW charger still gets 16 A, not 48).
+        per_phase = ac.max_current or self.spec.max_power_w / (self.spec.voltage * self.spec.phases)
+        hardware = min(hardware, per_phase)
+        return min(amps, hardware), phases
+
+    def signalled_current(self, connector_id: int, now: float) -> tuple[float, int]:
+        """What an AC charger signals the car once its minimum is applied: 0 below it (or the
+        minimum itself with the clamp quirk), with the phases the car draws on."""
+        ac = self.spec.ac
+        assert ac is not None, "only an AC charger signals a current"
+        amps, phases = self.applied_current(connector_id, now)
+        if 0 < amps < ac.min_current:
+            amps = ac.min_current if ac.below_minimum == "clamp" else 0.0
+        return max(0.0, amps), phases
+
+    def _phases_offered(self, connector_id: int) -> int:
+        """Phases a car on the connector can draw on: the fewer of its own and the charger's."""
+        connector = self.connectors.get(connector_id)
+        vehicle = None if connector is None else connector.vehicle
+        if vehicle is None or vehicle.phases is None:
+            return self.spec.phases
+        return min(vehicle.phases, self.spec.phases)
 
     def charge_point_cap_w(self, now: float) -> float:
         return min(self.spec.max_power_w, self.profiles.limit_w(0, to_datetime(now)))
@@ -264,7 +342,7 @@ class ChargerModel:
         for n, connector in self.connectors.items():
             if connector.transaction is None:
                 continue
-            limit = self.applied_limit_w(n, now)
+            limit = self._offered_limit_w(n, now)
             if connector.vehicle is not None:
                 ask = connector.vehicle.power_at(connector.vehicle.soc, limit / 1000) * 1000
             else:
@@ -279,6 +357,27 @@ class ChargerModel:
             return dict.fromkeys(asks, 0.0)
         return asks
 
+    def _offered_limit_w(self, connector_id: int, now: float) -> float:
+        """The most a connector's load may draw now: the applied limit, or on an AC charger
+        the current it signals (after its minimum) on the phases the car uses, no more than
+        the car's own onboard charger takes per phase."""
+        if self.spec.ac is None:
+            return self.applied_limit_w(connector_id, now)
+        amps, phases = self.signalled_current(connector_id, now)
+        vehicle = self.connectors[connector_id].vehicle
+        if vehicle is not None and vehicle.max_current is not None:
+            amps = min(amps, vehicle.max_current)
+        return amps * self.spec.voltage * phases
+
+    def _phase_currents(self, connector_id: int, power_w: float, now: float) -> tuple[float, ...]:
+        """An AC connector's draw per phase of the charger: the power shared evenly by the
+        phases the car uses (the first ones), 0 on the others."""
+        if self.spec.ac is None:
+            return ()
+        _, phases = self.signalled_current(connector_id, now)
+        amps = power_w / (self.spec.voltage * phases) if power_w > 0 else 0.0
+        return tuple(amps if k < phases else 0.0 for k in range(self.spec.phases))
+
     def _settle(self, now: float) -> list[int]:
         """Refresh the present draws and move connectors between Charging and the suspended
         states (4.9: SuspendedEVSE when the charger offers nothing, SuspendedEV when the car
@@ -286,10 +385,14 @@ class ChargerModel:
         offered = self._offered_w(now)
         changed: list[int] = []
         for n, connector in self.connectors.items():
+            drew = connector.power_w
             connector.power_w = offered.get(n, 0.0)
+            connector.phase_a = self._phase_currents(n, connector.power_w, now)
             if connector.transaction is None:
                 continue
             wanted = self._wanted_status(connector, now)
+            if wanted is S.SUSPENDED_EVSE and connector.status is S.CHARGING and drew > 0:
+                connector.transaction.pauses += 1
             if wanted is not connector.status:
                 event = {
                     S.CHARGING: (
@@ -307,7 +410,10 @@ class ChargerModel:
         return changed
 
     def _wanted_status(self, connector: ConnectorModel, now: float) -> ChargePointStatus:
-        if self.applied_limit_w(connector.connector_id, now) <= 0:
+        if self.spec.ac is not None:
+            if self.signalled_current(connector.connector_id, now)[0] <= 0:
+                return S.SUSPENDED_EVSE
+        elif self.applied_limit_w(connector.connector_id, now) <= 0:
             return S.SUSPENDED_EVSE
         if connector.vehicle is not None and connector.vehicle.demand_kw() <= 0:
             return S.SUSPENDED_EV
@@ -344,7 +450,8 @@ class ChargerModel:
             "HeartbeatInterval": (str(spec.heartbeat_interval), False),
             "MeterValueSampleInterval": (str(spec.meter_interval), False),
             "MeterValuesSampledData": (
-                "Energy.Active.Import.Register,Power.Active.Import,SoC",
+                "Energy.Active.Import.Register,Power.Active.Import,SoC"
+                + (",Current.Import" if spec.ac is not None else ""),
                 False,
             ),
             "NumberOfConnectors": (str(spec.connectors), True),

@@ -4,6 +4,7 @@
     ev-sim my-day.json --strategy even-split --report out.json --plot day.png
     ev-sim --compare fair,even-split depot           # the same arrivals under both strategies
     ev-sim --compare meter,fixed office              # reading the site meter, or a fixed share
+    ev-sim --compare electrical,kw-only overbooked-depot  # amps and phases, or kW only
     ev-sim carpark --url ws://127.0.0.1:9000/ocpp    # real time, against a running controller
 
 Exit status: 0 after a run, 1 when the run itself failed (chargers could not connect, the
@@ -37,6 +38,11 @@ STRATEGIES = [s.value for s in Strategy]
 # scenario says, or the fixed capacity an operator would need without one (gridCapacity minus
 # the building's peak, no meter).
 SITE_VARIANTS = ["meter", "fixed"]
+# Runs of a scenario with the electrical model: the controller allocating amps per phase as the
+# scenario says, or in kW only (no electrical, gridCurrentLimit or maxCurrent in its config) on
+# the same chargers, cars and phase limits.
+ELECTRICAL_VARIANTS = ["electrical", "kw-only"]
+VARIANTS = SITE_VARIANTS + ELECTRICAL_VARIANTS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S1,S2",
         help="run each strategy on the same arrivals and print them side by side; for a "
         "scenario with a site, 'meter' (the controller reads the site meter) and 'fixed' (no "
-        "meter, gridCapacity minus the building's peak) are runs too",
+        "meter, gridCapacity minus the building's peak) are runs too, and for one with the "
+        "electrical model 'electrical' (as the scenario says) and 'kw-only' (the controller "
+        "without amps and phases, on the same physics)",
     )
     parser.add_argument(
         "--url",
@@ -109,11 +117,11 @@ def _strategies(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     if args.compare is None:
         return [args.strategy]
     names = [n.strip() for n in args.compare.split(",") if n.strip()]
-    unknown = [n for n in names if n not in STRATEGIES + SITE_VARIANTS]
+    unknown = [n for n in names if n not in STRATEGIES + VARIANTS]
     if unknown or not names:
         parser.error(
             f"--compare: unknown strategy {', '.join(unknown) or '(none)'}; "
-            f"choose from {', '.join(STRATEGIES + SITE_VARIANTS)}"
+            f"choose from {', '.join(STRATEGIES + VARIANTS)}"
         )
     if len(set(names)) != len(names):
         parser.error("--compare: a strategy is named twice")
@@ -173,6 +181,17 @@ def _variant(scenario: Scenario, name: str | None) -> Scenario:
         return scenario
     if name == "fixed":
         return scenario.fixed_capacity()
+    if name == "electrical":
+        if not scenario.station.has_electrical_model:
+            raise ScenarioError(
+                [
+                    "station: --compare electrical needs the electrical model (electrical, "
+                    "gridCurrentLimit or a group's maxCurrent)"
+                ]
+            )
+        return scenario
+    if name == "kw-only":
+        return scenario.kw_only()
     return scenario.with_strategy(name)
 
 
@@ -183,7 +202,7 @@ async def _run_all(
 ) -> list[DayRecord]:
     records = []
     for name, day in days:
-        label = f"{day.name} {name if name in SITE_VARIANTS else day.station.allocation.strategy}"
+        label = f"{day.name} {name if name in VARIANTS else day.station.allocation.strategy}"
         hours = day.duration_hours if args.hours is None else min(args.hours, day.duration_hours)
         progress = None if bar is None else bar(label, hours)
         try:
@@ -200,7 +219,7 @@ async def _run_all(
         finally:
             if progress is not None:
                 progress.close()
-        if name in SITE_VARIANTS:
+        if name in VARIANTS:
             records[-1].variant = name
     return records
 

@@ -10,6 +10,7 @@ from protocol.messages import (
     Measurand,
     MeterValue,
     MeterValuesRequest,
+    Phase,
     ReadingContext,
     Reason,
     SampledValue,
@@ -51,8 +52,13 @@ def status_notification(
     )
 
 
+_PHASES = (Phase.L1, Phase.L2, Phase.L3)
+
+
 def meter_sample(connector: ConnectorModel, context: ReadingContext, now: float) -> MeterValue:
-    """Power, energy register and, with a vehicle, its state of charge (4.7)."""
+    """Power, energy register, on an AC charger the current on each of its own phases (L1 to
+    L3 are the charger's phases 1 to 3, not the site's: the wiring is the installer's), and,
+    with a vehicle, its state of charge (4.7)."""
     values = [
         SampledValue(
             value=f"{connector.power_w:.1f}",
@@ -68,6 +74,17 @@ def meter_sample(connector: ConnectorModel, context: ReadingContext, now: float)
             location=Location.OUTLET,
             unit=UnitOfMeasure.WH,
         ),
+    ]
+    values += [
+        SampledValue(
+            value=f"{amps:.2f}",
+            context=context,
+            measurand=Measurand.CURRENT_IMPORT,
+            phase=phase,
+            location=Location.OUTLET,
+            unit=UnitOfMeasure.A,
+        )
+        for phase, amps in zip(_PHASES, connector.phase_a, strict=False)
     ]
     if connector.vehicle is not None:
         values.append(

@@ -1,6 +1,8 @@
-"""A picture of a simulated day: grid draw against ``gridCapacity``, the battery's energy, and
-each session's power. matplotlib is optional (``pip install 'ev-station-controller[sim]'``);
-it is imported only here, and only when a plot is asked for.
+"""A picture of a simulated day: grid draw against ``gridCapacity``, the battery's energy (or,
+for a station without a battery that has a ``gridCurrentLimit``, the current on each site
+phase against it), and each session's power. matplotlib is optional
+(``pip install 'ev-station-controller[sim]'``); it is imported only here, and only when a plot
+is asked for.
 """
 
 from __future__ import annotations
@@ -88,7 +90,31 @@ def write_plot(record: DayRecord, path: Path | str) -> None:
     grid_ax.set_title("Grid draw and station load", loc="left", fontsize="medium")
 
     stored = [s.battery_kwh for s in record.samples]
-    if record.battery_capacity_kwh is not None and all(v is not None for v in stored):
+    phase_limit = record.grid_current_limit_a
+    if record.battery_capacity_kwh is None and phase_limit is not None:
+        for index, (phase, colour) in enumerate(
+            zip(("L1", "L2", "L3"), ("tab:brown", "0.2", "tab:gray"), strict=True)
+        ):
+            battery_ax.step(
+                hours,
+                [s.phase_a[index] for s in record.samples],
+                where="post",
+                color=colour,
+                linewidth=1.0,
+                label=phase,
+            )
+        battery_ax.axhline(
+            phase_limit,
+            color="tab:red",
+            linestyle="--",
+            linewidth=1,
+            label=f"gridCurrentLimit {phase_limit:g} A",
+        )
+        battery_ax.set_ylim(bottom=0)
+        battery_ax.legend(loc="upper left", fontsize="small")
+        battery_ax.set_ylabel("A")
+        battery_ax.set_title("Current per site phase", loc="left", fontsize="medium")
+    elif record.battery_capacity_kwh is not None and all(v is not None for v in stored):
         battery_ax.plot(hours, stored, color="tab:green", linewidth=1.2, label="stored energy")
         battery_ax.axhline(
             record.battery_capacity_kwh,
@@ -103,8 +129,9 @@ def write_plot(record: DayRecord, path: Path | str) -> None:
         battery_ax.text(
             0.5, 0.5, "no battery", ha="center", va="center", transform=battery_ax.transAxes
         )
-    battery_ax.set_ylabel("kWh")
-    battery_ax.set_title("Battery energy", loc="left", fontsize="medium")
+    if phase_limit is None or record.battery_capacity_kwh is not None:
+        battery_ax.set_ylabel("kWh")
+        battery_ax.set_title("Battery energy", loc="left", fontsize="medium")
 
     for session in record.sessions:
         if not session.power:

@@ -41,7 +41,7 @@ from protocol.messages import (
     RecurrencyKindType,
 )
 
-__all__ = ["Electrical", "InstalledProfile", "ProfileStack", "to_datetime"]
+__all__ = ["Electrical", "InstalledProfile", "ProfileStack", "Rate", "to_datetime"]
 
 Purpose = ChargingProfilePurposeType
 Unit = ChargingRateUnitType
@@ -72,6 +72,22 @@ class Electrical:
         """Rounded down to the 0.1 the schema allows, so the figure never overstates a limit."""
         value = watts if unit is Unit.W else watts / (self.voltage * self.phases)
         return math.floor(value * 10 + 1e-9) / 10
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """One schedule period's limit as sent: a value in W (the whole connector) or in A (per
+    phase), with the period's ``numberPhases`` (None: not given)."""
+
+    limit: float
+    unit: Unit
+    number_phases: int | None = None
+
+    def amps_per_phase(self, voltage: float, phases: int) -> float:
+        """The current per phase it allows a load drawing on ``phases`` phases."""
+        if self.unit is Unit.A:
+            return self.limit
+        return self.limit / (voltage * phases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,10 +228,39 @@ class ProfileStack:
         """What the profiles allow on ``connector_id`` at ``now`` (inf: nothing limits it).
         Connector 0 gives the ChargePointMaxProfile. ``transaction_start`` anchors Relative
         schedules; without a transaction they start "now", i.e. their first period applies."""
+        own, cap = self.rates(connector_id, now, transaction_start)
+        return min(self._watts(own), self._watts(cap))
+
+    def limit_per_phase(
+        self,
+        connector_id: int,
+        now: datetime,
+        transaction_start: datetime | None,
+        phases: int,
+    ) -> tuple[float, int]:
+        """The current per phase (A; inf: nothing limits it) the profiles allow a load on
+        ``connector_id`` that can draw on ``phases`` phases, and the phases it may use: the
+        winning profile's ``numberPhases`` lowers them. A limit in A is per phase whatever the
+        phases; one in W is shared by the phases used."""
+        own, cap = self.rates(connector_id, now, transaction_start)
+        if own is not None and own.number_phases is not None:
+            phases = max(1, min(phases, own.number_phases))
+        voltage = self.electrical.voltage
+        amps = min(
+            math.inf if rate is None else rate.amps_per_phase(voltage, phases)
+            for rate in (own, cap)
+        )
+        return amps, phases
+
+    def rates(
+        self, connector_id: int, now: datetime, transaction_start: datetime | None = None
+    ) -> tuple[Rate | None, Rate | None]:
+        """The connector's own winning limit (its TxProfile, else a TxDefaultProfile; None on
+        connector 0) and the ChargePointMaxProfile's, each None when none is in force."""
         cap = self._winner(self._of(Purpose.CHARGE_POINT_MAX_PROFILE, (0,)), now, None)
         if connector_id == 0:
-            return math.inf if cap is None else cap
-        own: float | None = None
+            return None, cap
+        own: Rate | None = None
         if transaction_start is not None:
             own_profiles = self._of(Purpose.TX_PROFILE, (connector_id,))
             own = self._winner(own_profiles, now, transaction_start)
@@ -224,7 +269,12 @@ class ProfileStack:
             # Highest level first; at equal level the connector's own profile beats connector 0.
             candidates.sort(key=lambda p: (p.stack_level, p.connector_id != 0), reverse=True)
             own = self._first_in_force(candidates, now, transaction_start)
-        return min(math.inf if own is None else own, math.inf if cap is None else cap)
+        return own, cap
+
+    def _watts(self, rate: Rate | None) -> float:
+        if rate is None:
+            return math.inf
+        return self.electrical.to_watts(rate.limit, rate.unit, rate.number_phases)
 
     def composite(
         self,
@@ -257,13 +307,13 @@ class ProfileStack:
 
     def _winner(
         self, profiles: list[InstalledProfile], now: datetime, tx_start: datetime | None
-    ) -> float | None:
+    ) -> Rate | None:
         profiles.sort(key=lambda p: p.stack_level, reverse=True)
         return self._first_in_force(profiles, now, tx_start)
 
     def _first_in_force(
         self, profiles: Iterable[InstalledProfile], now: datetime, tx_start: datetime | None
-    ) -> float | None:
+    ) -> Rate | None:
         for installed in profiles:
             limit = self._limit_at(installed, now, tx_start)
             if limit is not None:
@@ -289,7 +339,7 @@ class ProfileStack:
 
     def _limit_at(
         self, installed: InstalledProfile, now: datetime, tx_start: datetime | None
-    ) -> float | None:
+    ) -> Rate | None:
         profile = installed.profile
         if profile.valid_from is not None and now < profile.valid_from:
             return None
@@ -308,9 +358,7 @@ class ProfileStack:
                 current = period
         if current is None:
             return None
-        return self.electrical.to_watts(
-            current.limit, schedule.charging_rate_unit, current.number_phases
-        )
+        return Rate(current.limit, schedule.charging_rate_unit, current.number_phases)
 
     def _changes(
         self, start: datetime, end: datetime, tx_start: datetime | None

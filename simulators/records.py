@@ -27,6 +27,9 @@ class Sample:
     connection_before_kw: float | None = None
     # ... and just before the step's instant (differs from the above at a step of a profile).
     connection_arriving_kw: float | None = None
+    # The chargers' current on each site phase L1, L2, L3 (A): AC chargers through their
+    # wiring, the others as balanced three-phase loads.
+    phase_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def connection_kw(self) -> float | None:
@@ -62,6 +65,10 @@ class SessionRecord:
     # then taken as flat at max_kw, delivered_kwh / max_kw).
     unlimited_s: float | None = None
     power: list[tuple[float, float]] = field(default_factory=list)  # (at, kW) per step
+    # Times its charger suspended it (Charging -> SuspendedEVSE) after it had drawn power.
+    pauses: int = 0
+    # The longest stretch it drew nothing while it still wanted energy (seconds).
+    longest_wait_s: float = 0.0
 
     @property
     def plugged(self) -> bool:
@@ -93,6 +100,10 @@ class DayRecord:
     grid_capacity_kw: float
     battery_capacity_kwh: float | None
     connection_limit_kw: float | None = None  # with a simulated site: the connection's limit
+    grid_current_limit_a: float | None = None  # the station's gridCurrentLimit (A per phase)
+    # The highest current on each site phase the instant a car started, before the controller
+    # answered (it draws under its TxDefaultProfile, the others at their old limits).
+    start_peak_a: tuple[float, float, float] = (0.0, 0.0, 0.0)
     meter_interval_s: float | None = None  # with a site meter the controller reads
     meter_polls: int = 0  # readings of the simulated site meter the controller took
     variant: str | None = None  # the name a comparison gave this run ("meter", "fixed")

@@ -28,6 +28,18 @@ The figures (camelCase keys, kW and kWh):
   two steps the connection point is taken as linear from one to the next), and
   ``meterIntervalSeconds`` (null when the controller reads no meter) with ``meterPolls``, the
   readings it took.
+* ``sitePhases``: the chargers' current on each site phase L1, L2, L3 (AC chargers through
+  their wiring, the others as balanced three-phase loads) against the station's
+  ``gridCurrentLimit`` (see :func:`phase_figures`): ``limitA`` (null without one), and per
+  phase ``peakA``, ``peakAtHours`` and ``minutesOverLimit``; ``limitExceeded``; and
+  ``startPeakA``, the highest at the instant a car started, before the controller answered
+  (it draws under its TxDefaultProfile for that round trip, the others at their old limits;
+  no virtual time passes, a real one lasts milliseconds).
+* ``pauses``, ``pausesPerSessionMean``, ``pausesPerSessionMax``: times a charger suspended a
+  session (Charging -> SuspendedEVSE after it had drawn power), in all and per plugged-in
+  session; ``longestWaitMinutes`` (with ``longestWaitVehicleId``): the longest stretch a
+  session drew nothing while it still wanted energy, and ``meanLongestWaitMinutes``, the
+  mean over plugged-in sessions of each one's longest such stretch.
 * ``profilesSent``: SetChargingProfile calls the controller sent (against a remote controller:
   the ones the simulated chargers received); ``profilesRejected``: how many of them a charger
   did not accept (e.g. a TxProfile for a transaction whose id the charger does not know yet).
@@ -49,6 +61,7 @@ __all__ = [
     "drivers_short",
     "format_table",
     "jain_index",
+    "phase_figures",
     "short_parts",
     "site_figures",
     "speed_share",
@@ -60,6 +73,9 @@ SHORT_TOLERANCE_KWH = 0.05
 SERIES_STEP_S = 900.0
 # Meter registers are whole Wh: the controller's energy and the meter's may differ by this.
 ENERGY_TOLERANCE_KWH = 0.001
+# Phase currents may exceed their limit by float noise only (A).
+CURRENT_TOLERANCE_A = 1e-6
+PHASES = ("L1", "L2", "L3")
 
 
 def jain_index(values: Iterable[float]) -> float | None:
@@ -233,6 +249,50 @@ def site_figures(record: DayRecord) -> dict[str, Any] | None:
     }
 
 
+def phase_figures(record: DayRecord) -> dict[str, Any]:
+    """The chargers' current on each site phase over the day against ``gridCurrentLimit``.
+    What a step measured once it settled holds until the next step (a tapering vehicle only
+    draws less), so the time over the limit is counted from one step to the next."""
+    samples = record.samples
+    limit = record.grid_current_limit_a
+    peak = dict.fromkeys(PHASES, 0.0)
+    peak_at = dict.fromkeys(PHASES, 0.0)
+    over_s = dict.fromkeys(PHASES, 0.0)
+    for index, sample in enumerate(samples):
+        span = samples[index + 1].at - sample.at if index + 1 < len(samples) else 0.0
+        for phase, amps in zip(PHASES, sample.phase_a, strict=True):
+            if amps > peak[phase]:
+                peak[phase], peak_at[phase] = amps, sample.at
+            if limit is not None and amps > limit + CURRENT_TOLERANCE_A:
+                over_s[phase] += span
+    exceeded = limit is not None and any(a > limit + CURRENT_TOLERANCE_A for a in peak.values())
+    return {
+        "limitA": limit,
+        "peakA": {p: _r(peak[p]) for p in PHASES},
+        "peakAtHours": {p: _r(peak_at[p] / 3600) for p in PHASES},
+        "minutesOverLimit": {p: _r(over_s[p] / 60) for p in PHASES},
+        "limitExceeded": exceeded,
+        "startPeakA": {p: _r(a) for p, a in zip(PHASES, record.start_peak_a, strict=True)},
+    }
+
+
+def _pauses_and_waits(sessions: Sequence[SessionRecord]) -> dict[str, Any]:
+    plugged = [s for s in sessions if s.plugged]
+    pauses = [s.pauses for s in plugged]
+    longest = max(plugged, key=lambda s: s.longest_wait_s, default=None)
+    waited = longest is not None and longest.longest_wait_s > 0
+    return {
+        "pauses": sum(pauses),
+        "pausesPerSessionMean": _r(sum(pauses) / len(pauses)) if pauses else 0.0,
+        "pausesPerSessionMax": max(pauses, default=0),
+        "longestWaitMinutes": _r(longest.longest_wait_s / 60) if waited and longest else 0.0,
+        "longestWaitVehicleId": longest.vehicle_id if waited and longest else None,
+        "meanLongestWaitMinutes": (
+            _r(sum(s.longest_wait_s for s in plugged) / len(plugged) / 60) if plugged else 0.0
+        ),
+    }
+
+
 def build_report(record: DayRecord) -> dict[str, Any]:
     samples = record.samples
     peak = max(samples, key=lambda s: s.grid_kw, default=None)
@@ -289,6 +349,8 @@ def build_report(record: DayRecord) -> dict[str, Any]:
         "sessions": len(plugged),
         "battery": battery,
         "site": site_figures(record),
+        "sitePhases": phase_figures(record),
+        **_pauses_and_waits(record.sessions),
         "limitBreaches": len(record.problems),
         "energyMismatches": len(mismatches),
         "steps": record.steps,
@@ -334,6 +396,8 @@ _ROWS: list[tuple[str, Any]] = [
     ("constrained sessions", lambda r: _num(r["constrainedSessions"])),
     ("Jain fairness (constrained)", lambda r: _num(r["jainFairness"], 3)),
     ("battery min / end (kWh)", lambda r: _battery_text(r)),
+    ("pauses per session (mean / max)", lambda r: _pauses_text(r)),
+    ("longest wait with no energy (min)", lambda r: _num(r["longestWaitMinutes"])),
     ("SetChargingProfile sent", lambda r: _num(r["profilesSent"])),
     ("  rejected by the charger", lambda r: _num(r["profilesRejected"])),
     ("sessions", lambda r: _num(r["sessions"])),
@@ -355,6 +419,24 @@ _SITE_ROWS: list[tuple[str, Any]] = [
     ("longest over the limit (s)", lambda r: _num(_site(r, "longestOverLimitSeconds"))),
     ("site meter read every (s)", lambda r: _num(_site(r, "meterIntervalSeconds"), 0)),
 ]
+
+
+def _per_phase(report: dict[str, Any], key: str) -> str:
+    values = report["sitePhases"][key]
+    return " / ".join(f"{values[p]:.1f}" for p in PHASES)
+
+
+# Shown when any report of the table holds the station to a current per phase.
+_PHASE_ROWS: list[tuple[str, Any]] = [
+    ("phase limit (A)", lambda r: _num(r["sitePhases"]["limitA"])),
+    ("peak L1 / L2 / L3 (A)", lambda r: _per_phase(r, "peakA")),
+    ("time over, L1 / L2 / L3 (min)", lambda r: _per_phase(r, "minutesOverLimit")),
+    ("at a car's start, L1 / L2 / L3 (A)", lambda r: _per_phase(r, "startPeakA")),
+]
+
+
+def _pauses_text(report: dict[str, Any]) -> str:
+    return f"{report['pausesPerSessionMean']:.2f} / {report['pausesPerSessionMax']}"
 
 
 def _share(report: dict[str, Any]) -> str:
@@ -380,7 +462,9 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
     header = [title] + [str(r.get("variant") or r["strategy"]) for r in reports]
     shown = _ROWS
     if any(r.get("site") is not None for r in reports):
-        shown = _ROWS[:2] + _SITE_ROWS + _ROWS[2:]
+        shown = shown[:2] + _SITE_ROWS + shown[2:]
+    if any(r["sitePhases"]["limitA"] is not None for r in reports):
+        shown = shown[:2] + _PHASE_ROWS + shown[2:]
     rows = [header] + [[label] + [cell(r) for r in reports] for label, cell in shown]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []

@@ -49,7 +49,7 @@ from pathlib import Path
 from protocol.messages import Reason
 from shell.clock import Clock, ManualClock, SystemClock
 from simulators.chargepoint import ChargePoint
-from simulators.charger import LocalTransaction
+from simulators.charger import SITE_PHASES, LocalTransaction
 from simulators.ends import ControllerEnd, LocalController, RemoteController, RunError
 from simulators.records import DayRecord, Sample, SessionRecord
 from simulators.scenarios import ConnectorPool, PlannedVisit, Scenario, charger_specs
@@ -73,6 +73,8 @@ METER_ON_CHANGE_W = 1.0
 START_STAGGER_S = 0.001
 # A vehicle counts as held back when its limit is this much below what it could take (kW).
 CONSTRAINED_MARGIN_KW = 0.05
+# A charger without AC phases counts as a balanced three-phase load at this voltage.
+BALANCED_VOLTAGE = 230.0
 # Draws may exceed limits by float noise only (W).
 LIMIT_TOLERANCE_W = 1e-6
 # A site the controller does not read is measured at least this often (seconds), so that the
@@ -91,6 +93,7 @@ class _Visit:
     transaction: LocalTransaction | None = None
     held_back: bool = False  # limit below demand over the interval that starts now
     announced: bool = False
+    idle_since: float | None = None  # drawing nothing while it wants energy, since then
 
     @property
     def id_tag(self) -> str:
@@ -134,12 +137,13 @@ class StationDay:
         battery = self.station.battery
         self.record = DayRecord(
             scenario=scenario.name,
-            strategy=str(self.station.allocation.strategy),
+            strategy=str(scenario.controller_config.allocation.strategy),
             mode="virtual" if virtual else "realtime",
             duration_s=self.duration_s,
             grid_capacity_kw=self.station.grid_capacity,
             battery_capacity_kwh=None if battery is None else battery.initial_capacity,
             connection_limit_kw=scenario.connection_limit_kw,
+            grid_current_limit_a=self.station.grid_current_limit,
             meter_interval_s=None if site_meter is None else site_meter.interval,
         )
         self.corners: deque[float] = deque(
@@ -170,7 +174,7 @@ class StationDay:
 
     async def open(self) -> None:
         await self.controller.start()
-        for spec in charger_specs(self.station):
+        for spec in charger_specs(self.station, self.scenario.charger_quirks):
             spec = dataclasses.replace(spec, meter_interval=self.scenario.meter_interval)
             config = self.station.charger(spec.charge_point_id)
             self.charge_points[spec.charge_point_id] = ChargePoint(
@@ -322,6 +326,9 @@ class StationDay:
         await cp.unplug(connector_id)
         self.pool.release(cp.spec.charge_point_id, connector_id)
         visit.record.left_at = at
+        self._idle(visit, at, idle=False)
+        if visit.transaction is not None:
+            visit.record.pauses = visit.transaction.pauses
         vehicle = visit.planned.vehicle
         visit.record.delivered_kwh = vehicle.delivered_kwh
         visit.record.unlimited_s = vehicle.unlimited_seconds(vehicle.delivered_kwh)
@@ -357,6 +364,9 @@ class StationDay:
             await cp.plug_in(connector_id, planned.vehicle)
             visit.transaction = await cp.start_transaction(connector_id, visit.id_tag)
             self.plugged.append(visit)
+            # The instant before the controller hears of it: the new car under its
+            # TxDefaultProfile, every other at its old limit.
+            self.record.start_peak_a = _highest(self.record.start_peak_a, self._site_phase_a())
         self.waiting = still_waiting
 
     async def _announce(self) -> bool:
@@ -471,11 +481,40 @@ class StationDay:
                 site_kw=site_kw,
                 connection_before_kw=before,
                 connection_arriving_kw=arriving,
+                phase_a=self._site_phase_a(),
             )
         )
         self.record.steps += 1
         for visit in self.plugged:
             self._check(visit, at)
+
+    def _site_phase_a(self) -> tuple[float, float, float]:
+        """The chargers' current on each site phase: an AC charger's per phase of its own
+        through its wiring; any other charger as a balanced three-phase load at 230 V
+        (docs/electrical-allocation.md)."""
+        amps = dict.fromkeys(SITE_PHASES, 0.0)
+        for cp in self.charge_points.values():
+            ac = cp.spec.ac
+            for connector in cp.model.connectors.values():
+                if ac is None:
+                    for phase in SITE_PHASES:
+                        amps[phase] += connector.power_w / (3 * BALANCED_VOLTAGE)
+                    continue
+                for site_phase, current in zip(ac.wiring, connector.phase_a, strict=False):
+                    amps[site_phase] += current
+        return amps["L1"], amps["L2"], amps["L3"]
+
+    def _idle(self, visit: _Visit, at: float, *, idle: bool) -> None:
+        """Track the stretches a session draws nothing while it wants energy; the state seen
+        at a step holds until the next one."""
+        if idle:
+            if visit.idle_since is None:
+                visit.idle_since = at
+            return
+        if visit.idle_since is not None:
+            waited = at - visit.idle_since
+            visit.record.longest_wait_s = max(visit.record.longest_wait_s, waited)
+            visit.idle_since = None
 
     def _check(self, visit: _Visit, at: float) -> None:
         cp, connector_id, tx = visit.charge_point, visit.connector_id, visit.transaction
@@ -485,6 +524,8 @@ class StationDay:
         limit_w = cp.applied_limit_w(connector_id)
         vehicle = visit.planned.vehicle
         visit.record.power.append((at, draw_w / 1000))
+        wants = connector.transaction is not None and vehicle.demand_kw() > 0
+        self._idle(visit, at, idle=wants and draw_w <= 0)
         visit.held_back = (
             connector.transaction is not None
             and limit_w / 1000 < vehicle.demand_kw() - CONSTRAINED_MARGIN_KW
@@ -517,6 +558,12 @@ class StationDay:
             if tx.transaction_id is not None:
                 visit.record.transaction_id = tx.transaction_id
                 visit.record.controller_kwh = self.controller.consumed_energy_kwh(tx.transaction_id)
+
+
+def _highest(
+    a: tuple[float, float, float], b: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    return max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2])
 
 
 def _achievable_kwh(vehicle: Vehicle, since: float, until: float) -> float:
@@ -568,10 +615,10 @@ async def run_day(
                 "in-process controller (run without --url)"
             )
         clock = SystemClock()
-        remote = RemoteController(url, scenario.station, clock.now(), rest_url)
+        remote = RemoteController(url, scenario.controller_config, clock.now(), rest_url)
         return await day(remote, clock, virtual=False).run()
     meter = None if scenario.meter is None else SiteMeter(scenario.meter)
-    station = scenario.station
+    station = scenario.controller_config
     with tempfile.TemporaryDirectory(prefix="ev-sim-") as workdir:
         try:
             if meter is not None:

@@ -16,25 +16,28 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from controller.config import (
+    ACElectrical,
     ModbusMeterConfig,
     StationConfig,
     cross_field_problems,
     validation_problems,
 )
 from protocol.messages import ChargingRateUnitType
-from simulators.charger import ChargerSpec
+from simulators.charger import AcSupply, ChargerSpec
 from simulators.site import Profile, SiteProfile
 from simulators.vehicles import ChargingCurve, CurveKind, Vehicle
 
 __all__ = [
+    "NOMINAL_VOLTAGE",
     "SCENARIO_DIR",
+    "ChargerQuirks",
     "ConnectorPool",
     "GeneratorSpec",
     "PlannedVisit",
@@ -50,6 +53,8 @@ __all__ = [
 ]
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+# The voltage an AC vehicle's maxCurrent is turned into kW with when maxPowerKw is not given.
+NOMINAL_VOLTAGE = 230.0
 
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -76,6 +81,21 @@ def _ordered(pair: tuple[float, float], name: str) -> None:
         raise _invalid(f"{name}: the minimum must not exceed the maximum")
 
 
+VehiclePhases = Literal[1, 2, 3]
+
+
+def _vehicle_kw(
+    max_power_kw: float | None, phases: int | None, max_current: float | None
+) -> float | None:
+    """A vehicle's maximum in kW: as given, else what its onboard charger's current allows on
+    its phases at the nominal voltage (None: not enough to say)."""
+    if max_power_kw is not None:
+        return max_power_kw
+    if phases is None or max_current is None:
+        return None
+    return max_current * NOMINAL_VOLTAGE * phases / 1000
+
+
 class VehicleSpec(_Model):
     """One listed visit. ``chargerId`` absent (or ``"any"``): any free connector;
     ``connector`` is the OCPP connector id (1-based) on that charger."""
@@ -89,14 +109,19 @@ class VehicleSpec(_Model):
     soc: Fraction
     target_soc: Fraction = 1.0
     target_energy_kwh: NonNegative | None = None
-    max_power_kw: Positive
+    max_power_kw: Positive | None = None
     curve: CurveKind = CurveKind.DC
     leave_when_done: bool = False
+    # An AC onboard charger: the phases it draws on and its current per phase (A).
+    phases: VehiclePhases | None = None
+    max_current: Positive | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.departure <= self.arrival:
             raise _invalid("departure must be after arrival")
+        if _vehicle_kw(self.max_power_kw, self.phases, self.max_current) is None:
+            raise _invalid("give maxPowerKw, or phases and maxCurrent")
         if self.connector is not None and self.charger_id in (None, "any"):
             raise _invalid("a connector needs a chargerId")
         return self
@@ -108,13 +133,17 @@ class VehicleType(_Model):
     name: str
     weight: Positive = 1.0
     battery_kwh: tuple[Positive, Positive]
-    max_power_kw: Positive
+    max_power_kw: Positive | None = None
     curve: CurveKind = CurveKind.DC
     chargers: tuple[str, ...] = ()  # the chargers it may use; empty: any
+    phases: VehiclePhases | None = None
+    max_current: Positive | None = None
 
     @model_validator(mode="after")
     def _ranges(self) -> Self:
         _ordered(self.battery_kwh, "batteryKwh")
+        if _vehicle_kw(self.max_power_kw, self.phases, self.max_current) is None:
+            raise _invalid("give maxPowerKw, or phases and maxCurrent")
         return self
 
 
@@ -172,10 +201,22 @@ class SiteSpec(_Model):
         )
 
 
+class ChargerQuirks(_Model):
+    """How a simulated charger departs from the rules (simulator only, not controller config):
+    ``belowMinimum`` ``"clamp"`` draws the AC minimum current when sent less, as some hardware
+    does, instead of suspending the car."""
+
+    below_minimum: Literal["suspend", "clamp"] = "suspend"
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
     station: StationConfig
+    # The controller's own config when it is not ``station`` (ev-sim --compare kw-only): the
+    # chargers, vehicles and the limits the report holds the day to always follow ``station``.
+    controller_station: StationConfig | None = None
+    charger_quirks: dict[str, ChargerQuirks] = Field(default_factory=dict)
     duration_hours: Annotated[float, Field(gt=0, le=168)] = 24.0
     meter_interval: Annotated[int, Field(ge=1)] = 60
     arrivals: tuple[VehicleSpec, ...] | None = None
@@ -204,13 +245,50 @@ class Scenario(_Model):
     def with_strategy(self, strategy: str) -> Scenario:
         """The same day with another allocation strategy (for comparisons)."""
         data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
-        data["station"].setdefault("allocation", {})["strategy"] = strategy
+        for key in ("station", "controllerStation"):
+            if key in data:
+                data[key].setdefault("allocation", {})["strategy"] = strategy
+        return parse_scenario(json.dumps(data))
+
+    @property
+    def controller_config(self) -> StationConfig:
+        """What the controller runs: ``controllerStation`` if given, else ``station``."""
+        return self.station if self.controller_station is None else self.controller_station
+
+    def kw_only(self) -> Scenario:
+        """The same day with a controller that knows nothing of amps and phases: its config
+        loses every charger's ``electrical``, ``gridCurrentLimit`` and the groups'
+        ``maxCurrent`` (a group with only a current limit gets the power that allows on three
+        balanced phases), and ``gridCapacity`` becomes at most what ``gridCurrentLimit``
+        allows balanced (3 x 230 V x the limit). The chargers, the vehicles and the limits the
+        report holds the day to stay those of ``station``."""
+        if not self.station.has_electrical_model:
+            raise ScenarioError(
+                [
+                    "station: kw-only needs a station with the electrical model (electrical, "
+                    "gridCurrentLimit or a group's maxCurrent)"
+                ]
+            )
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        controller = data["station"]
+        limit = controller.pop("gridCurrentLimit", None)
+        if limit is not None:
+            balanced = _balanced_kw(limit)
+            controller["gridCapacity"] = min(controller["gridCapacity"], balanced)
+        for charger in controller["chargers"]:
+            electrical = charger.pop("electrical", None)
+            if electrical is not None and electrical.get("kind") == "AC":
+                charger["phases"] = electrical.get("phases", 3)
+                charger["voltage"] = electrical.get("voltage", 230.0)
+        _strip_group_currents(controller.get("groups", []))
+        data["controllerStation"] = controller
+        data["station"] = self.model_dump(mode="json", by_alias=True, exclude_none=True)["station"]
         return parse_scenario(json.dumps(data))
 
     @property
     def meter(self) -> ModbusMeterConfig | None:
         """The Modbus meter the controller reads, if its station has one."""
-        meter = self.station.site.meter
+        meter = self.controller_config.site.meter
         return meter if isinstance(meter, ModbusMeterConfig) else None
 
     @property
@@ -243,6 +321,22 @@ class Scenario(_Model):
         return parse_scenario(json.dumps(data))
 
 
+def _balanced_kw(amps: float) -> float:
+    """kW that ``amps`` per phase carry on three balanced phases at the nominal voltage."""
+    return 3 * NOMINAL_VOLTAGE * amps / 1000
+
+
+def _strip_group_currents(groups: list[dict[str, object]]) -> None:
+    for group in groups:
+        amps = group.pop("maxCurrent", None)
+        if amps is not None and "maxPower" not in group:
+            assert isinstance(amps, float | int)
+            group["maxPower"] = _balanced_kw(amps)
+        children = group.get("groups", [])
+        assert isinstance(children, list)
+        _strip_group_currents(children)
+
+
 @dataclass(frozen=True, slots=True)
 class PlannedVisit:
     vehicle: Vehicle
@@ -273,7 +367,13 @@ def parse_scenario(text: str | bytes) -> Scenario:
     except ValidationError as error:
         raise ScenarioError(validation_problems(error)) from None
     problems = [f"station.{p}" for p in cross_field_problems(scenario.station)]
+    if scenario.controller_station is not None:
+        problems += [
+            f"controllerStation.{p}" for p in cross_field_problems(scenario.controller_station)
+        ]
+        problems += _controller_station_problems(scenario)
     problems += _reference_problems(scenario)
+    problems += _quirk_problems(scenario)
     problems += _site_problems(scenario)
     if problems:
         raise ScenarioError(problems)
@@ -316,6 +416,29 @@ def _reference_problems(scenario: Scenario) -> list[str]:
     return problems
 
 
+def _controller_station_problems(scenario: Scenario) -> list[str]:
+    controller = scenario.controller_station
+    assert controller is not None
+    physical = {c.id: c.connectors for c in scenario.station.chargers}
+    if {c.id: c.connectors for c in controller.chargers} != physical:
+        return ["controllerStation.chargers: must be the station's chargers and connectors"]
+    return []
+
+
+def _quirk_problems(scenario: Scenario) -> list[str]:
+    problems: list[str] = []
+    for charger_id in scenario.charger_quirks:
+        charger = scenario.station.charger(charger_id)
+        if charger is None:
+            problems.append(f"chargerQuirks.{charger_id}: unknown charger")
+        elif charger.ac is None:
+            problems.append(
+                f"chargerQuirks.{charger_id}.belowMinimum: only an AC charger (electrical "
+                "kind AC) has a minimum current"
+            )
+    return problems
+
+
 def _profile_problems(points: ProfilePoints, where: str) -> list[str]:
     problems: list[str] = []
     for i in range(1, len(points)):
@@ -345,16 +468,20 @@ def _site_problems(scenario: Scenario) -> list[str]:
 
 
 def _listed(index: int, spec: VehicleSpec) -> PlannedVisit:
+    max_kw = _vehicle_kw(spec.max_power_kw, spec.phases, spec.max_current)
+    assert max_kw is not None  # validated
     vehicle = Vehicle(
         vehicle_id=spec.id or f"V{index + 1:04d}",
         arrival=spec.arrival,
         departure=spec.departure,
         battery_kwh=spec.battery_kwh,
         soc=spec.soc,
-        curve=ChargingCurve.of(spec.curve, spec.max_power_kw),
+        curve=ChargingCurve.of(spec.curve, max_kw),
         target_soc=spec.target_soc,
         target_energy_kwh=spec.target_energy_kwh,
         leave_when_done=spec.leave_when_done,
+        phases=spec.phases,
+        max_current=spec.max_current,
     )
     charger = None if spec.charger_id == "any" else spec.charger_id
     return PlannedVisit(vehicle, charger, spec.connector)
@@ -386,24 +513,35 @@ def _generate(spec: GeneratorSpec, duration_s: float) -> list[PlannedVisit]:
         soc = round(rng.uniform(*spec.soc), 3)
         target = max(soc, round(rng.uniform(*spec.target_soc), 3))
         dwell = round(rng.uniform(*spec.dwell_minutes) * 60)
+        max_kw = _vehicle_kw(kind.max_power_kw, kind.phases, kind.max_current)
+        assert max_kw is not None  # validated
         vehicle = Vehicle(
             vehicle_id=f"{kind.name}-{index + 1:04d}",
             arrival=arrival,
             departure=arrival + dwell,
             battery_kwh=round(rng.uniform(*kind.battery_kwh), 1),
             soc=soc,
-            curve=ChargingCurve.of(kind.curve, kind.max_power_kw),
+            curve=ChargingCurve.of(kind.curve, max_kw),
             target_soc=target,
             leave_when_done=spec.leave_when_done,
+            phases=kind.phases,
+            max_current=kind.max_current,
         )
         visits.append(PlannedVisit(vehicle, chargers=kind.chargers))
     return visits
 
 
-def charger_specs(station: StationConfig) -> list[ChargerSpec]:
-    """Simulated hardware for each charger of a station config (kW -> W)."""
+def charger_specs(
+    station: StationConfig, quirks: dict[str, ChargerQuirks] | None = None
+) -> list[ChargerSpec]:
+    """Simulated hardware for each charger of a station config (kW -> W): an AC charger
+    (``electrical`` of kind AC) with its phases, voltage, minimum and maximum current and
+    wiring, and the quirks the scenario gives it."""
+    quirks = quirks or {}
     specs = []
     for charger in station.chargers:
+        ac = charger.ac
+        supply = None if ac is None else _ac_supply(charger.max_power, ac, quirks.get(charger.id))
         units = (
             (ChargingRateUnitType.A,)
             if charger.rate_unit == "A"
@@ -414,13 +552,26 @@ def charger_specs(station: StationConfig) -> list[ChargerSpec]:
                 charge_point_id=charger.id,
                 connectors=charger.connectors,
                 max_power_w=charger.max_power * 1000,
-                voltage=charger.voltage,
-                phases=charger.phases,
+                voltage=charger.voltage if ac is None else ac.voltage,
+                phases=charger.phases if ac is None else ac.phases,
                 smart_charging=charger.smart_charging,
                 rate_units=units,
+                ac=supply,
             )
         )
     return specs
+
+
+def _ac_supply(max_power_kw: float, ac: ACElectrical, quirks: ChargerQuirks | None) -> AcSupply:
+    # maxCurrent defaults to what maxPower allows (docs/configuration.md); maxPower caps the
+    # charger's draw either way (ChargerSpec.max_power_w).
+    most = max_power_kw * 1000 / (ac.voltage * ac.phases)
+    return AcSupply(
+        min_current=ac.min_current,
+        max_current=most if ac.max_current is None else ac.max_current,
+        wiring=ac.site_phases(),
+        below_minimum="suspend" if quirks is None else quirks.below_minimum,
+    )
 
 
 class ConnectorPool:

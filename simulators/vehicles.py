@@ -7,6 +7,11 @@ its curve allows at its state of charge, and every kWh it absorbs is counted onc
 Curves. A DC fast-charging battery takes its full power up to about 80 % state of charge, then
 the battery management tapers it roughly linearly to about a tenth of the maximum at 100 %. An
 AC onboard charger is flat almost to the top (about 95 %), then tapers to about a third.
+
+Phases. An AC onboard charger draws on 1, 2 or 3 phases, at most ``max_current`` A on each
+(16 A on one phase is 3.7 kW, 32 A on three 22 kW): on an AC charger it draws on the fewer of
+its own and the charger's phases (:mod:`simulators.charger`). ``phases`` None is a vehicle that
+takes whatever phases the charger offers (and a DC vehicle, which has no onboard charger).
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class Vehicle:
     target_soc: float = 1.0
     target_energy_kwh: float | None = None
     leave_when_done: bool = False
+    phases: int | None = None  # AC phases its onboard charger uses; None: what it is offered
+    max_current: float | None = None  # A per phase its onboard charger takes; None: no cap
     delivered_kwh: float = 0.0
     initial_soc: float = field(init=False)
 
@@ -86,6 +93,10 @@ class Vehicle:
             raise ValueError("departure must not be before arrival")
         if self.target_energy_kwh is not None and self.target_energy_kwh < 0:
             raise ValueError("target_energy_kwh must not be negative")
+        if self.phases is not None and self.phases not in (1, 2, 3):
+            raise ValueError("phases must be 1, 2 or 3")
+        if self.max_current is not None and not self.max_current > 0:
+            raise ValueError("max_current must be positive")
         self.initial_soc = self.soc
 
     @property

@@ -108,3 +108,19 @@ def test_another_process_gives_the_same_report(
     )
     assert done.returncode == 0, done.stderr
     assert without_wall_clock(json.loads(report.read_text())) == first
+
+
+def overbooked_evening() -> str:
+    """The first two hours of the overbooked depot: forty AC chargers, one- and
+    three-phase cars on rotated wiring, shares below 6 A (the kW-only controller)."""
+    shipped = load_scenario("overbooked-depot").kw_only()
+    data = shipped.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["durationHours"] = 2
+    return json.dumps(data)
+
+
+async def test_an_overbooked_ac_evening_twice_gives_the_same_report() -> None:
+    scenario = overbooked_evening()
+    report = await one_day(scenario)
+    assert report["pauses"] > 0 and report["sitePhases"]["peakA"]["L1"] > 0
+    assert await one_day(scenario) == report

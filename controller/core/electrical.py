@@ -55,9 +55,20 @@ def convert(value: float, unit: LimitUnit, to: LimitUnit, ac: ACElectrical | Non
     return float(math.ceil(kw_of_current(ac, value, ac.phases) - _NOISE))
 
 
+def idle(session: Session, ac: ACElectrical | None) -> bool:
+    """A car on an AC charger that draws so little that what it was learned to take is below
+    its minimum current: finished, or resting. Kept at its minimum it would hold 6 A on each
+    of its phases that a waiting car could charge with (docs/electrical.md, "Idle cars")."""
+    learned = session.learned_max_power
+    if ac is None or learned is None:
+        return False
+    return learned < kw_of_current(ac, ac.min_current, phases_used(ac, session))
+
+
 def electrical_demand_of(session: Session, ac: ACElectrical | None) -> ElectricalDemand:
     """``ac``: the session's charger, if AC (a car with more phases than its charger draws
-    on the charger's)."""
+    on the charger's). An idle car is paused (pinned at 0 A) until the next rotation
+    boundary offers it its minimum again."""
     phases = session.phases_in_use
     if ac is None:
         phases = None
@@ -69,4 +80,5 @@ def electrical_demand_of(session: Session, ac: ACElectrical | None) -> Electrica
         started_at=session.started_at,
         vehicle_max_power=session.cap,
         phases=phases,
+        fixed=0.0 if idle(session, ac) else None,
     )

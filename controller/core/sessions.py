@@ -57,6 +57,9 @@ class Session:
     # Which of the charger's phases its readings show it uses; a restart learns them again
     # from the next readings (controller.core.phases).
     phase_learner: PhaseLearner = field(default_factory=PhaseLearner, metadata=TRANSIENT)
+    # When it last ran again after waiting at 0: a car needs time to ramp up after a pause
+    # as after its start, before what it draws says what it can take.
+    resumed_at: float | None = field(default=None, metadata=TRANSIENT)
     # With the electrical model, what the last allocation gave it: A per phase on an AC
     # charger (None otherwise), and the site phases it is counted on.
     allocated_current: float | None = field(default=None, metadata=TRANSIENT)

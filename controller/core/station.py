@@ -69,6 +69,7 @@ from controller.core.electrical import (
     convert,
     current_for_kw,
     electrical_demand_of,
+    idle,
     kw_of_current,
     limit_unit,
     phases_used,
@@ -670,9 +671,21 @@ class StationCore:
         self._dirty_chargers.add(charger.charger_id)
         self._outdated = True
         trigger = LimitTrigger.LIMITABLE if smart else LimitTrigger.UNLIMITABLE
-        for book in self._charger_books[charger.charger_id].values():
+        books = self._charger_books[charger.charger_id]
+        # Until now its cars could draw what the hardware allows, and next its failsafe
+        # default: the books hold the larger until a limit of their own is accepted.
+        holds: dict[str, float] = {}
+        if smart:
+            failsafe = self._failsafe_hold(self._charger_config[charger.charger_id])
+            physical = self._physical_holds(charger.charger_id)
+            holds = {s: max(hold, failsafe) for s, hold in physical.items()}
+        for book in books.values():
             if book.phase not in (LimitPhase.COMMITTING, LimitPhase.SENDING):
                 book.step(trigger)  # the others follow when their call ends
+            if book.held is None and book.session_id in holds:
+                book.applied = holds[book.session_id]
+                self._sync_held(book)
+                self._dirty_books.add(book.session_id)
 
     def _start_installing(self, charger: ChargerState, now: float) -> None:
         """The charger entered INSTALLING: its failsafe default goes out as soon as the
@@ -1235,8 +1248,9 @@ class StationCore:
         limit = self._booked_kw(book, session, book.applied)
         if not math.isclose(limit, session.allocated_power, abs_tol=1e-9):
             return  # the charger does not apply the current allocation yet
+        running_since = max(session.started_at, session.resumed_at or session.started_at)
         session.learned_max_power = learned_cap(
-            session.learned_max_power, consumed, limit, now - session.started_at
+            session.learned_max_power, consumed, limit, now - running_since
         )
 
     def _booked_kw(self, book: LimitBook, session: Session, value: float) -> float:
@@ -1422,6 +1436,8 @@ class StationCore:
             now, rotating, self._last_boundary, period, self.config.allocation.pause_limit
         )
         self._last_boundary = decision.last_boundary
+        if decision.at_boundary:
+            self._offer_idle_cars_again()
         plan = allocate_electrical_holding(
             self._electrical,
             list(self._electrical_demands.values()),
@@ -1438,12 +1454,24 @@ class StationCore:
                 if since is None or session.paused_since is None:
                     kind = "session.resumed" if since is None else "session.paused"
                     self._journal.append(self._session_entry(now, kind, session))
+                if since is None:
+                    session.resumed_at = now
                 session.paused_since = since
                 self._dirty_sessions.add(session_id)
             waiting = waiting or since is not None
         # Only while someone waits does a boundary change anything.
         self._rotation_due = decision.next_boundary if waiting else None
         return plan
+
+    def _offer_idle_cars_again(self) -> None:
+        """At a rotation boundary an idle car (paused because it drew nothing) may have its
+        minimum again if it fits: it is last in the order, having the most energy, and is
+        paused again after its next readings if it still takes nothing."""
+        for session in self._sessions.values():
+            if idle(session, self._charger_config[session.charger_id].ac):
+                session.learned_max_power = None
+                self._dirty_sessions.add(session.session_id)
+                self._set_demand(session)
 
     def _pump_due(self, now: float) -> None:
         """Start the next job of the chargers whose limits the allocation changed (or that
@@ -1465,18 +1493,26 @@ class StationCore:
                 continue
             charger = self.chargers[charger_id]
             config = self._charger_config[charger_id]
-            ac = config.ac if self._electrical is not None else None
             if not charger.smart_charging:
-                sessions = [self._sessions[session_id] for session_id in books]
-                for session_id, kw in physical_maximum(config, sessions).items():
-                    if ac is None:
-                        pins[session_id] = kw
-                    else:
-                        phases = phases_used(ac, self._sessions[session_id])
-                        pins[session_id] = current_for_kw(ac, kw, phases)
+                pins.update(self._physical_holds(charger_id))
             elif self._offline_too_long(charger, now):
                 pins.update(dict.fromkeys(books, self._failsafe_hold(config)))
         return pins
+
+    def _physical_holds(self, charger_id: str) -> dict[str, float]:
+        """What the sessions of a charger that takes no limits can draw, shared as the charger
+        would share its maximum, in each book's unit."""
+        config = self._charger_config[charger_id]
+        ac = config.ac if self._electrical is not None else None
+        sessions = [self._sessions[session_id] for session_id in self._charger_books[charger_id]]
+        holds: dict[str, float] = {}
+        for session_id, kw in physical_maximum(config, sessions).items():
+            if ac is None:
+                holds[session_id] = kw
+            else:
+                phases = phases_used(ac, self._sessions[session_id])
+                holds[session_id] = current_for_kw(ac, kw, phases)
+        return holds
 
     def _failsafe_hold(self, config: ChargerConfig) -> float:
         """What a session on the charger may draw under its failsafe default, in its book's

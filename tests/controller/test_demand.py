@@ -142,3 +142,38 @@ def test_a_one_phase_car_using_its_whole_current_is_not_capped() -> None:
     h.now = LATER
     h.handle(MeterReading(h.now, "AC", 1, tx, power_kw=7.3, phase_currents=(31.7, 0.0, 0.0)))
     assert session.learned_max_power is None
+
+
+def test_a_car_that_takes_nothing_gives_its_minimum_to_one_that_waits() -> None:
+    """docs/electrical.md, "Idle cars": 10 A per phase fit one car at its 6 A minimum. When
+    the running car is full and draws nothing, it is paused and the waiting car runs; at the
+    next rotation boundary it is offered its minimum again, last (it has the most energy)."""
+    config = {
+        "stationId": "amps",
+        "gridCapacity": 100,
+        "gridCurrentLimit": 10,
+        "chargers": [
+            {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}}
+            for i in range(2)
+        ],
+        "allocation": {"rotationPeriod": 900},
+    }
+    h = CoreHarness(config_from_dict(config), now=0.0)
+    h.connect("AC0")
+    h.connect("AC1")
+    full_tx = h.start_transaction("AC0", 1)
+    waiting_tx = h.start_transaction("AC1", 1)
+    h.answer_profiles()
+    full, waiting = h.session_of(full_tx), h.session_of(waiting_tx)
+    assert (full.allocated_current, waiting.paused_since) == (10.0, 0.0)
+    h.advance(LATER)
+    h.handle(MeterReading(h.now, "AC0", 1, full_tx, power_kw=0.0, energy_register_kwh=30.0))
+    h.answer_profiles()
+    assert full.paused_since == h.now and waiting.paused_since is None
+    assert waiting.allocated_current == 10.0
+    # The boundary: the full car is offered its minimum again, but it has the most energy
+    # and the other one fits alone.
+    h.advance(900)
+    h.answer_profiles()
+    assert waiting.allocated_current == 10.0 and full.paused_since is not None
+    assert full.learned_max_power is None  # learns anew if it ever runs again

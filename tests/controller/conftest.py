@@ -22,6 +22,21 @@ def example_config(**changes: Any) -> StationConfig:
     return config_from_dict(data)
 
 
+def ac_station(count: int, grid_current: float, **extra: Any) -> dict[str, Any]:
+    """``count`` 22 kW 3-phase AC chargers AC0, AC1, ... (docs/electrical.md) on
+    ``grid_current`` A per site phase: 6 A per car fit ``grid_current / 6`` of them."""
+    return {
+        "stationId": "amps",
+        "gridCapacity": 100,
+        "gridCurrentLimit": grid_current,
+        "chargers": [
+            {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}}
+            for i in range(count)
+        ],
+        **extra,
+    }
+
+
 def many_chargers(count: int, *, grid: float) -> dict[str, Any]:
     """A station of ``count`` single-connector 22 kW chargers C000, C001, ..."""
     return {

@@ -26,7 +26,7 @@ from protocol.messages import (
     StopTransactionRequest,
 )
 from shell.clock import ManualClock
-from tests.controller.conftest import example_config, ocpp_url
+from tests.controller.conftest import ac_station, example_config, ocpp_url
 from tests.controller.ocpp_client import FakeCharger
 
 CHROMIUM = "/usr/bin/chromium"
@@ -366,18 +366,7 @@ async def test_a_paused_session_and_the_phase_bookings_show_with_the_electrical_
 ) -> None:
     """docs/electrical.md: 10 A per phase fit one 3-phase car at its 6 A minimum; the
     second waits, and the page says since when, with each site phase's booked current."""
-    ac = {"kind": "AC"}
-    config = config_from_dict(
-        {
-            "stationId": "amps",
-            "gridCapacity": 100,
-            "gridCurrentLimit": 10,
-            "chargers": [
-                {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": ac}
-                for i in range(2)
-            ],
-        }
-    )
+    config = config_from_dict(ac_station(2, 10))
     app: ControllerApp = await controller(config)
     await tab.open(app)
     await tab.live()

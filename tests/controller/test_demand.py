@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from controller.config import config_from_dict
 from controller.core.demand import RAMP_UP_SECONDS, learned_cap
 from controller.core.events import MeterReading
-from tests.controller.conftest import example_config
+from tests.controller.conftest import ac_station, example_config
 from tests.controller.core_harness import CoreHarness
 
 LATER = RAMP_UP_SECONDS + 1
@@ -119,28 +119,20 @@ def test_a_one_phase_car_using_its_whole_current_is_not_capped() -> None:
     """With the electrical model a 1-phase car on a 3-phase charger draws a third of what
     its limit would give on three phases; once its phases are learned that is its whole
     limit, so it keeps its fair share."""
-    config = {
-        "stationId": "amps",
-        "gridCapacity": 100,
-        "gridCurrentLimit": 32,
-        "chargers": [
-            {"id": "AC", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}},
-        ],
-    }
-    h = CoreHarness(config_from_dict(config), now=0.0)
-    h.connect("AC")
-    tx = h.start_transaction("AC", 1)
+    h = CoreHarness(config_from_dict(ac_station(1, 32)), now=0.0)
+    h.connect("AC0")
+    tx = h.start_transaction("AC0", 1)
     h.answer_profiles()
     session = h.session_of(tx)
     assert session.allocated_current == 31.8  # the charger's 22 kW on three phases
     for second in (1.0, 2.0):
         h.now = second
-        h.handle(MeterReading(h.now, "AC", 1, tx, phase_currents=(31.8, 0.0, 0.0)))
+        h.handle(MeterReading(h.now, "AC0", 1, tx, phase_currents=(31.8, 0.0, 0.0)))
     assert session.phases_in_use == (1,)
     h.answer_profiles()
     assert session.allocated_current == 31.8 and session.allocated_power == pytest.approx(7.314)
     h.now = LATER
-    h.handle(MeterReading(h.now, "AC", 1, tx, power_kw=7.3, phase_currents=(31.7, 0.0, 0.0)))
+    h.handle(MeterReading(h.now, "AC0", 1, tx, power_kw=7.3, phase_currents=(31.7, 0.0, 0.0)))
     assert session.learned_max_power is None
 
 
@@ -148,16 +140,7 @@ def test_a_car_that_takes_nothing_gives_its_minimum_to_one_that_waits() -> None:
     """docs/electrical.md, "Idle cars": 10 A per phase fit one car at its 6 A minimum. When
     the running car is full and draws nothing, it is paused and the waiting car runs; at the
     next rotation boundary it is offered its minimum again, last (it has the most energy)."""
-    config = {
-        "stationId": "amps",
-        "gridCapacity": 100,
-        "gridCurrentLimit": 10,
-        "chargers": [
-            {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}}
-            for i in range(2)
-        ],
-        "allocation": {"rotationPeriod": 900},
-    }
+    config = ac_station(2, 10, allocation={"rotationPeriod": 900})
     h = CoreHarness(config_from_dict(config), now=0.0)
     h.connect("AC0")
     h.connect("AC1")

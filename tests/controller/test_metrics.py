@@ -15,7 +15,7 @@ from controller.app import ControllerApp
 from controller.config import config_from_dict
 from controller.rest_auth import token_sha256
 from protocol.messages import HeartbeatRequest, MeterValue, MeterValuesRequest, SampledValue
-from tests.controller.conftest import example_config
+from tests.controller.conftest import ac_station, example_config
 from tests.controller.test_ocpp_messages import booted, start_tx
 
 T0 = "2025-01-01T00:00:00Z"
@@ -207,18 +207,7 @@ async def test_phase_bookings_and_paused_sessions_with_the_electrical_model(
     start_controller: Any, http: Callable[[ControllerApp], Http]
 ) -> None:
     """10 A per phase fit one 3-phase car at 6 A: the second waits (docs/electrical.md)."""
-    config = config_from_dict(
-        {
-            "stationId": "amps",
-            "gridCapacity": 100,
-            "gridCurrentLimit": 10,
-            "chargers": [
-                {"id": f"AC{i}", "maxPower": 22, "connectors": 1, "electrical": {"kind": "AC"}}
-                for i in range(2)
-            ],
-        }
-    )
-    app: ControllerApp = await start_controller(config)
+    app: ControllerApp = await start_controller(config_from_dict(ac_station(2, 10)))
     client = http(app)
     before = await client.metrics()
     assert ("evc_sessions_paused", frozenset()) in before

@@ -156,11 +156,9 @@ def test_the_shipped_overbooked_depot() -> None:
 # -- whole days against the controller ----------------------------------------------------------
 
 
-async def test_a_kw_only_day_suspends_three_phase_cars_below_six_amps() -> None:
-    """Shared in kW the two 3-phase cars get 4.6 kW, 6.7 A: they charge. A fourth car brings
-    them to 3.45 kW, 5 A: their chargers suspend them (pauses, a wait with no energy), while
-    the 1-phase car on L1 keeps charging."""
-    data = small_depot()
+def with_a_fourth_car(data: dict[str, Any]) -> None:
+    """A fourth charger, with a 3-phase car arriving at 20 min: shared evenly in kW the
+    3-phase cars then fall below 6 A."""
     data["station"]["chargers"].append(ac_charger(4, wiring=WIRINGS[0]))
     data["arrivals"].append(
         {
@@ -174,6 +172,14 @@ async def test_a_kw_only_day_suspends_three_phase_cars_below_six_amps() -> None:
             "curve": "ac",
         }
     )
+
+
+async def test_a_kw_only_day_suspends_three_phase_cars_below_six_amps() -> None:
+    """Shared in kW the two 3-phase cars get 4.6 kW, 6.7 A: they charge. A fourth car brings
+    them to 3.45 kW, 5 A: their chargers suspend them (pauses, a wait with no energy), while
+    the 1-phase car on L1 keeps charging."""
+    data = small_depot()
+    with_a_fourth_car(data)
     record = await run_day(parsed(data).kw_only())
     report = build_report(record)
     phases = report["sitePhases"]
@@ -199,19 +205,7 @@ async def test_the_clamp_quirk_draws_six_amps_above_its_limit() -> None:
     data = small_depot(
         chargerQuirks={f"AC{i}": {"belowMinimum": "clamp"} for i in range(1, 5)},
     )
-    data["station"]["chargers"].append(ac_charger(4, wiring=WIRINGS[0]))
-    data["arrivals"].append(
-        {
-            "chargerId": "AC4",
-            "arrival": 1200,
-            "departure": 3600,
-            "batteryKwh": 60,
-            "soc": 0.2,
-            "phases": 3,
-            "maxCurrent": 16,
-            "curve": "ac",
-        }
-    )
+    with_a_fourth_car(data)
     record = await run_day(parsed(data).kw_only())
     report = build_report(record)
     assert report["limitBreaches"] > 0

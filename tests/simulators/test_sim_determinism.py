@@ -110,17 +110,21 @@ def test_another_process_gives_the_same_report(
     assert without_wall_clock(json.loads(report.read_text())) == first
 
 
-def overbooked_evening() -> str:
+def overbooked_evening(*, electrical: bool) -> str:
     """The first two hours of the overbooked depot: forty AC chargers, one- and
-    three-phase cars on rotated wiring, shares below 6 A (the kW-only controller)."""
-    shipped = load_scenario("overbooked-depot").kw_only()
+    three-phase cars on rotated wiring; with the electrical model (pauses, rotation) or the
+    kW-only controller (shares below 6 A)."""
+    shipped = load_scenario("overbooked-depot")
+    if not electrical:
+        shipped = shipped.kw_only()
     data = shipped.model_dump(mode="json", by_alias=True, exclude_none=True)
     data["durationHours"] = 2
     return json.dumps(data)
 
 
-async def test_an_overbooked_ac_evening_twice_gives_the_same_report() -> None:
-    scenario = overbooked_evening()
+@pytest.mark.parametrize("electrical", [False, True], ids=["kw-only", "electrical"])
+async def test_an_overbooked_ac_evening_twice_gives_the_same_report(electrical: bool) -> None:
+    scenario = overbooked_evening(electrical=electrical)
     report = await one_day(scenario)
     assert report["pauses"] > 0 and report["sitePhases"]["peakA"]["L1"] > 0
     assert await one_day(scenario) == report

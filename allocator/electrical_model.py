@@ -36,7 +36,7 @@ from allocator.electrical_types import (
     ElectricalDemand,
     ElectricalStation,
 )
-from allocator.sessions import _priority_order
+from allocator.sessions import _priority_order, charger_nodes_and_starts
 from allocator.tree import ROOT, BoolArray, CompiledTree, FloatArray, IntArray, compile_tree
 
 # Kinds of charger node.
@@ -228,18 +228,7 @@ def read_sessions(
     tree = cs.tree
     count = len(demands)
     ids = [d.session_id for d in demands]
-    try:
-        node = np.fromiter(
-            map(tree.charger_node.__getitem__, [d.charger_id for d in demands]),
-            dtype=np.int64,
-            count=count,
-        )
-    except KeyError as exc:
-        raise ValueError(f"demand for unknown charger {exc.args[0]!r}") from None
-    started = [d.started_at for d in demands]
-    start = np.array(started, dtype=np.float64).reshape(count)
-    if np.isnan(start).any():
-        raise ValueError("started_at must not be NaN")
+    node, start, started = charger_nodes_and_starts(tree, demands)
     by_rank = _rank_order(ids, start, started, order)
 
     # Everything is read in the caller's order, then put in rank order at once.

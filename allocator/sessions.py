@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import is_not
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -36,6 +36,34 @@ class Sessions:
     fixed: IntArray
 
 
+class _Placed(Protocol):
+    @property
+    def charger_id(self) -> str: ...
+    @property
+    def started_at(self) -> float: ...
+
+
+def charger_nodes_and_starts(
+    tree: CompiledTree, demands: Sequence[_Placed]
+) -> tuple[IntArray, FloatArray, list[float]]:
+    """Each demand's charger node and start (as an array, and as given), in the caller's
+    order; ValueError for an unknown charger or a NaN start. Shared by both allocations."""
+    count = len(demands)
+    try:
+        node = np.fromiter(
+            map(tree.charger_node.__getitem__, [d.charger_id for d in demands]),
+            dtype=np.int64,
+            count=count,
+        )
+    except KeyError as exc:
+        raise ValueError(f"demand for unknown charger {exc.args[0]!r}") from None
+    started = [d.started_at for d in demands]
+    start = np.array(started, dtype=np.float64).reshape(count)
+    if np.isnan(start).any():
+        raise ValueError("started_at must not be NaN")
+    return node, start, started
+
+
 def read_demands(
     tree: CompiledTree, demands: Sequence[Demand], pins: Mapping[str, int] | None = None
 ) -> tuple[list[str], Sessions]:
@@ -46,19 +74,7 @@ def read_demands(
     """
     count = len(demands)
     ids = [d.session_id for d in demands]
-    try:
-        node = np.fromiter(
-            map(tree.charger_node.__getitem__, [d.charger_id for d in demands]),
-            dtype=np.int64,
-            count=count,
-        )
-    except KeyError as exc:
-        raise ValueError(f"demand for unknown charger {exc.args[0]!r}") from None
-
-    started = [d.started_at for d in demands]
-    start = np.array(started, dtype=np.float64).reshape(count)
-    if np.isnan(start).any():
-        raise ValueError("started_at must not be NaN")
+    node, start, started = charger_nodes_and_starts(tree, demands)
 
     vehicle = [d.vehicle_max_power for d in demands]
     vehicle_cap = np.floor(np.array(vehicle, dtype=np.float64).reshape(count))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from allocator.electrical import allocate_electrical
 from allocator.electrical_model import CompiledStation
 from allocator.electrical_types import ElectricalDemand, ElectricalLimit, ElectricalStation
+from allocator.holding import hold_back, value_to_send
 
 
 def sent_value(limit: ElectricalLimit) -> float:
@@ -37,12 +38,12 @@ class ElectricalHoldingPlan:
         """The value to push for a session whose charger holds ``held`` now (see
         :meth:`allocator.holding.HoldingPlan.to_send`: lowerings go to the target, a pinned
         session keeps its hold, everyone else gets the effective limit)."""
-        target = sent_value(self.target[session_id])
-        if held is not None and target < held:
-            return target
-        if held is not None and session_id in self.pinned:
-            return held
-        return sent_value(self.effective[session_id])
+        return value_to_send(
+            sent_value(self.target[session_id]),
+            sent_value(self.effective[session_id]),
+            held,
+            session_id in self.pinned,
+        )
 
 
 def allocate_electrical_holding(
@@ -66,22 +67,14 @@ def allocate_electrical_holding(
         ]
 
     target = allocate_electrical(station, with_pins(fixed), root_limit, order)
-    movable = {
+    movable = [
         d.session_id
         for d in demands
         if d.fixed is None and d.session_id in held and d.session_id not in fixed
-    }
-    # As in allocate_holding: every session not going up is pinned at its hold at once;
-    # only raise candidates remain to check.
-    pins = {s: held[s] for s in movable if sent_value(target[s]) <= held[s]}
-    if not any(sent_value(target[s]) < held[s] for s in pins):
-        return ElectricalHoldingPlan(target, target, frozenset(pins))
-    candidates = movable - pins.keys()
-    while True:
-        effective = allocate_electrical(station, with_pins({**fixed, **pins}), root_limit, order)
-        squeezed = {s: held[s] for s in candidates if sent_value(effective[s]) < held[s]}
-        if not squeezed:
-            return ElectricalHoldingPlan(target, effective, frozenset(pins))
-        # Each round pins at least one more raise candidate (a paused one too).
-        pins.update(squeezed)
-        candidates -= squeezed.keys()
+    ]
+
+    def allocate_pinned(pins: Mapping[str, float]) -> dict[str, ElectricalLimit]:
+        return allocate_electrical(station, with_pins({**fixed, **pins}), root_limit, order)
+
+    effective, pinned = hold_back(target, movable, held, sent_value, allocate_pinned)
+    return ElectricalHoldingPlan(target, dict(effective), pinned)

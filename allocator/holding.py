@@ -23,8 +23,9 @@ Confirmations shrink the holds; the next run then lets the raises through.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from allocator.api import allocate
 from allocator.tree import CompiledTree
@@ -47,12 +48,56 @@ class HoldingPlan:
         sending it would undo that lowering. Otherwise the effective limit,
         which this plan found safe to raise to.
         """
-        target = self.target[session_id].power
-        if held is not None and target < held:
-            return target
-        if held is not None and session_id in self.pinned:
-            return held
-        return self.effective[session_id].power
+        return value_to_send(
+            self.target[session_id].power,
+            self.effective[session_id].power,
+            held,
+            session_id in self.pinned,
+        )
+
+
+def value_to_send(target: float, effective: float, held: float | None, pinned: bool) -> float:
+    """See :meth:`HoldingPlan.to_send`, for limits already read in the unit of ``held``."""
+    if held is not None and target < held:
+        return target
+    if held is not None and pinned:
+        return held
+    return effective
+
+
+L = TypeVar("L")
+
+
+def hold_back(
+    target: Mapping[str, L],
+    movable: Iterable[str],
+    held: Mapping[str, float],
+    value: Callable[[L], float],
+    allocate_pinned: Callable[[Mapping[str, float]], Mapping[str, L]],
+) -> tuple[Mapping[str, L], frozenset[str]]:
+    """The effective allocation beside ``target`` and the sessions pinned at their hold.
+
+    ``movable``: sessions with a hold and no pin of their own; ``value`` reads a limit in
+    the unit of the holds; ``allocate_pinned`` allocates again with these sessions pinned.
+    Every session that is not going up is pinned at its hold at once. Pinning a session
+    above its target leaves the others less room than the target allocation had, and max-min
+    fair shares only shrink when room shrinks, so such a session could end no higher than its
+    target anyway: at or below its hold, i.e. held (squeezed) or lowered. Only raise
+    candidates remain to check.
+    """
+    movable = set(movable)
+    pins = {s: held[s] for s in movable if value(target[s]) <= held[s]}
+    if not any(value(target[s]) < held[s] for s in pins):
+        return target, frozenset(pins)
+    candidates = movable - pins.keys()
+    while True:
+        effective = allocate_pinned(pins)
+        squeezed = {s: held[s] for s in candidates if value(effective[s]) < held[s]}
+        if not squeezed:
+            return effective, frozenset(pins)
+        # Each round pins at least one more raise candidate; usually there is one round.
+        pins.update(squeezed)
+        candidates -= squeezed.keys()
 
 
 def allocate_holding(
@@ -71,26 +116,16 @@ def allocate_holding(
     """
     fixed = fixed or {}
     target = allocate(tree, demands, root_limit, strategy, fixed)
-    movable = {
+    movable = [
         d.session_id
         for d in demands
         if d.fixed is None and d.session_id in held and d.session_id not in fixed
-    }
-    # Every session that is not going up is pinned at its hold at once. Pinning a
-    # session above its target leaves the others less room than the target
-    # allocation had, and max-min fair shares only shrink when room shrinks, so
-    # such a session could end no higher than its target anyway: at or below its
-    # hold, i.e. held (squeezed) or lowered. Only raise candidates remain to check.
-    # A hold is whole kW (the limits sent are); were it not, it is counted rounded up.
-    pins = {s: math.ceil(held[s]) for s in movable if target[s].power <= held[s]}
-    if not any(target[s].power < held[s] for s in pins):
-        return HoldingPlan(target, target, frozenset(pins))
-    candidates = movable - pins.keys()
-    while True:
-        effective = allocate(tree, demands, root_limit, strategy, {**fixed, **pins})
-        squeezed = {s: math.ceil(held[s]) for s in candidates if effective[s].power < held[s]}
-        if not squeezed:
-            return HoldingPlan(target, effective, frozenset(pins))
-        # Each round pins at least one more raise candidate; usually there is one round.
-        pins.update(squeezed)
-        candidates -= squeezed.keys()
+    ]
+
+    def allocate_pinned(pins: Mapping[str, float]) -> dict[str, Limit]:
+        # A hold is whole kW (the limits sent are); were it not, it is counted rounded up.
+        whole = {s: math.ceil(kw) for s, kw in pins.items()}
+        return allocate(tree, demands, root_limit, strategy, {**fixed, **whole})
+
+    effective, pinned = hold_back(target, movable, held, lambda limit: limit.power, allocate_pinned)
+    return HoldingPlan(target, dict(effective), pinned)
